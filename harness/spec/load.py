@@ -1,0 +1,110 @@
+"""Read a YAML spec file safely and validate its shape."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness.spec.errors import SpecError
+from harness.spec.schema import Spec
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    spec: Spec
+    path: str
+    text: str
+
+
+def read_yaml_mapping(path: Path, what: str = "spec") -> tuple[dict[str, Any], str]:
+    """A YAML file's top-level mapping and its text; any problem is a SpecError naming the file."""
+    shown = str(path)
+    if not path.is_file():
+        raise SpecError(shown, None, f"{what} file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        # safe_load builds plain data only: a !!python tag is refused, never executed
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(shown, None, f"invalid YAML: {where}{problem}") from None
+    if data is None:
+        raise SpecError(shown, None, f"the {what} file is empty; expected a mapping with at least 'name'")
+    if not isinstance(data, dict):
+        raise SpecError(shown, None, f"expected a mapping at the top level, got {type(data).__name__}")
+    return data, text
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    path = Path(path)
+    data, text = read_yaml_mapping(path)
+    base = data.get("base")
+    if isinstance(base, str):
+        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        try:
+            data["base"], _ = read_yaml_mapping(base_path, what="base config")
+        except SpecError as exc:
+            raise SpecError(str(path), "base", f"{exc.path}: {exc.message}") from None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(str(path), exc, Spec) from None
+    return LoadedSpec(spec=spec, path=str(path), text=text)
+
+
+def validation_error(path: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
+    """The first pydantic error as a SpecError naming the key and what is allowed there."""
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(((prefix,) if prefix else ()) + loc) or None
+    if err["type"] == "extra_forbidden":
+        allowed = allowed_keys(model, loc[:-1])
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return SpecError(path, key, f"unknown key{hint}")
+    msg = err["msg"]
+    if err["type"] not in ("value_error", "assertion_error") and "input" in err:
+        msg = f"{msg} (got {err['input']!r})"
+    return SpecError(path, key, msg)
+
+
+def allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """Field names of the model reached by following `loc` from `model` (empty if not a model)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            # a dict[str, Model] level: the key is a name, the model is the value type
+            current = _value_model(current)
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = _inner_model(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None and found is not type(None):
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                return found
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return annotation
+    return None
+
+
+def _value_model(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return _inner_model(args[-1]) if args else None

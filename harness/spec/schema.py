@@ -1,0 +1,62 @@
+"""The shape of a YAML ablation spec, validated with pydantic before anything is expanded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AxisValues = dict[str, list[Any]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Variant(_Strict):
+    # how the variant is named in reports (defaults to its key)
+    label: str | None = None
+    # Table 8 recipe presets applied before `set`
+    presets: list[str] = Field(default_factory=list)
+    # config overrides (dotted keys or nested mappings)
+    set: dict[str, Any] = Field(default_factory=dict)
+    # axes for this variant instead of the spec's ({} runs it once)
+    axes: AxisValues | None = None
+    # seeds for this variant instead of the spec's
+    seeds: list[int] | None = None
+
+
+class ProfileVariant(_Strict):
+    presets: list[str] = Field(default_factory=list)
+    set: dict[str, Any] = Field(default_factory=dict)
+    axes: AxisValues | None = None
+    seeds: list[int] | None = None
+
+
+class Profile(_Strict):
+    description: str = ""
+    # overrides applied to every run, after the variant's own
+    set: dict[str, Any] = Field(default_factory=dict)
+    # axes replacing the spec's
+    axes: AxisValues | None = None
+    # seeds replacing the spec's
+    seeds: list[int] | None = None
+    # per-variant overrides, applied last
+    variants: dict[str, ProfileVariant] = Field(default_factory=dict)
+    # run only these variants (None: all)
+    only: list[str] | None = None
+
+
+class Spec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    # the paper table this spec rebuilds
+    table: int | None = None
+    # the base run config (resolved from a path by the loader)
+    base: dict[str, Any] = Field(default_factory=dict)
+    # dotted config keys -> values, expanded as a cartesian product
+    axes: AxisValues = Field(default_factory=dict)
+    # named override sets; a row of a paper table is a variant
+    variants: dict[str, Variant] = Field(default_factory=lambda: {"default": Variant()})
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    profiles: dict[str, Profile] = Field(default_factory=dict)
