@@ -90,6 +90,10 @@ class AugmentConfig(Frozen):
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     # random-erasing probability
     random_erasing: float = Field(0.25, ge=0.0, le=1.0)
+    # smallest area fraction of the random-resized crop (timm's scale lower bound)
+    crop_scale_min: float = Field(0.08, gt=0.0, le=1.0)
+    # horizontal-flip probability
+    hflip: float = Field(0.5, ge=0.0, le=1.0)
     # repeated augmentation (each image seen `repeats` times per epoch, differently augmented)
     repeated_aug: bool = True
     # repeats per image under repeated augmentation

@@ -79,6 +79,11 @@ def expand(loaded: LoadedSpec, profile: str | None = None) -> list[PlannedRun]:
 
 
 def _profile(spec: Spec, path: str, name: str | None) -> Profile:
+    for vname, variant in spec.variants.items():
+        for listed in variant.only_profiles or []:
+            if listed not in spec.profiles:
+                raise SpecError(path, f"variants.{vname}.only_profiles",
+                                f"unknown profile '{listed}'; known profiles: {', '.join(sorted(spec.profiles))}")
     if name is None:
         return Profile()
     if name not in spec.profiles:
@@ -95,6 +100,8 @@ def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str) -> list
     drafts = []
     for vname, variant in spec.variants.items():
         if prof.only is not None and vname not in prof.only:
+            continue
+        if variant.only_profiles is not None and prof_name not in variant.only_profiles:
             continue
         pvar = prof.variants.get(vname)
         axes = _first(pvar.axes if pvar else None, variant.axes, prof.axes, spec.axes)

@@ -24,6 +24,8 @@ class Variant(_Strict):
     axes: AxisValues | None = None
     # seeds for this variant instead of the spec's
     seeds: list[int] | None = None
+    # run this variant only under these profiles (None: always; a paper-scale run is the null profile)
+    only_profiles: list[str] | None = None
 
 
 class ProfileVariant(_Strict):

@@ -1,0 +1,30 @@
+"""submitit executors by name: local processes, in-process debug, or SLURM."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import submitit
+
+ExecutorName = Literal["auto", "local", "debug", "slurm"]
+EXECUTORS = ("auto", "local", "debug", "slurm")
+
+
+def resolve_executor(name: str) -> str:
+    """`auto` is SLURM where `srun` exists, else local processes."""
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor '{name}'; choose one of: {', '.join(EXECUTORS)}")
+    if name == "auto":
+        return "slurm" if shutil.which("srun") else "local"
+    return name
+
+
+def make_local_executor(name: str, folder: Path) -> submitit.Executor:
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "local":
+        return submitit.LocalExecutor(folder=folder)
+    if name == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    raise ValueError(f"'{name}' is not a local executor")
