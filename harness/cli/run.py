@@ -12,6 +12,23 @@ from harness import paths
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
+    app.command("status")(status)
+    app.command("logs")(logs)
+    app.command("cancel")(cancel)
+    app.command("retry")(retry)
+
+
+DbOption = typer.Option(None, "--db", help="store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)")
+
+
+def _store(db: Optional[str]):
+    from harness.store import open_store
+
+    db_url = db or paths.default_db_url()
+    if not paths.database_exists(db_url):
+        typer.echo(f"error: no store at {db_url}; run `harness run SPEC` first", err=True)
+        raise typer.Exit(2)
+    return open_store(db_url), db_url
 
 
 def run(
@@ -55,4 +72,81 @@ def run(
         for failure in result.failures:
             typer.echo(f"failed: {failure.run.short} {failure.run.describe()}: {failure.error}"
                        + (f"\n  log: {failure.log_path}" if failure.log_path else ""), err=True)
+        raise typer.Exit(1)
+
+
+def status(
+    spec: Optional[str] = typer.Argument(None, help="spec name (default: every run)"),
+    watch: bool = typer.Option(False, "--watch", help="refresh every few seconds until every run has finished"),
+    interval: float = typer.Option(5.0, help="seconds between refreshes with --watch"),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Each run's state, epoch, latest top-1, job id and elapsed time."""
+    import time
+
+    from harness.launch.control import FINISHED, format_statuses, reap_dead, statuses
+
+    store, _ = _store(db)
+    while True:
+        reap_dead(store)
+        rows = statuses(store, spec)
+        typer.echo(format_statuses(rows))
+        if not watch or all(r.status in FINISHED for r in rows):
+            return
+        time.sleep(interval)
+        typer.echo("")
+
+
+def logs(run: str = typer.Argument(..., help="run hash prefix"), db: Optional[str] = DbOption) -> None:
+    """Print a run's log."""
+    from harness.launch.control import log_text
+
+    store, _ = _store(db)
+    try:
+        typer.echo(log_text(store, run))
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+def cancel(target: str = typer.Argument(..., help="spec name or run hash prefix"), db: Optional[str] = DbOption) -> None:
+    """Cancel the unfinished runs of a spec, or one run."""
+    from harness.launch.control import cancel as cancel_runs
+
+    store, _ = _store(db)
+    try:
+        cancelled = cancel_runs(store, target)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"cancelled {len(cancelled)} run(s)" + "".join(f"\n  {h[:10]}" for h in cancelled))
+
+
+def retry(
+    spec: Optional[str] = typer.Argument(None, help="spec name (default: every spec)"),
+    failed: bool = typer.Option(False, "--failed", help="resubmit failed or cancelled runs (required)"),
+    executor: str = typer.Option("local", help="auto, local, debug or slurm"),
+    max_parallel: int = typer.Option(1, min=1),
+    output: Optional[Path] = typer.Option(None, help="output folder (default: $HARNESS_OUTPUT or ./runs)"),
+    detach: bool = typer.Option(False, "--detach"),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Resubmit failed or cancelled runs; each resumes from its last checkpoint."""
+    from harness.launch import LaunchOptions
+    from harness.launch.control import failed_runs
+    from harness.launch.launcher import submit_runs
+
+    if not failed:
+        typer.echo("error: say which runs to retry: --failed", err=True)
+        raise typer.Exit(2)
+    store, db_url = _store(db)
+    runs = failed_runs(store, spec)
+    if not runs:
+        typer.echo("nothing to retry")
+        return
+    options = LaunchOptions(executor=executor, max_parallel=max_parallel, output=paths.output_root(output),
+                            detach=detach)
+    result = submit_runs(runs, store, db_url, options, progress=lambda line: typer.echo(line))
+    typer.echo(f"{len(result.submitted)} resubmitted, {len(result.failures)} failed again")
+    if result.failures:
         raise typer.Exit(1)

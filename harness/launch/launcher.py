@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import paths
+from harness.launch.control import job_id
 from harness.launch.executors import make_local_executor, resolve_executor
 from harness.launch.job import RunJob
 from harness.launch.plan import PlanEntry, dependency_order, plan
@@ -76,7 +77,15 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: Any, db_url: str,
     store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
     store.register_runs(loaded.spec.name, [e.run for e in entries])
     result = LaunchResult(entries)
-    to_run = dependency_order(e.run for e in entries if e.state == "to_run")
+    submit_runs([e.run for e in entries if e.state == "to_run"], store, db_url, options, progress, result)
+    return result
+
+
+def submit_runs(runs: list[PlannedRun], store: Any, db_url: str, options: LaunchOptions,
+                progress: Progress = print, result: LaunchResult | None = None) -> LaunchResult:
+    """Submit registered runs (dependencies first) and, unless detached, wait for them."""
+    result = result or LaunchResult([])
+    to_run = dependency_order(runs)
     if not to_run:
         return result
     executor = resolve_executor(options.executor)
@@ -86,9 +95,8 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: Any, db_url: str,
 
         submit_graph(to_run, jobs, store, options, progress)
         result.submitted = [r.hash for r in to_run]
-        if options.detach:
-            return result
-        _wait_cluster(to_run, store, options, progress, result)
+        if not options.detach:
+            _wait_cluster(to_run, store, options, progress, result)
         return result
     _run_locally(executor, to_run, jobs, store, options, progress, result)
     return result
@@ -125,7 +133,8 @@ def _run_locally(executor_name: str, to_run: list[PlannedRun], jobs: dict[str, R
                     watch.event(run, f"failed: {blocked}")
                     continue
                 job = executor.submit(jobs[run.hash])
-                store.set_status(run.hash, "submitted", job_id=str(job.job_id), log_path=str(job.paths.stderr))
+                store.set_status(run.hash, "submitted", job_id=job_id(executor_name, str(job.job_id)),
+                                 log_path=str(job.paths.stderr))
                 result.submitted.append(run.hash)
                 watch.event(run, f"submitted (job {job.job_id})")
                 if executor_name == "debug":
