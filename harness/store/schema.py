@@ -1,0 +1,117 @@
+"""The results store's tables, as SQLAlchemy 2.0 ORM classes (the current schema revision).
+
+Alembic migrations under `migrations/versions/` build this schema step by step; a test checks that
+the migrated schema equals these classes. Change a table here only together with a new revision.
+
+experiments       one row per spec name: its YAML text and path
+runs              one row per run hash: resolved config, status, times, host, error, job, provenance, source
+run_memberships   which experiment/profile a run belongs to, as which variant, label, axis coordinates and seed
+metrics           per-epoch metrics: (run, epoch, name) -> value, unique
+final_metrics     the final numeric metrics of a run: (run, name) -> value
+run_info          final text facts of a run (device, dtype...): (run, key) -> value
+predictions       per-head val-set predictions as a compact numpy blob
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# profile of a membership without a profile (NULLs would defeat the unique constraint)
+NO_PROFILE = ""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("name", name="uq_experiments_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec_text: Mapped[str] = mapped_column(Text, default="")
+    spec_path: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("hash", name="uq_runs_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # epoch reported by the last heartbeat
+    epoch: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    log_path: Mapped[str | None] = mapped_column(Text)
+    # revision 2: where the code and machine came from (harness.provenance.collect())
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # revision 2: the git commit of the harness that ran it, from provenance (indexed for queries)
+    git_commit: Mapped[str | None] = mapped_column(String(64), index=True)
+    # revision 2: None for runs trained here; a name for results imported from elsewhere
+    source: Mapped[str | None] = mapped_column(String(200), index=True)
+
+
+class RunMembership(Base):
+    __tablename__ = "run_memberships"
+    __table_args__ = (UniqueConstraint("experiment_id", "run_id", "profile", name="uq_membership"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    profile: Mapped[str] = mapped_column(String(100), default=NO_PROFILE)
+    variant: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(Text)
+    coords: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class FinalMetric(Base):
+    __tablename__ = "final_metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class RunInfo(Base):
+    __tablename__ = "run_info"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # numpy dtype string of `data` (e.g. int16) and the array's shape as JSON
+    dtype: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[list[int]] = mapped_column(JSON)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,490 @@
+"""The results store: the only code that speaks SQL.
+
+`open_store(url)` opens (and, for a new database, creates) a store; its methods register specs
+and runs, record what a running job reports, and read everything back as plain `RunRecord`s.
+Each method is one short transaction in `Store._session`, which commits or rolls back, and write
+transactions are retried when they meet a lock or a deadlock, so many jobs can write at once.
+Writes are idempotent: registering a run twice keeps one run; logging an epoch again replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+
+import numpy as np
+from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from harness.store import db, migrate
+from harness.store.errors import StoreError, UnknownRun
+from harness.store.records import FINISHED, STATUSES, ExperimentRecord, RunRecord
+from harness.store.schema import (
+    NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
+)
+
+T = TypeVar("T")
+# rows per multi-row INSERT (SQLite allows 32,766 bound parameters per statement)
+CHUNK = 500
+# statuses in which a run is waiting or working, so an old error no longer applies
+ACTIVE = ("pending", "submitted", "requeued", "running")
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to register: what `register_runs` takes from a PlannedRun, and `import_runs` from a CSV row."""
+
+    hash: str
+    config: dict[str, Any]
+    profile: str | None
+    variant: str
+    label: str
+    coords: dict[str, Any]
+    seed: int
+    status: str = "pending"
+    source: str | None = None
+    final: Mapping[str, float] | None = None
+    info: Mapping[str, str] | None = None
+
+
+def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
+    """Open the store at `url` (default: HARNESS_DB or sqlite:///runs/harness.db).
+
+    A new database gets the current schema (unless `create` is False); an existing one must be at
+    this harness's schema revision, or `SchemaOutOfDate` says how to upgrade it.
+    """
+    store = Store(url)
+    path = db.sqlite_path(store.url)
+    if not create and path is not None and not path.exists():
+        store.close()
+        raise StoreError(f"no results store at {store.display_url} (nothing has been run with this store yet)")
+    try:
+        migrate.ensure_current(store.engine, store.url, create=create)
+    except OperationalError as exc:
+        store.close()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise StoreError(f"cannot open the results store at {store.display_url}: {db.redact(reason)}") from None
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+class Store:
+    def __init__(self, url: str | URL | None = None):
+        if url is None:
+            from harness.paths import default_db_url
+
+            url = default_db_url()
+        self.url = db.parse_url(url)
+        if self.url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise StoreError(f"unsupported database {self.display_url}: use sqlite:///FILE or postgresql+psycopg://...")
+        self.engine = db.make_engine(self.url)
+        self._writer = db.writer(self.engine)
+        self._ids: dict[str, int] = {}
+        self._ids_lock = threading.Lock()
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        self._insert = dialect.insert
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password hidden: what may be printed or logged."""
+        return db.display_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sessions -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction: commits when the block ends, rolls back if it raises."""
+        with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        def attempt() -> T:
+            with self._session(write=True) as session:
+                return work(session)
+
+        return db.with_retry(attempt)
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        def attempt() -> T:
+            with self._session() as session:
+                return work(session)
+
+        return db.with_retry(attempt)
+
+    def _upsert(self, session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str],
+                update_columns: Sequence[str] = ()) -> None:
+        """INSERT ... ON CONFLICT (keys) DO UPDATE/NOTHING, as few multi-row statements as the size allows."""
+        for start in range(0, len(rows), CHUNK):
+            stmt = self._insert(table).values(list(rows[start:start + CHUNK]))
+            if update_columns:
+                stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                                  set_={c: stmt.excluded[c] for c in update_columns})
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+            session.execute(stmt)
+
+    def _run_id(self, session: Session, run_hash: str) -> int:
+        found = self._ids.get(run_hash)
+        if found is None:
+            found = session.scalar(select(Run.id).where(Run.hash == run_hash))
+            if found is None:
+                raise UnknownRun(f"no run {run_hash} in the store at {self.display_url}")
+            with self._ids_lock:
+                self._ids[run_hash] = found
+        return found
+
+    # -- experiments and runs -------------------------------------------------------------
+
+    def register_experiment(self, name: str, spec_text: str, spec_path: str) -> None:
+        """Record a spec by name (its text and path are replaced when it is registered again)."""
+        def work(session: Session) -> None:
+            now = _now()
+            row = {"name": name, "spec_text": spec_text or "", "spec_path": str(spec_path or ""),
+                   "created_at": now, "updated_at": now}
+            self._upsert(session, Experiment.__table__, [row], ["name"], ["spec_text", "spec_path", "updated_at"])
+
+        self._write(work)
+
+    def experiments(self) -> list[ExperimentRecord]:
+        def work(session: Session) -> list[ExperimentRecord]:
+            rows = session.execute(select(Experiment.name, Experiment.spec_text, Experiment.spec_path,
+                                          Experiment.created_at, Experiment.updated_at).order_by(Experiment.name))
+            return [ExperimentRecord(r.name, r.spec_text, r.spec_path, _utc(r.created_at), _utc(r.updated_at))
+                    for r in rows]
+
+        return self._read(work)
+
+    def register_runs(self, experiment: str, runs: Iterable[Any]) -> None:
+        """Register planned runs (`harness.spec.PlannedRun`) under an experiment; idempotent.
+
+        A hash already in the store keeps its status and results; its membership in this
+        experiment and profile is added, or its variant, label and coordinates refreshed.
+        """
+        new = [NewRun(hash=r.hash, config=_config_json(r.config), profile=r.profile, variant=r.variant,
+                      label=r.label, coords=dict(r.coords), seed=int(r.seed)) for r in runs]
+        self._register(experiment, new)
+
+    def import_runs(self, experiment: str, runs: Iterable[NewRun]) -> int:
+        """Record results obtained elsewhere (status and final metrics given); returns how many were new."""
+        new = list(runs)
+        known = set(self.statuses([r.hash for r in new]))
+        self._register(experiment, new)
+        return sum(r.hash not in known for r in new)
+
+    def _register(self, experiment: str, runs: list[NewRun]) -> None:
+        if not runs:
+            return
+        # in the given order (a spec's order, the same for every launch of it); a deadlock is retried
+        runs = list({r.hash: r for r in runs}.values())
+
+        def work(session: Session) -> None:
+            now = _now()
+            self._upsert(session, Experiment.__table__, [
+                {"name": experiment, "spec_text": "", "spec_path": "", "created_at": now, "updated_at": now}],
+                ["name"])
+            exp_id = session.scalar(select(Experiment.id).where(Experiment.name == experiment))
+            self._upsert(session, Run.__table__, [
+                {"hash": r.hash, "config": r.config, "status": r.status, "source": r.source,
+                 "created_at": now, "updated_at": now,
+                 "ended_at": now if r.status in FINISHED else None} for r in runs], ["hash"])
+            ids = self._ids_of(session, [r.hash for r in runs])
+            self._upsert(session, RunMembership.__table__, [
+                {"experiment_id": exp_id, "run_id": ids[r.hash], "profile": r.profile or NO_PROFILE,
+                 "variant": r.variant, "label": r.label, "coords": r.coords, "seed": r.seed} for r in runs],
+                ["experiment_id", "run_id", "profile"], ["variant", "label", "coords", "seed"])
+            finals = [{"run_id": ids[r.hash], "name": k, "value": _float(v)}
+                      for r in runs for k, v in (r.final or {}).items()]
+            infos = [{"run_id": ids[r.hash], "key": k, "value": str(v)} for r in runs for k, v in (r.info or {}).items()]
+            if finals:
+                self._upsert(session, FinalMetric.__table__, finals, ["run_id", "name"], ["value"])
+            if infos:
+                self._upsert(session, RunInfo.__table__, infos, ["run_id", "key"], ["value"])
+
+        self._write(work)
+
+    def _ids_of(self, session: Session, hashes: Sequence[str]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for start in range(0, len(hashes), CHUNK):
+            chunk = list(hashes[start:start + CHUNK])
+            ids.update(session.execute(select(Run.hash, Run.id).where(Run.hash.in_(chunk))).all())
+        with self._ids_lock:
+            self._ids.update(ids)
+        return ids
+
+    def statuses(self, hashes: Iterable[str]) -> dict[str, str]:
+        """Status of each given hash that is in the store (absent hashes are left out)."""
+        wanted = list(dict.fromkeys(hashes))
+
+        def work(session: Session) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start:start + CHUNK]
+                found.update(session.execute(select(Run.hash, Run.status).where(Run.hash.in_(chunk))).all())
+            return found
+
+        return self._read(work)
+
+    # -- what a job reports ---------------------------------------------------------------
+
+    def set_status(self, run_hash: str, status: str, *, job_id: str | None = None, error: str | None = None,
+                   log_path: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status '{status}'; statuses: {', '.join(STATUSES)}")
+        values: dict[str, Any] = {"status": status, "updated_at": _now()}
+        if status in FINISHED:
+            values["ended_at"] = values["updated_at"]
+        elif status in ACTIVE:
+            values["ended_at"] = None
+            values["error"] = None
+        if job_id is not None:
+            values["job_id"] = str(job_id)
+        if error is not None:
+            values["error"] = error
+        if log_path is not None:
+            values["log_path"] = str(log_path)
+        self._update_run(run_hash, values)
+
+    def mark_started(self, run_hash: str, host: str, provenance: Mapping[str, Any]) -> None:
+        """The job began on `host`: status running, start time, and where its code and machine came from."""
+        now = _now()
+        prov = json.loads(json.dumps(dict(provenance), default=str))
+        self._update_run(run_hash, {
+            "status": "running", "started_at": now, "heartbeat_at": now, "updated_at": now, "host": host,
+            "ended_at": None, "error": None, "provenance": prov, "git_commit": prov.get("git_commit"),
+        })
+
+    def heartbeat(self, run_hash: str, epoch: int | None = None) -> None:
+        values: dict[str, Any] = {"heartbeat_at": _now()}
+        if epoch is not None:
+            values["epoch"] = int(epoch)
+        self._update_run(run_hash, values)
+
+    def _update_run(self, run_hash: str, values: dict[str, Any]) -> None:
+        def work(session: Session) -> None:
+            result = session.execute(update(Run).where(Run.hash == run_hash).values(**values))
+            if result.rowcount == 0:
+                raise UnknownRun(f"no run {run_hash} in the store at {self.display_url}")
+
+        self._write(work)
+
+    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Metrics of one epoch, in one statement; an epoch logged again replaces the earlier values."""
+        if not metrics:
+            return
+
+        def work(session: Session) -> None:
+            run_id = self._run_id(session, run_hash)
+            rows = [{"run_id": run_id, "epoch": int(epoch), "name": name, "value": _float(value)}
+                    for name, value in metrics.items()]
+            self._upsert(session, Metric.__table__, rows, ["run_id", "epoch", "name"], ["value"])
+
+        self._write(work)
+
+    def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
+        def work(session: Session) -> None:
+            run_id = self._run_id(session, run_hash)
+            if metrics:
+                self._upsert(session, FinalMetric.__table__,
+                             [{"run_id": run_id, "name": k, "value": _float(v)} for k, v in metrics.items()],
+                             ["run_id", "name"], ["value"])
+            if info:
+                self._upsert(session, RunInfo.__table__,
+                             [{"run_id": run_id, "key": k, "value": str(v)} for k, v in info.items()],
+                             ["run_id", "key"], ["value"])
+
+        self._write(work)
+
+    def log_predictions(self, run_hash: str, name: str, array: np.ndarray) -> None:
+        """Store an array compactly (integers in the smallest signed type that holds them)."""
+        data = _compact(np.asarray(array))
+
+        def work(session: Session) -> None:
+            run_id = self._run_id(session, run_hash)
+            self._upsert(session, Prediction.__table__, [{
+                "run_id": run_id, "name": name, "dtype": data.dtype.str, "shape": list(data.shape),
+                "data": data.tobytes()}], ["run_id", "name"], ["dtype", "shape", "data"])
+
+        self._write(work)
+
+    def predictions(self, run_hash: str) -> dict[str, np.ndarray]:
+        def work(session: Session) -> dict[str, np.ndarray]:
+            run_id = self._run_id(session, run_hash)
+            rows = session.execute(select(Prediction.name, Prediction.dtype, Prediction.shape, Prediction.data)
+                                   .where(Prediction.run_id == run_id).order_by(Prediction.name))
+            return {r.name: np.frombuffer(r.data, dtype=np.dtype(r.dtype)).reshape(r.shape).copy() for r in rows}
+
+        return self._read(work)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def runs(self, spec: str | None = None, status: str | Sequence[str] | None = None,
+             profile: str | None = None, hashes: Iterable[str] | None = None,
+             source: str | None = None) -> list[RunRecord]:
+        """One record per run, in registration order; a run in several experiments or profiles is
+        described by its first membership that matches the filters. All filters are bound parameters."""
+        conditions = []
+        if spec is not None:
+            conditions.append(Experiment.name == spec)
+        if profile is not None:
+            conditions.append(RunMembership.profile == (profile or NO_PROFILE))
+        if status is not None:
+            conditions.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
+        if source is not None:
+            conditions.append(Run.source == source)
+        wanted = None if hashes is None else list(dict.fromkeys(hashes))
+        if wanted is not None and not wanted:
+            return []
+        if wanted is not None and len(wanted) <= CHUNK:
+            conditions.append(Run.hash.in_(wanted))
+        return self._read(lambda session: self._records(session, conditions, wanted))
+
+    def get_run(self, run_hash: str) -> RunRecord | None:
+        found = self.runs(hashes=[run_hash])
+        return found[0] if found else None
+
+    def _records(self, session: Session, conditions: list[Any], wanted: list[str] | None) -> list[RunRecord]:
+        last_epoch = (select(func.max(Metric.epoch)).where(Metric.run_id == Run.id)
+                      .correlate(Run).scalar_subquery())
+        query = (select(Run.id, Run.hash, Run.config, Run.status, Run.created_at, Run.started_at, Run.ended_at,
+                        Run.heartbeat_at, Run.epoch, Run.host, Run.error, Run.job_id, Run.log_path, Run.source,
+                        Run.provenance, RunMembership.profile, RunMembership.variant, RunMembership.label,
+                        RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
+                        last_epoch.label("last_epoch"))
+                 .outerjoin(RunMembership, RunMembership.run_id == Run.id)
+                 .outerjoin(Experiment, Experiment.id == RunMembership.experiment_id)
+                 .where(and_(True, *conditions))
+                 .order_by(Run.id, RunMembership.id))
+        rows: dict[int, Any] = {}
+        keep = None if wanted is None else set(wanted)
+        for row in session.execute(query):
+            if row.id not in rows and (keep is None or row.hash in keep):
+                rows[row.id] = row
+        if not rows:
+            return []
+        finals: dict[int, dict[str, float]] = {i: {} for i in rows}
+        infos: dict[int, dict[str, str]] = {i: {} for i in rows}
+        ids = list(rows)
+        id_filter = self._id_filter(ids, conditions)
+        for run_id, name, value in session.execute(
+                select(FinalMetric.run_id, FinalMetric.name, FinalMetric.value).where(id_filter(FinalMetric.run_id))):
+            if run_id in finals:
+                finals[run_id][name] = math.nan if value is None else value
+        for run_id, key, value in session.execute(
+                select(RunInfo.run_id, RunInfo.key, RunInfo.value).where(id_filter(RunInfo.run_id))):
+            if run_id in infos:
+                infos[run_id][key] = value
+        return [_record(row, finals[i], infos[i]) for i, row in rows.items()]
+
+    def _id_filter(self, ids: list[int], conditions: list[Any]) -> Callable[[Any], Any]:
+        if len(ids) <= CHUNK:
+            return lambda column: column.in_(ids)
+        # many runs: filter with the same joins in SQL rather than thousands of bound ids
+        sub = (select(Run.id).outerjoin(RunMembership, RunMembership.run_id == Run.id)
+               .outerjoin(Experiment, Experiment.id == RunMembership.experiment_id).where(and_(True, *conditions)))
+        return lambda column: column.in_(sub)
+
+    def metrics(self, hashes: Iterable[str] | None = None,
+                names: Iterable[str] | None = None) -> list[tuple[str, int, str, float]]:
+        """Per-epoch metrics as (hash, epoch, name, value), ordered by run, epoch and name."""
+        wanted = None if hashes is None else list(dict.fromkeys(hashes))
+        name_list = None if names is None else list(names)
+
+        def work(session: Session) -> list[tuple[str, int, str, float]]:
+            query = (select(Run.hash, Metric.epoch, Metric.name, Metric.value).join(Run, Run.id == Metric.run_id)
+                     .order_by(Metric.run_id, Metric.epoch, Metric.name))
+            if name_list is not None:
+                query = query.where(Metric.name.in_(name_list))
+            chunks = [None] if wanted is None else [wanted[i:i + CHUNK] for i in range(0, len(wanted), CHUNK)]
+            out: list[tuple[str, int, str, float]] = []
+            for chunk in chunks:
+                q = query if chunk is None else query.where(Run.hash.in_(chunk))
+                out.extend((h, e, n, math.nan if v is None else v) for h, e, n, v in session.execute(q))
+            return out
+
+        return self._read(work)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, and runs per status (as `runs.<status>`)."""
+        def work(session: Session) -> dict[str, int]:
+            out = {}
+            for model in (Experiment, Run, RunMembership, Metric, FinalMetric, RunInfo, Prediction):
+                out[model.__tablename__] = session.scalar(select(func.count()).select_from(model)) or 0
+            for status, n in session.execute(select(Run.status, func.count()).group_by(Run.status)):
+                out[f"runs.{status}"] = n
+            return out
+
+        return self._read(work)
+
+
+def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecord:
+    epochs = [e for e in (row.last_epoch, row.epoch) if e is not None]
+    return RunRecord(
+        hash=row.hash, spec=row.spec, variant=row.variant, label=row.label, coords=dict(row.coords or {}),
+        seed=row.seed, profile=row.profile or None, status=row.status, config=row.config or {}, final=final,
+        info=info, epoch=max(epochs) if epochs else None, started_at=_utc(row.started_at),
+        ended_at=_utc(row.ended_at), heartbeat_at=_utc(row.heartbeat_at), host=row.host, error=row.error,
+        job_id=row.job_id, log_path=row.log_path, source=row.source, created_at=_utc(row.created_at),
+        provenance=dict(row.provenance or {}),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _float(value: Any) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _config_json(config: Any) -> dict[str, Any]:
+    if hasattr(config, "as_json"):
+        return config.as_json()
+    if hasattr(config, "model_dump"):
+        return config.model_dump(mode="json")
+    return dict(config)
+
+
+def _compact(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind in "iu" and array.size:
+        low, high = int(array.min()), int(array.max())
+        for dtype in (np.int8, np.int16, np.int32, np.int64):
+            info = np.iinfo(dtype)
+            if info.min <= low and high <= info.max:
+                return np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))

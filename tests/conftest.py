@@ -1,0 +1,115 @@
+"""Shared fixtures: temporary results stores on SQLite files and on a real PostgreSQL server.
+
+- `sqlite_url`: a SQLite file in the test's tmp_path (no schema yet).
+- `pg_url`: a fresh, empty PostgreSQL database, dropped after the test. The server is
+  HARNESS_TEST_PG_URL (default postgresql+psycopg://harness:harness@127.0.0.1:5432/harness_test;
+  `.ci/postgres.sh` starts one). In CI (CI=true) an unreachable server fails the test; elsewhere
+  the test is skipped with the reason.
+- `store_url`: parametrized over both backends ("sqlite", "postgresql").
+- `store` / `sqlite_store`: an open store at `store_url` / on a SQLite file, closed afterwards.
+- `planned`: a function making PlannedRuns without spec files or model look-ups.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_PG_URL = "postgresql+psycopg://harness:harness@127.0.0.1:5432/harness_test"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def _pg_admin():  # type: ignore[no-untyped-def]
+    """An AUTOCOMMIT engine on the test server's maintenance database (creates per-test databases)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(os.environ.get("HARNESS_TEST_PG_URL") or DEFAULT_PG_URL)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the server
+        engine.dispose()
+        reason = (f"PostgreSQL at {url.render_as_string(hide_password=True)} is not reachable "
+                  f"({type(exc).__name__}); run .ci/postgres.sh or set HARNESS_TEST_PG_URL")
+        if _in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield engine, url
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(_pg_admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    engine, url = _pg_admin
+    name = f"harness_t_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path / 'harness.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request) -> str:  # type: ignore[no-untyped-def]
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+
+
+@pytest.fixture
+def store(store_url):  # type: ignore[no-untyped-def]
+    from harness.store import open_store
+
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url):  # type: ignore[no-untyped-def]
+    from harness.store import open_store
+
+    opened = open_store(sqlite_url)
+    yield opened
+    opened.close()
+
+
+PLANNED_MODELS = ("tiny_vit", "tiny_cnn")
+
+
+def _planned(n: int = 4, spec: str = "ablation", profile: str | None = "quick", seeds: int = 1,
+             start: int = 0) -> list:
+    """n runs over a model axis and seeds: variant v<i>, coords {"model.name": ...} (start: another set)."""
+    from harness.config import DataConfig, ModelConfig, RunConfig, run_hash
+    from harness.spec import PlannedRun
+
+    runs = []
+    for i in range(start, start + n):
+        for seed in range(seeds):
+            model = PLANNED_MODELS[i % len(PLANNED_MODELS)]
+            config = RunConfig(model=ModelConfig(name=model), data=DataConfig(name="digits", img_size=32),
+                               batch_size=64 + i, seed=seed)
+            runs.append(PlannedRun(hash=run_hash(config), config=config, spec=spec, profile=profile,
+                                   variant=f"v{i}", label=f"Variant {i}", coords={"model.name": model}, seed=seed))
+    return runs
+
+
+@pytest.fixture
+def planned():  # type: ignore[no-untyped-def]
+    return _planned
