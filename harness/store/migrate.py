@@ -132,3 +132,41 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def upgrade_store(url: str | URL | None = None, revision: str = "head") -> tuple[str | None, str]:
+    """`harness db upgrade`: bring the store at `url` (a new one is created) to `revision`; (before, after)."""
+    from harness.store.db import make_engine, parse_url
+
+    parsed = _url(url)
+    engine = make_engine(parse_url(parsed))
+    try:
+        return upgrade(engine, parsed, revision)
+    finally:
+        engine.dispose()
+
+
+def store_revision(url: str | URL | None = None) -> tuple[str | None, str]:
+    """(the store's revision or None, this harness's head revision), creating nothing."""
+    from harness.store.db import make_engine
+
+    parsed = _url(url)
+    path = sqlite_path(parsed)
+    if path is not None and not path.exists():
+        return None, head_revision()
+    engine = make_engine(parsed)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn), head_revision()
+    finally:
+        engine.dispose()
+
+
+def _url(url: str | URL | None) -> URL:
+    from harness.store.db import parse_url
+
+    if url is None:
+        from harness.paths import default_db_url
+
+        url = default_db_url()
+    return parse_url(url)
