@@ -1,0 +1,105 @@
+"""Several processes for one run: DDP when a job has several tasks.
+
+The task layout comes from torchrun's variables (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT) or, inside a
+submitit job, from submitit's job environment. NCCL on GPUs, gloo on CPUs. With one task everything here is a
+no-op, so the single-process path has no distributed code in it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from harness.config import RunConfig
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    # True when this run initialised the process group (and so must destroy it)
+    owns_group: bool = False
+
+
+def detect() -> tuple[int, int, int]:
+    """(world_size, rank, local_rank) of this process, exporting torch's env:// variables for submitit jobs."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        import submitit
+
+        job_env = submitit.JobEnvironment()
+        if job_env.num_tasks > 1:
+            tde = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            return tde.world_size, tde.rank, tde.local_rank
+    return 1, 0, 0
+
+
+def setup(config: RunConfig) -> DistEnv:
+    world, rank, local_rank = detect()
+    if world == 1:
+        return DistEnv()
+    if dist.is_initialized():
+        return DistEnv(dist.get_world_size(), dist.get_rank(), local_rank, owns_group=False)
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend, init_method="env://", world_size=world, rank=rank, timeout=timedelta(minutes=30))
+    return DistEnv(world, rank, local_rank, owns_group=True)
+
+
+def cleanup(env: DistEnv) -> None:
+    if env.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def wrap(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
+    """DDP around the model for several processes; the model itself for one."""
+    if env.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # a distillation-token model trained without distillation leaves its distillation head unused
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=hasattr(model, "head_dist"))
+
+
+def mean(value: torch.Tensor) -> torch.Tensor:
+    if world_size() == 1:
+        return value
+    value = value.detach().clone().float()
+    dist.all_reduce(value)
+    return value / world_size()
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def gather_objects(obj) -> list:
+    """Every process's `obj`, in rank order ([obj] in one process)."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def gather_shards(per_image: dict[str, torch.Tensor], shard) -> dict[str, torch.Tensor]:
+    """Per-image results of every process's shard of the val set, put back in val-set order."""
+    parts = gather_objects((torch.as_tensor(shard), per_image))
+    index = torch.cat([p[0] for p in parts])
+    order = torch.argsort(index)
+    return {key: torch.cat([p[1][key] for p in parts])[order] for key in per_image}

@@ -1,0 +1,70 @@
+"""Datasets by name, splits, class-balanced subsets and the batched in-memory transform."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from harness.config import RunConfig
+from harness.registry import check_dataset
+from harness.trainer import data
+from harness.trainer.data import BatchTransform, balanced_subset_indices, build_dataset
+
+
+def config(**kw):
+    base = {"data": {"name": "digits", "img_size": 32, "num_workers": 0}}
+    for key, value in kw.items():
+        base.setdefault(key, {}).update(value)
+    return RunConfig.model_validate(base)
+
+
+def test_registry_names():
+    assert {"digits", "fashion_mnist", "imagefolder"} <= set(data.DATASETS)
+    assert check_dataset("digits") == "digits"
+    with pytest.raises(KeyError, match="known datasets"):
+        check_dataset("cifar")
+
+
+def test_digits_split_is_seeded_stratified_and_disjoint():
+    a = build_dataset(config())
+    assert a.in_memory and a.num_classes == 10
+    assert a.train.images.shape[1:] == (3, 32, 32) and a.train.images.dtype == torch.uint8
+    assert len(a.train) + len(a.val) == 1797 and len(a.val) == 360
+    assert np.bincount(a.val.targets.numpy()).min() >= 35
+    b = build_dataset(config())
+    assert torch.equal(a.val.images, b.val.images)
+    c = build_dataset(config(data={"split_seed": 1}))
+    assert not torch.equal(a.val.targets, c.val.targets)
+
+
+def test_train_subset_is_class_balanced_and_seeded():
+    targets = np.repeat(np.arange(10), 50)
+    idx = balanced_subset_indices(targets, 35, seed=0)
+    assert len(idx) == 35 and set(np.bincount(targets[idx])) <= {3, 4}
+    assert np.array_equal(idx, balanced_subset_indices(targets, 35, seed=0))
+    splits = build_dataset(config(data={"train_subset": 100}))
+    assert len(splits.train) == 100 and np.bincount(splits.train.targets.numpy()).tolist() == [10] * 10
+
+
+def test_batch_transform_shapes_and_eval_is_deterministic():
+    splits = build_dataset(config(data={"img_size": 24}))
+    batch = splits.train.images[:16]
+    train_tf = BatchTransform(config(data={"img_size": 24}), training=True)
+    out = train_tf(batch)
+    assert out.shape == (16, 3, 24, 24) and out.dtype == torch.float32
+    eval_tf = BatchTransform(config(data={"img_size": 24}), training=False)
+    assert torch.equal(eval_tf(batch), eval_tf(batch))
+
+
+def test_fashion_mnist_missing_package_names_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        build_dataset(config(data={"name": "fashion_mnist"}))
+
+
+def test_imagefolder_needs_a_root():
+    with pytest.raises(ValueError, match="data.root"):
+        build_dataset(config(data={"name": "imagefolder"}))
