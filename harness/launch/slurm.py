@@ -1,0 +1,294 @@
+"""SLURM through submitit: job parameters, a run graph as job arrays with `afterok` dependencies, requeues.
+
+The launcher hands `submit_graph` the runs to train (in dependency order) and their job callables.
+Independent runs go out as one job array (at most `array_parallelism` running at once); a run that needs
+another run of the same launch (a student and its teacher, a fine-tune and its source) is submitted at the
+same time with `--dependency=afterok:<job>`, so SLURM orders the graph and nothing waits in the launcher.
+A job that reaches its time limit or is preempted is checkpointed by submitit (its callable is a
+`submitit.helpers.Checkpointable`), requeued, and resumes from the run's last checkpoint, at most
+`max_requeues` times. Job states are read back with `sacct` (`slurm_states`), so a job that died without
+telling the store is found (`reconcile`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import submitit
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness import paths
+from harness.launch.control import FINISHED
+from harness.launch.control import job_id as stored_job_id
+from harness.launch.plan import ACTIVE
+
+
+class SlurmConfig(BaseModel):
+    """SLURM job parameters, from a spec's `slurm:` section and the command line."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # partition to submit to (None: the cluster's default partition)
+    partition: str | None = None
+    # nodes per run
+    nodes: int = Field(1, ge=1)
+    # GPUs per node; a run with several GPUs gets one task per GPU (DDP)
+    gpus_per_node: int = Field(0, ge=0)
+    # CPU cores per task (None: the cluster's default)
+    cpus_per_task: int | None = Field(None, ge=1)
+    # memory per node in GB (None: the cluster's default, often the whole node)
+    mem_gb: float | None = Field(None, gt=0)
+    # time limit of one job in minutes; a longer run is checkpointed and requeued
+    timeout_min: int = Field(24 * 60, ge=1)
+    # node feature constraint (sbatch --constraint)
+    constraint: str | None = None
+    # account to charge (sbatch --account)
+    account: str | None = None
+    # quality of service (sbatch --qos)
+    qos: str | None = None
+    # array tasks of one submission running at the same time
+    array_parallelism: int = Field(256, ge=1)
+    # requeues allowed after a time limit or preemption before the run counts as failed
+    max_requeues: int = Field(3, ge=0)
+    # seconds before the time limit at which the job is told to checkpoint (sbatch --signal)
+    signal_delay_s: int = Field(120, ge=1)
+    # job name shown by squeue
+    job_name: str = "harness"
+    # shell lines run in the batch script before the job (module load, source venv/bin/activate)
+    setup: tuple[str, ...] = ()
+    # further sbatch options without the leading dashes, e.g. {"exclusive": True, "mail-type": "FAIL"}
+    additional_parameters: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @property
+    def tasks_per_node(self) -> int:
+        return max(1, self.gpus_per_node)
+
+
+def slurm_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> SlurmConfig:
+    """A spec's `slurm:` mapping with command-line values laid over it (None means not given)."""
+    values = dict(section or {})
+    extra = overrides.pop("additional_parameters", None)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if extra:
+        values["additional_parameters"] = {**values.get("additional_parameters", {}), **extra}
+    return SlurmConfig.model_validate(values)
+
+
+def parse_sbatch_options(options: Iterable[str]) -> dict[str, str | bool]:
+    """`--sbatch` values of the command line: `key=value`, `--key=value` or a bare flag `exclusive`."""
+    parsed: dict[str, str | bool] = {}
+    for option in options:
+        key, sep, value = option.lstrip("-").partition("=")
+        if not key:
+            raise ValueError(f"not an sbatch option: '{option}'")
+        parsed[key] = value if sep else True
+    return parsed
+
+
+def executor_parameters(config: SlurmConfig, *, dependency: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of `submitit.AutoExecutor.update_parameters` for SLURM."""
+    params: dict[str, Any] = {
+        "name": config.job_name,
+        "timeout_min": config.timeout_min,
+        "nodes": config.nodes,
+        "tasks_per_node": config.tasks_per_node,
+        "gpus_per_node": config.gpus_per_node or None,
+        "cpus_per_task": config.cpus_per_task,
+        "mem_gb": config.mem_gb,
+        "slurm_partition": config.partition,
+        "slurm_constraint": config.constraint,
+        "slurm_account": config.account,
+        "slurm_qos": config.qos,
+        "slurm_array_parallelism": config.array_parallelism,
+        "slurm_signal_delay_s": config.signal_delay_s,
+        "slurm_setup": list(config.setup) or None,
+    }
+    extra = dict(config.additional_parameters)
+    if dependency:
+        params["slurm_dependency"] = dependency
+        # a run whose dependency failed is cancelled instead of pending forever
+        extra.setdefault("kill-on-invalid-dep", "yes")
+    params["slurm_additional_parameters"] = extra or None
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def make_executor(folder: Path | str, config: SlurmConfig, *, dependency: str | None = None
+                  ) -> submitit.AutoExecutor:
+    """A submitit executor for SLURM; its jobs may be requeued `config.max_requeues` times on time-out."""
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=config.max_requeues)
+    executor.update_parameters(**executor_parameters(config, dependency=dependency))
+    return executor
+
+
+def afterok(job_ids: Iterable[str]) -> str | None:
+    """The sbatch dependency on all of `job_ids` completing successfully (None: no dependency)."""
+    ids = sorted(set(job_ids))
+    return "afterok:" + ":".join(ids) if ids else None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One job of a graph: `key` names it, `depends_on` names the nodes (or queued jobs) it needs."""
+
+    key: str
+    fn: Callable[[], Any]
+    depends_on: tuple[str, ...] = ()
+
+
+def submit_dag(nodes: Sequence[Node], folder: Path | str, config: SlurmConfig, *,
+               queued: Mapping[str, str] | None = None) -> dict[str, submitit.Job]:
+    """Submit a whole graph at once: the nodes that need nothing as one job array, every other node with an
+    `afterok` dependency on the jobs it needs (nodes sharing the same dependencies share an array).
+
+    A dependency is another node's key, or a key of `queued` (a job already in the queue: key -> job id);
+    any other key counts as satisfied (a run completed before). Returns key -> submitit job.
+    """
+    queued = dict(queued or {})
+    by_key = {n.key: n for n in nodes}
+    jobs: dict[str, submitit.Job] = {}
+    done: set[str] = set()
+    while len(done) < len(nodes):
+        # the nodes whose in-graph dependencies are all submitted, grouped by what they wait for
+        groups: dict[str | None, list[Node]] = defaultdict(list)
+        for node in nodes:
+            if node.key in done or any(d in by_key and d not in done for d in node.depends_on):
+                continue
+            ids = [jobs[d].job_id if d in jobs else queued[d] for d in node.depends_on if d in jobs or d in queued]
+            groups[afterok(ids)].append(node)
+        if not groups:
+            cycle = sorted(n.key for n in nodes if n.key not in done)
+            raise ValueError(f"dependency cycle among {cycle}")
+        for dependency, group in groups.items():
+            for node, job in zip(group, submit_array(make_executor(folder, config, dependency=dependency),
+                                                     [n.fn for n in group])):
+                jobs[node.key] = job
+                done.add(node.key)
+    return jobs
+
+
+def submit_array(executor: submitit.Executor, fns: Sequence[Callable[[], Any]]) -> list[submitit.Job]:
+    """Submit callables as one job array (a single callable as a plain job)."""
+    with executor.batch():
+        jobs = [executor.submit(fn) for fn in fns]
+    return jobs
+
+
+def with_max_requeues(fn: Callable[[], Any], max_requeues: int) -> Callable[[], Any]:
+    """The job callable with its own requeue limit set to `max_requeues` (for a dataclass with that field)."""
+    if dataclasses.is_dataclass(fn) and any(f.name == "max_requeues" for f in dataclasses.fields(fn)):
+        return dataclasses.replace(fn, max_requeues=max_requeues)
+    return fn
+
+
+def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], store: Any, options: Any,
+                 progress: Callable[[str], None] = print) -> dict[str, submitit.Job]:
+    """The launcher's SLURM step: submit `to_run` (PlannedRuns) with their job callables, record each job.
+
+    A dependency outside `to_run` is looked up in the store: completed is satisfied; submitted, running or
+    requeued with a SLURM job id becomes an `afterok` on that job; anything else fails the run unsubmitted.
+    `options` is the launcher's LaunchOptions (its `slurm`, `output` and `max_requeues`).
+    """
+    config: SlurmConfig = options.slurm or SlurmConfig(max_requeues=options.max_requeues)
+    folder = paths.log_dir(Path(options.output))
+    planned = {r.hash for r in to_run}
+    queued: dict[str, str] = {}
+    blocked: dict[str, str] = {}
+    for run in to_run:
+        for dep in run.depends_on:
+            if dep in planned or dep in queued:
+                continue
+            record = store.get_run(dep)
+            status = record.status if record else None
+            if status in ACTIVE and slurm_job_id(record.job_id):
+                queued[dep] = slurm_job_id(record.job_id)
+            elif status != "completed":
+                blocked[run.hash] = f"run {dep[:10]} that this run needs is {status or 'unknown'}"
+    # a run blocked by a dead dependency blocks the runs that need it in turn
+    for run in to_run:
+        if run.hash not in blocked:
+            bad = next((d for d in run.depends_on if d in blocked), None)
+            if bad:
+                blocked[run.hash] = f"run {bad[:10]} that this run needs cannot run"
+    for run in to_run:
+        if run.hash in blocked:
+            store.set_status(run.hash, "failed", error=blocked[run.hash])
+            progress(f"{run.short}  failed: {blocked[run.hash]}  {run.describe()}")
+    nodes = [Node(r.hash, with_max_requeues(jobs[r.hash], config.max_requeues), tuple(r.depends_on))
+             for r in to_run if r.hash not in blocked]
+    submitted = submit_dag(nodes, folder, config, queued=queued)
+    for run in to_run:
+        job = submitted.get(run.hash)
+        if job is None:
+            continue
+        store.set_status(run.hash, "submitted", job_id=stored_job_id("slurm", str(job.job_id)),
+                         log_path=str(job.paths.stderr))
+        waits = [d[:10] for d in run.depends_on if d in planned or d in queued]
+        progress(f"{run.short}  submitted (SLURM job {job.job_id}" + (f", after {', '.join(waits)})" if waits else ")")
+                 + f"  {run.describe()}")
+    return submitted
+
+
+# SLURM job states (sacct / squeue long names) -> the store's run statuses
+STATUS_OF_STATE = {
+    "PENDING": "submitted", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running",
+    "SUSPENDED": "running", "STOPPED": "running", "RESIZING": "running", "SIGNALING": "running",
+    "REQUEUED": "requeued", "REQUEUE_HOLD": "requeued", "REQUEUE_FED": "requeued", "PREEMPTED": "requeued",
+    "COMPLETED": "completed", "CANCELLED": "cancelled", "REVOKED": "cancelled",
+    "FAILED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
+    "BOOT_FAIL": "failed", "DEADLINE": "failed", "SPECIAL_EXIT": "failed",
+}
+
+
+def store_status(slurm_state: str) -> str | None:
+    """The run status for a SLURM job state ("CANCELLED by 0" -> cancelled); None when unknown."""
+    words = slurm_state.split()
+    return STATUS_OF_STATE.get(words[0].upper()) if words else None
+
+
+def slurm_job_id(stored: str | None) -> str | None:
+    """The SLURM id in a stored job id (`slurm:123_4` -> `123_4`); None for another executor's job."""
+    executor, _, raw = (stored or "").partition(":")
+    return raw if executor == "slurm" and raw else None
+
+
+def slurm_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """Job id -> SLURM state (e.g. RUNNING, CANCELLED), read with sacct; ids sacct does not know are left out."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    watcher = SlurmInfoWatcher(delay_s=0)
+    for job_id in ids:
+        watcher.register_job(job_id)
+    watcher.update()
+    states = {job_id: watcher.get_state(job_id, mode="cache") for job_id in ids}
+    return {job_id: state for job_id, state in states.items() if state != "UNKNOWN"}
+
+
+def reconcile(store: Any, records: Iterable[Any]) -> dict[str, str]:
+    """Mark runs whose SLURM job ended without telling the store (killed, cancelled, a lost node, a failed
+    dependency): an active run whose job SLURM reports finished becomes cancelled or failed.
+    `records` are the store's RunRecords; returns hash -> new status for the runs it changed."""
+    active = {r.hash: slurm_job_id(r.job_id) for r in records if r.status in ACTIVE and slurm_job_id(r.job_id)}
+    states = slurm_states(active.values())
+    changed: dict[str, str] = {}
+    for run_hash, job in active.items():
+        state = states.get(job)
+        status = store_status(state) if state else None
+        if status not in FINISHED:
+            continue
+        if status == "completed":
+            # the job ended without the run reporting completion: it did not finish its work
+            status = "failed"
+        # the store may have heard from the job meanwhile: re-read before overwriting
+        latest = store.get_run(run_hash)
+        if latest is None or latest.status not in ACTIVE:
+            continue
+        store.set_status(run_hash, status, error=f"SLURM job {job} ended {state} without reporting")
+        changed[run_hash] = status
+    return changed

@@ -1,0 +1,180 @@
+"""harness.launch.slurm: job parameters, and job arrays, dependencies, requeues and cancels on a real SLURM.
+
+The SLURM tests need the single-node SLURM that `.ci/slurm.sh` starts; see tests/slurm_fixtures.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import submitit
+
+from harness.launch.slurm import (
+    SlurmConfig,
+    executor_parameters,
+    make_executor,
+    parse_sbatch_options,
+    reconcile,
+    slurm_config,
+    slurm_job_id,
+    slurm_states,
+    store_status,
+    submit_array,
+    submit_graph,
+)
+from tests.slurm_fixtures import (  # noqa: F401  (slurm is a fixture)
+    Counter,
+    FakeRun,
+    FakeStore,
+    fail,
+    read_after,
+    sleep,
+    sleep_then_write,
+    slurm,
+    square,
+    squeue_field,
+    wait_until,
+)
+
+# ---- without SLURM
+
+
+def test_executor_parameters_map_the_config_and_leave_unset_values_to_the_cluster():
+    config = SlurmConfig(partition="gpu", gpus_per_node=4, cpus_per_task=10, mem_gb=64, timeout_min=120,
+                         constraint="a100", account="lab", qos="high", array_parallelism=8,
+                         additional_parameters={"exclusive": True})
+    params = executor_parameters(config)
+    assert params["slurm_partition"] == "gpu" and params["slurm_constraint"] == "a100"
+    assert params["slurm_account"] == "lab" and params["slurm_qos"] == "high"
+    # one task per GPU: DDP takes rank and world size from submitit's job environment
+    assert params["gpus_per_node"] == 4 and params["tasks_per_node"] == 4
+    assert params["timeout_min"] == 120 and params["mem_gb"] == 64 and params["slurm_array_parallelism"] == 8
+    assert params["slurm_additional_parameters"] == {"exclusive": True}
+    assert "slurm_dependency" not in params
+    bare = executor_parameters(SlurmConfig())
+    assert not {"slurm_partition", "mem_gb", "cpus_per_task", "gpus_per_node", "slurm_account"} & set(bare)
+    dependent = executor_parameters(config, dependency="afterok:12_0:13")
+    assert dependent["slurm_dependency"] == "afterok:12_0:13"
+    # a run whose teacher failed is cancelled by SLURM instead of pending forever
+    assert dependent["slurm_additional_parameters"] == {"exclusive": True, "kill-on-invalid-dep": "yes"}
+
+
+def test_command_line_values_override_the_spec_section():
+    section = {"partition": "cpu", "timeout_min": 60, "additional_parameters": {"mail-type": "FAIL"}}
+    config = slurm_config(section, partition="gpu", qos=None,
+                          additional_parameters=parse_sbatch_options(["--exclusive", "comment=deit"]))
+    assert config.partition == "gpu" and config.timeout_min == 60 and config.qos is None
+    assert config.additional_parameters == {"mail-type": "FAIL", "exclusive": True, "comment": "deit"}
+    with pytest.raises(ValueError):
+        slurm_config({"partiton": "typo"})
+
+
+def test_states_and_job_ids():
+    assert store_status("PENDING") == "submitted" and store_status("RUNNING") == "running"
+    assert store_status("CANCELLED by 0") == "cancelled" and store_status("TIMEOUT") == "failed"
+    assert store_status("REQUEUED") == "requeued" and store_status("COMPLETED") == "completed"
+    assert store_status("") is None
+    assert slurm_job_id("slurm:12_3") == "12_3" and slurm_job_id("local:99") is None and slurm_job_id(None) is None
+
+
+def test_a_job_stops_requeueing_after_max_requeues(tmp_path):
+    job = Counter(str(tmp_path), steps=3, max_requeues=2)
+    again = job.checkpoint().function.checkpoint().function
+    assert again.requeues == 2 and again.checkpoint() is None
+
+
+def test_a_run_whose_dependency_failed_is_not_submitted():
+    store = FakeStore()
+    store.add("teacher", "failed")
+    student, grandchild = FakeRun("student", ("teacher",)), FakeRun("grand", ("student",))
+    options = SimpleNamespace(slurm=SlurmConfig(), output="unused", max_requeues=1)
+    assert submit_graph([student, grandchild], {}, store, options, progress=lambda line: None) == {}
+    assert store.get_run("student").status == "failed" and "teacher" in store.get_run("student").error
+    assert store.get_run("grand").status == "failed"
+
+
+# ---- on a real SLURM
+
+
+def test_independent_runs_go_out_as_one_job_array(slurm, tmp_path):
+    config = slurm.model_copy(update={"array_parallelism": 2, "account": "ci-lab"})
+    start = time.monotonic()
+    jobs = submit_array(make_executor(tmp_path, config), [partial(square, i) for i in range(4)])
+    assert [job.result() for job in jobs] == [0, 1, 4, 9]
+    array_ids = {job.job_id.split("_")[0] for job in jobs}
+    assert len(array_ids) == 1 and [job.job_id.split("_")[1] for job in jobs] == ["0", "1", "2", "3"]
+    script = Path(jobs[0].paths.submission_file).read_text()
+    assert "#SBATCH --array=0-3%2" in script and "#SBATCH --account=ci-lab" in script
+    assert "#SBATCH --partition=debug" in script
+    print(f"job array of 4: {time.monotonic() - start:.1f}s")
+
+
+def test_the_graph_is_submitted_at_once_and_slurm_orders_it(slurm, tmp_path):
+    """A teacher and its student (afterok), and a failing teacher whose student SLURM cancels."""
+    start = time.monotonic()
+    out = tmp_path / "teacher.txt"
+    store = FakeStore()
+    runs = [FakeRun("teacher"), FakeRun("bad-teacher"), FakeRun("student", ("teacher",)),
+            FakeRun("orphan", ("bad-teacher",))]
+    for run in runs:
+        store.add(run.hash, "pending")
+    fns = {"teacher": partial(sleep_then_write, str(out), "soft labels", 3.0),
+           "bad-teacher": fail,
+           "student": partial(read_after, str(out)),
+           "orphan": partial(square, 7)}
+    options = SimpleNamespace(slurm=slurm, output=tmp_path, max_requeues=1)
+    jobs = submit_graph(runs, fns, store, options, progress=lambda line: None)
+    ids = {key: job.job_id for key, job in jobs.items()}
+    # the teachers share one array; every run is in the queue and recorded before any has finished
+    assert ids["teacher"].split("_")[0] == ids["bad-teacher"].split("_")[0]
+    assert all(store.get_run(r.hash).status == "submitted" for r in runs)
+    assert store.get_run("student").job_id == f"slurm:{ids['student']}"
+    assert "Dependency" in squeue_field(ids["student"], "%r") and not out.exists()
+
+    started, text = jobs["student"].result()
+    assert text == "soft labels" and started >= jobs["teacher"].result()
+    with pytest.raises(submitit.core.utils.FailedJobError):
+        jobs["bad-teacher"].result()
+    # the orphan's dependency can never be satisfied: SLURM cancels it and reconcile records that
+    wait_until(lambda: slurm_states([ids["orphan"]]).get(ids["orphan"], "").startswith("CANCELLED"), 30,
+               "SLURM to cancel the run whose teacher failed")
+    for key in ("teacher", "bad-teacher", "student"):
+        store.set_status(key, "completed" if key != "bad-teacher" else "failed")
+    assert reconcile(store, store.runs()) == {"orphan": "cancelled"}
+    assert "CANCELLED" in store.get_run("orphan").error
+    print(f"graph of 4 with dependencies: {time.monotonic() - start:.1f}s")
+
+
+def test_a_run_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm, tmp_path):
+    # submitit signals `signal_delay_s` before the 1-minute limit; slurmctld checks time limits about every
+    # 30 s, so the signal comes 2-32 s after the start; 40 one-second steps cannot finish before it
+    config = slurm.model_copy(update={"timeout_min": 1, "signal_delay_s": 58, "max_requeues": 1})
+    start = time.monotonic()
+    job = make_executor(tmp_path / "logs", config).submit(Counter(str(tmp_path / "run"), steps=40, step_s=1.0))
+    result = job.result()
+    elapsed = time.monotonic() - start
+    reference = Counter(str(tmp_path / "uninterrupted"), steps=40)()
+    assert result == reference
+    starts = (tmp_path / "run" / "starts").read_text().splitlines()
+    assert [line.split()[1] for line in starts] == ["requeues=0", "requeues=1"]
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 40
+    assert slurm_states([job.job_id]) == {job.job_id: "COMPLETED"}
+    print(f"time limit, requeue, resume: {elapsed:.1f}s")
+
+
+def test_a_cancelled_job_is_seen_as_cancelled(slurm, tmp_path):
+    start = time.monotonic()
+    job = make_executor(tmp_path, slurm).submit(sleep, 300)
+    wait_until(lambda: job.state == "RUNNING", 30, "the job to start")
+    store = FakeStore()
+    store.add("run", "running", job_id=f"slurm:{job.job_id}")
+    job.cancel()
+    wait_until(lambda: job.done(), 30, "the cancel to be seen")
+    assert store_status(job.state) == "cancelled"
+    assert reconcile(store, store.runs()) == {"run": "cancelled"}
+    print(f"cancel: {time.monotonic() - start:.1f}s")
