@@ -1,0 +1,261 @@
+"""Table definitions and the paper's reference numbers: data files under `reports/`.
+
+`reports/tables/tableN.yaml` lays out one paper table: its rows and columns, which stored runs fill each
+cell (a *match* on spec coordinates: variant names, axis values, resolved config keys, with model aliases
+from `reports/models.yaml`), and which metric a cell shows. `reports/paper/tableN.yaml` holds the numbers
+the paper prints, each file naming its source (section and table of arXiv:2012.12877v2).
+
+A match is a mapping; every key must hold for a run to fill a cell (a cell needs both its row's and its
+column's match):
+
+- `spec`, `variant`, `label`, `profile`: one name or a list of names;
+- `any`: a list of matches, at least one of which must hold;
+- `model`: alias names from `reports/models.yaml` (each stands for a list of timm model names, paper-scale
+  and small-scale, so the quick profile's `deit_tiny_patch4_32` fills the DeiT-Ti column) or model names;
+- any other key is a dotted config key (`data.img_size`, `distillation.kind`, `finetune`), looked up in the
+  run's axis coordinates first, then in its resolved config. A value is one allowed value or a list of them;
+  `null` means unset, `"*"` means set to anything, and `{re: PATTERN}` a regular expression (searched,
+  case-insensitive) on the value's text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TABLES = (1, 2, 3, 4, 5, 7, 8, 10)
+
+
+def reports_dir() -> Path:
+    """The folder of table definitions and reference numbers (env HARNESS_REPORTS, else the repository's)."""
+    env = os.environ.get("HARNESS_REPORTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "reports"
+
+
+@dataclass(frozen=True)
+class Column:
+    id: str
+    label: str
+    match: dict[str, Any] = field(default_factory=dict)
+    # where our value comes from: a final metric name, or `config:<dotted key>`; None: the row's or table's
+    metric: str | None = None
+    # multiply our stored value by this before showing it (e.g. 1e-6 for parameters in millions)
+    scale: float = 1.0
+    # digits after the decimal point
+    digits: int | None = None
+    # a descriptive column: only the paper's value is shown, ours is never measured
+    static: bool = False
+    # values an imported paper result takes where the match alone does not say (e.g. for a `re` match)
+    witness: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    label: str
+    # None: a row of the paper's only (no spec trains it); its cells show the paper's values beside "—"
+    match: dict[str, Any] | None = None
+    metric: str | None = None
+    # text shown in the table's leading descriptive columns (e.g. Table 3's supervision marks)
+    info: dict[str, str] = field(default_factory=dict)
+    # a group heading shown before this row (e.g. "Convnets")
+    group: str | None = None
+    witness: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableDef:
+    number: int
+    title: str
+    kind: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    specs: tuple[str, ...]
+    metric: str
+    digits: int
+    unit: str
+    caption: str
+    info_columns: tuple[str, ...]
+    row_header: str
+    paper: "PaperTable"
+    # header text of each descriptive column (id -> label)
+    info_labels: dict[str, str] = field(default_factory=dict)
+    # extra settings of a special kind (Table 4: which variants and heads are compared)
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    def column(self, cid: str) -> Column:
+        return next(c for c in self.columns if c.id == cid)
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    number: int
+    title: str
+    source: str
+    verified: str
+    columns: tuple[str, ...]
+    values: dict[str, dict[str, float | str | None]]
+    spread: dict[str, dict[str, float | None]]
+
+    def value(self, row: str, column: str) -> float | str | None:
+        return self.values.get(row, {}).get(column)
+
+
+class DefinitionError(ValueError):
+    """A table definition or reference file that does not hold together."""
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DefinitionError(f"{path}: file not found")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise DefinitionError(f"{path}: expected a mapping")
+    return data
+
+
+def load_paper(path: Path) -> PaperTable:
+    data = _read(path)
+    columns = tuple(data["columns"])
+    values: dict[str, dict[str, Any]] = {}
+    for rid, row in (data.get("rows") or {}).items():
+        if len(row) != len(columns):
+            raise DefinitionError(f"{path}: row '{rid}' has {len(row)} values for {len(columns)} columns")
+        values[str(rid)] = dict(zip(columns, row))
+    spread = {str(rid): dict(zip(columns, row)) for rid, row in (data.get("spread") or {}).items()}
+    for key in ("source", "verified"):
+        if not data.get(key):
+            raise DefinitionError(f"{path}: every reference file names its '{key}'")
+    return PaperTable(int(data["table"]), str(data.get("title", "")), " ".join(str(data["source"]).split()),
+                      " ".join(str(data["verified"]).split()), columns, values, spread)
+
+
+@lru_cache(maxsize=4)
+def model_aliases(root: str | None = None) -> dict[str, tuple[str, ...]]:
+    path = Path(root or reports_dir()) / "models.yaml"
+    data = _read(path)
+    return {str(k): tuple(v) for k, v in (data.get("models") or {}).items()}
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return (str(value),)
+
+
+def load_table(number: int, root: Path | None = None) -> TableDef:
+    root = root or reports_dir()
+    path = root / "tables" / f"table{number}.yaml"
+    data = _read(path)
+    paper = load_paper(root / data.get("paper", f"paper/table{number}.yaml"))
+    columns = tuple(
+        Column(id=str(c["id"]), label=str(c.get("label", c["id"])), match=dict(c.get("match") or {}),
+               metric=c.get("metric"), scale=float(c.get("scale", 1.0)), digits=c.get("digits"),
+               static=bool(c.get("static", False)), witness=dict(c.get("witness") or {}))
+        for c in data["columns"]
+    )
+    rows = tuple(
+        Row(id=str(r["id"]), label=str(r.get("label", r["id"])),
+            match=dict(r["match"]) if r.get("match") is not None else None,
+            metric=r.get("metric"), info={str(k): str(v) for k, v in (r.get("info") or {}).items()},
+            group=r.get("group"), witness=dict(r.get("witness") or {}))
+        for r in data["rows"]
+    )
+    known_cols = {c.id for c in columns}
+    for cid in paper.columns:
+        if cid not in known_cols:
+            raise DefinitionError(f"{path}: the paper's column '{cid}' is not a column of the table")
+    for rid in paper.values:
+        if rid not in {r.id for r in rows}:
+            raise DefinitionError(f"{path}: the paper's row '{rid}' is not a row of the table")
+    info_ids, info_labels = [], {}
+    for item in data.get("info_columns") or []:
+        (cid, label), = (item.items() if isinstance(item, dict) else [(item, item)])
+        info_ids.append(str(cid))
+        info_labels[str(cid)] = str(label)
+    extra = {k: v for k, v in data.items() if k not in {
+        "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "unit", "caption",
+        "info_columns", "row_header", "paper"}}
+    return TableDef(
+        number=int(data["table"]), title=str(data.get("title") or paper.title), kind=str(data.get("kind", "grid")),
+        columns=columns, rows=rows, specs=_str_list(data.get("specs")), metric=str(data.get("metric", "top1")),
+        digits=int(data.get("digits", 1)), unit=str(data.get("unit", "")),
+        caption=" ".join(str(data.get("caption", "")).split()), info_columns=tuple(info_ids), info_labels=info_labels,
+        row_header=str(data.get("row_header", "")), paper=paper, extra=extra, path=str(path),
+    )
+
+
+def all_tables(root: Path | None = None) -> list[TableDef]:
+    return [load_table(n, root) for n in TABLES]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# matching runs to cells
+
+_MISSING = object()
+
+
+def _lookup(run: Any, key: str) -> Any:
+    coords = run.coords or {}
+    if key in coords:
+        return coords[key]
+    node: Any = run.config or {}
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _value_ok(actual: Any, wanted: Any) -> bool:
+    if isinstance(wanted, list):
+        return any(_value_ok(actual, w) for w in wanted)
+    if wanted is None:
+        return actual is None or actual is _MISSING
+    if actual is _MISSING:
+        return False
+    if wanted == "*":
+        return actual is not None
+    if isinstance(wanted, dict) and "re" in wanted:
+        return actual is not None and re.search(str(wanted["re"]), str(actual), re.IGNORECASE) is not None
+    if isinstance(wanted, bool) or isinstance(actual, bool):
+        return actual is wanted or actual == wanted
+    if isinstance(wanted, (int, float)) and isinstance(actual, (int, float)):
+        return float(actual) == float(wanted)
+    return str(actual) == str(wanted)
+
+
+def model_names(names: Any) -> list[str]:
+    aliases = model_aliases(str(reports_dir()))
+    out: list[str] = []
+    for name in _str_list(names):
+        out.extend(aliases.get(name, (name,)))
+    return out
+
+
+def matches(run: Any, match: dict[str, Any]) -> bool:
+    """Whether a stored run (a `RunRecord`) satisfies every key of a match."""
+    for key, wanted in match.items():
+        if key == "any":
+            if not any(matches(run, sub) for sub in wanted):
+                return False
+        elif key in ("spec", "variant", "label", "profile", "source"):
+            if not _value_ok(getattr(run, key), wanted):
+                return False
+        elif key == "model":
+            if not _value_ok(_lookup(run, "model.name"), model_names(wanted)):
+                return False
+        elif not _value_ok(_lookup(run, key), wanted):
+            return False
+    return True

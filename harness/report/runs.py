@@ -1,0 +1,94 @@
+"""What the report reads: finished runs from the results store, grouped by where they come from.
+
+The report never looks at running jobs or files: only the store (`harness.store`). Runs are grouped by
+*origin*: our paper-scale runs, our runs of one profile (`quick`, `small`...), or results imported from
+elsewhere (`harness import --source NAME`, e.g. the paper's own numbers). One table cell only ever holds
+runs of one origin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+# a special --profile value: our runs without a profile
+PAPER_SCALE = "paper-scale"
+
+
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where a run comes from: (source, profile); source None means trained by this harness."""
+
+    source: str | None
+    profile: str | None
+
+    @property
+    def label(self) -> str:
+        scale = f"profile '{self.profile}'" if self.profile else "paper scale"
+        if self.source is None:
+            return f"our runs, {scale}"
+        return f"imported from '{self.source}'" + (f", profile '{self.profile}'" if self.profile else "")
+
+    @property
+    def short(self) -> str:
+        name = self.profile or PAPER_SCALE
+        return name if self.source is None else f"{self.source}:{name}"
+
+    def rank(self) -> tuple[int, str]:
+        """Lower is preferred: our paper-scale runs, then our profiles, then imported results."""
+        if self.source is None:
+            return (0 if self.profile is None else 1, self.profile or "")
+        return (2, f"{self.source}:{self.profile or ''}")
+
+
+def origin_of(run: Any) -> Origin:
+    return Origin(getattr(run, "source", None), run.profile)
+
+
+@dataclass
+class RunSet:
+    """Finished runs and lazy access to their stored per-epoch metrics and predictions."""
+
+    runs: list[Any]
+    store: Any = None
+    _predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def predictions(self, run_hash: str) -> dict[str, np.ndarray]:
+        if run_hash not in self._predictions:
+            self._predictions[run_hash] = dict(self.store.predictions(run_hash)) if self.store is not None else {}
+        return self._predictions[run_hash]
+
+    def metrics(self, hashes: Sequence[str]) -> list[tuple[str, int, str, float]]:
+        if self.store is None or not hashes:
+            return []
+        return list(self.store.metrics(list(hashes)))
+
+    def in_specs(self, specs: Iterable[str] | None) -> list[Any]:
+        specs = list(specs or [])
+        return [r for r in self.runs if not specs or r.spec in specs]
+
+
+def finished(run: Any) -> bool:
+    """A run whose final metrics count: completed, or an imported result."""
+    return run.status == "completed" or (getattr(run, "source", None) is not None and bool(run.final))
+
+
+def load(db: str | None = None, store: Any = None) -> RunSet:
+    """Every finished run in the store at `db` (default: `harness.paths.default_db_url()`)."""
+    if store is None:
+        from harness.paths import default_db_url
+        from harness.store import open_store
+
+        store = open_store(db or default_db_url())
+    return RunSet([r for r in store.runs() if finished(r)], store)
+
+
+def parse_profile(profile: str | None) -> tuple[bool, str | None]:
+    """(whether a profile was chosen, which): `paper-scale` (or `none`) chooses runs without a profile."""
+    if profile is None:
+        return False, None
+    if profile in (PAPER_SCALE, "none", ""):
+        return True, None
+    return True, profile

@@ -1,0 +1,287 @@
+"""The paper's tables rebuilt from stored runs, as pandas DataFrames.
+
+`table(n, db=...)` returns one DataFrame per paper table, in the paper's rows (index) and columns. Its columns
+are a two-level index `(column label, field)` with fields
+
+- `ours`: the mean over the runs (seeds) that fill the cell, NaN when no run does ("—" when rendered);
+- `std`: their standard deviation (ddof=1; NaN for a single run); `n`: how many runs;
+- `paper`: the paper's value (NaN where the paper prints none); `diff`: ours − paper.
+
+Descriptive columns (Table 3's supervision marks, Table 8's ✓/✗) come first as `(name, "")`. Everything
+else a renderer needs sits in `df.attrs`: the table number, title, caption, which origin of runs it shows
+(`origin`: paper scale, a profile, or an imported source), the paper's source, and the runs used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from harness.report import definitions as defs
+from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
+
+FIELDS = ("ours", "std", "n", "paper", "diff")
+
+def _num(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def run_value(run: Any, metric: str, scale: float = 1.0) -> float:
+    """One run's value for a cell: a final metric, or `config:<dotted key>`; NaN when absent."""
+    if metric.startswith("config:"):
+        key = metric.split(":", 1)[1]
+        value = defs._lookup(run, key)
+        return math.nan if value is defs._MISSING else _num(value) * scale
+    # accuracies are stored in percent (the trainer's `top1_unit` info), like the paper prints them
+    return _num((run.final or {}).get(metric)) * scale
+
+
+def summarize(values: Iterable[float]) -> tuple[float, float, int]:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return math.nan, math.nan, 0
+    arr = np.asarray(vals, dtype=float)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
+    return float(arr.mean()), std, len(arr)
+
+
+def _matches_cell(run: Any, row: defs.Row, col: defs.Column) -> bool:
+    if row.match is None or col.static:
+        return False
+    return defs.matches(run, row.match) and defs.matches(run, col.match)
+
+
+def choose_origin(td: defs.TableDef, runs: list[Any], profile: str | None = None,
+                  source: str | None = None) -> tuple[Origin | None, list[Any]]:
+    """The origin a table shows, and its runs that fill at least one cell.
+
+    Default: our paper-scale runs when any fill the table; else the profile of ours filling most cells; else
+    an imported source. `profile` / `source` pick one instead.
+    """
+    chosen, wanted = parse_profile(profile)
+    by_origin: dict[Origin, list[Any]] = defaultdict(list)
+    for run in runs:
+        origin = origin_of(run)
+        if chosen and origin.profile != wanted:
+            continue
+        if source is not None and origin.source != source:
+            continue
+        by_origin[origin].append(run)
+    filled: dict[Origin, tuple[int, list[Any]]] = {}
+    for origin, members in by_origin.items():
+        used = [r for r in members if _fills_any(td, r)]
+        if used:
+            filled[origin] = (_cells_filled(td, used), used)
+    if not filled:
+        if chosen or source is not None:
+            return Origin(source, wanted), []
+        return None, []
+    best = min(filled, key=lambda o: (o.rank()[0], -filled[o][0], o.rank()[1]))
+    return best, filled[best][1]
+
+
+def _fills_any(td: defs.TableDef, run: Any) -> bool:
+    if td.kind == "disagreement":
+        return any(defs.matches(run, td.extra[k]) for k in ("distilled", "baseline")) or any(
+            k.startswith("disagree_") for k in (run.final or {}))
+    return any(_matches_cell(run, row, col) for row in td.rows for col in td.columns)
+
+
+def _cells_filled(td: defs.TableDef, runs: list[Any]) -> int:
+    if td.kind == "disagreement":
+        return len(runs)
+    return sum(any(_matches_cell(r, row, col) for r in runs) for row in td.rows for col in td.columns)
+
+
+def _empty_frame(td: defs.TableDef) -> pd.DataFrame:
+    cols = [(td.info_labels.get(name, name), "") for name in td.info_columns] + [(c.label, f) for c in td.columns for f in FIELDS]
+    df = pd.DataFrame(index=pd.Index([r.label for r in td.rows], name=td.row_header or None),
+                      columns=pd.MultiIndex.from_tuples(cols), dtype=object)
+    for row in td.rows:
+        for name in td.info_columns:
+            df.loc[row.label, (td.info_labels.get(name, name), "")] = row.info.get(name, "")
+        for col in td.columns:
+            paper = _num(td.paper.value(row.id, col.id)) if col.id in td.paper.columns else math.nan
+            df.loc[row.label, (col.label, "paper")] = paper
+            df.loc[row.label, (col.label, "ours")] = math.nan
+            df.loc[row.label, (col.label, "std")] = math.nan
+            df.loc[row.label, (col.label, "n")] = 0
+            df.loc[row.label, (col.label, "diff")] = math.nan
+    for col in td.columns:
+        for f in FIELDS:
+            df[(col.label, f)] = pd.to_numeric(df[(col.label, f)])
+    return df
+
+
+def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: list[str]) -> dict[str, Any]:
+    return {
+        "table": td.number,
+        "title": td.title,
+        "caption": td.caption,
+        "origin": origin.label if origin else None,
+        "profile": origin.profile if origin else None,
+        "source": origin.source if origin else None,
+        "paper_source": td.paper.source,
+        "paper_verified": td.paper.verified,
+        "runs": sorted({r.hash for r in used}),
+        "row_ids": [r.id for r in td.rows],
+        "row_groups": {r.label: r.group for r in td.rows if r.group is not None},
+        "column_ids": [c.id for c in td.columns],
+        "column_labels": [c.label for c in td.columns],
+        "digits": {c.label: (c.digits if c.digits is not None else td.digits) for c in td.columns},
+        "static": [c.label for c in td.columns if c.static],
+        "paper_raw": {r.label: {c.label: td.paper.value(r.id, c.id) for c in td.columns} for r in td.rows},
+        "static_values": {r.label: {c.label: td.paper.value(r.id, c.id) for c in td.columns if c.static}
+                          for r in td.rows},
+        "info_columns": [td.info_labels.get(name, name) for name in td.info_columns],
+        "notes": notes,
+        "specs": list(td.specs),
+    }
+
+
+def _select(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | None,
+            source: str | None) -> tuple[Origin | None, list[Any]]:
+    """The table's origin and runs: those of its spec(s) (or `spec`), one origin (see `choose_origin`)."""
+    specs = [spec] if spec else list(td.specs)
+    runs = runset.in_specs(specs) if specs else list(runset.runs)
+    # imported results name the spec they belong to; results of no spec count for every table
+    runs += [r for r in runset.runs if r not in runs and getattr(r, "source", None) is not None and not r.spec]
+    return choose_origin(td, runs, profile, source)
+
+
+def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
+               source: str | None = None) -> pd.DataFrame:
+    origin, used = _select(td, runset, spec, profile, source)
+    df = _empty_frame(td)
+    notes: list[str] = []
+    for row in td.rows:
+        for col in td.columns:
+            members = [r for r in used if _matches_cell(r, row, col)]
+            if not members:
+                continue
+            metric = row.metric or col.metric or td.metric
+            mean, std, n = summarize(run_value(r, metric, col.scale) for r in members)
+            df.loc[row.label, (col.label, "ours")] = mean
+            df.loc[row.label, (col.label, "std")] = std
+            df.loc[row.label, (col.label, "n")] = n
+            df.loc[row.label, (col.label, "diff")] = mean - df.loc[row.label, (col.label, "paper")]
+    df.attrs.update(_attrs(td, origin, used, notes))
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Table 4: disagreement between classifiers, from stored predictions
+
+
+def disagreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of samples on which two arrays of class indices (or of logits) differ."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 2:
+        a = a.argmax(1)
+    if b.ndim == 2:
+        b = b.argmax(1)
+    if a.shape != b.shape:
+        raise ValueError(f"prediction arrays of different lengths: {a.shape} vs {b.shape}")
+    return float(np.mean(a != b)) if a.size else math.nan
+
+
+def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
+                       source: str | None = None) -> pd.DataFrame:
+    origin, used = _select(td, runset, spec, profile, source)
+    df = _empty_frame(td)
+    notes: list[str] = []
+    classifiers: dict[str, list[str]] = td.extra["classifiers"]
+    ids = [r.id for r in td.rows]
+    label_of = {r.id: r.label for r in td.rows}
+    col_label = {c.id: c.label for c in td.columns}
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    shown: list[Any] = []
+    # imported results: one metric per cell
+    for run in used:
+        for key, value in (run.final or {}).items():
+            if key.startswith("disagree_") and "__" in key:
+                a, b = key[len("disagree_"):].split("__", 1)
+                if a in label_of and b in col_label:
+                    values[(a, b)].append(_num(value))
+                    shown.append(run)
+    if not values:
+        size_label, pairs = _prediction_pairs(td, used)
+        for distilled, baseline in pairs:
+            preds = {"distilled": runset.predictions(distilled.hash),
+                     "baseline": runset.predictions(baseline.hash) if baseline is not None else {}}
+            arrays: dict[str, np.ndarray] = {}
+            for cid, (which, name) in classifiers.items():
+                source_preds = preds[which]
+                if name in source_preds:
+                    arrays[cid] = source_preds[name]
+                elif which == "baseline" and "cls" in source_preds:
+                    arrays[cid] = source_preds["cls"]
+            for a in ids:
+                for b in ids:
+                    if a in arrays and b in arrays:
+                        values[(a, b)].append(disagreement(arrays[a], arrays[b]))
+            shown += [distilled] + ([baseline] if baseline is not None else [])
+        if size_label:
+            notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
+    for (a, b), vals in values.items():
+        mean, std, n = summarize(vals)
+        la, lb = label_of[a], col_label[b]
+        df.loc[la, (lb, "ours")] = mean
+        df.loc[la, (lb, "std")] = std
+        df.loc[la, (lb, "n")] = n
+        df.loc[la, (lb, "diff")] = mean - df.loc[la, (lb, "paper")]
+    df.attrs.update(_attrs(td, origin, shown, notes))
+    return df
+
+
+def _prediction_pairs(td: defs.TableDef, used: list[Any]) -> tuple[str | None, list[tuple[Any, Any]]]:
+    """(model size shown, [(distilled run, matching no-distillation run or None)]) for the largest size that
+    has a distilled run with stored predictions."""
+    for size in td.extra.get("sizes", []):
+        distilled = [r for r in used if defs.matches(r, td.extra["distilled"]) and defs.matches(r, size["match"])]
+        if not distilled:
+            continue
+        baselines = [r for r in used if defs.matches(r, td.extra["baseline"]) and defs.matches(r, size["match"])]
+        pairs = []
+        for d in sorted(distilled, key=lambda r: (r.seed is None, r.seed)):
+            same_seed = [b for b in baselines if b.seed == d.seed] or baselines
+            pairs.append((d, same_seed[0] if same_seed else None))
+        return str(size["label"]), pairs
+    return None, []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def table(n: int, db: str | None = None, spec: str | None = None, profile: str | None = None,
+          source: str | None = None, runset: RunSet | None = None, store: Any = None) -> pd.DataFrame:
+    """The paper's Table `n` rebuilt from the store at `db` (see the module docstring for the layout).
+
+    `spec` replaces the table's own spec(s); `profile` shows one profile's runs (`paper-scale` for runs without
+    a profile); `source` shows one imported source. By default the table shows our paper-scale runs when any
+    exist, else the profile filling most cells, else imported results; `df.attrs['origin']` says which.
+    """
+    if n not in defs.TABLES:
+        raise KeyError(f"no Table {n}; tables: {', '.join(map(str, defs.TABLES))}")
+    td = defs.load_table(n)
+    if runset is None:
+        runset = load(db, store)
+    if td.kind == "disagreement":
+        return build_disagreement(td, runset, spec, profile, source)
+    return build_grid(td, runset, spec, profile, source)
+
+
+def tables(db: str | None = None, spec: str | None = None, profile: str | None = None,
+           source: str | None = None, store: Any = None) -> dict[int, pd.DataFrame]:
+    """Every table, reading the store once."""
+    runset = load(db, store)
+    return {n: table(n, spec=spec, profile=profile, source=source, runset=runset) for n in defs.TABLES}
