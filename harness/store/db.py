@@ -61,6 +61,12 @@ def redact(text: str) -> str:
     return redact(text)
 
 
+def unreachable(url: URL, exc: DBAPIError) -> StoreError:
+    """The error for a database that cannot be opened: the safe URL and the driver's first line."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return StoreError(f"cannot open the results store at {display_url(url)}: {redact(reason)}")
+
+
 def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 

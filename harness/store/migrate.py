@@ -18,8 +18,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
-from harness.store.db import display_url, sqlite_path
+from harness.store.db import display_url, sqlite_path, unreachable
 from harness.store.errors import SchemaOutOfDate, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -142,6 +143,8 @@ def upgrade_store(url: str | URL | None = None, revision: str = "head") -> tuple
     engine = make_engine(parse_url(parsed))
     try:
         return upgrade(engine, parsed, revision)
+    except OperationalError as exc:
+        raise unreachable(parsed, exc) from None
     finally:
         engine.dispose()
 
@@ -158,6 +161,8 @@ def store_revision(url: str | URL | None = None) -> tuple[str | None, str]:
     try:
         with engine.connect() as conn:
             return current_revision(conn), head_revision()
+    except OperationalError as exc:
+        raise unreachable(parsed, exc) from None
     finally:
         engine.dispose()
 

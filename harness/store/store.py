@@ -70,8 +70,7 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
         migrate.ensure_current(store.engine, store.url, create=create)
     except OperationalError as exc:
         store.close()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-        raise StoreError(f"cannot open the results store at {store.display_url}: {db.redact(reason)}") from None
+        raise db.unreachable(store.url, exc) from None
     except BaseException:
         store.close()
         raise

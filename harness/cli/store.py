@@ -1,0 +1,161 @@
+"""`harness results`, `harness db upgrade|info` and `harness import`: the store's commands.
+
+They parse arguments and print; the work is in harness.results and harness.store. A database URL
+is only ever shown with its password replaced by ***.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+DB_HELP = "Results store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)."
+# columns of the table format besides coordinates (metrics shown when present)
+TABLE_COLUMNS = ["hash", "spec", "variant", "profile", "seed", "status", "epoch", "source"]
+TABLE_METRICS = ["top1", "top5", "ema_top1"]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("results")(results)
+    app.command("import")(import_results)
+    db_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                         help="The results store's schema: upgrade it to this harness's revision, or describe it.")
+    db_app.command("upgrade")(db_upgrade)
+    db_app.command("info")(db_info)
+    app.add_typer(db_app, name="db")
+
+
+def results(
+    spec: Optional[str] = typer.Option(None, "--spec", help="Only runs of this spec (experiment name)."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Only runs of this profile."),
+    where: List[str] = typer.Option([], "--where", metavar="KEY=VALUE",
+                                    help="Only runs whose column or config key KEY equals VALUE (repeatable)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (a summary), csv or json (every column)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to show."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """The runs in the store, one row per run."""
+    import harness.results as r
+
+    df = _guard(lambda: r.runs(db, spec=spec, status=status, where=where, profile=profile))
+    if columns:
+        wanted = [c.strip() for c in columns.split(",") if c.strip()]
+        missing = [c for c in wanted if c not in df.columns]
+        if missing and not df.empty:
+            _fail(f"no column {', '.join(missing)}; columns: {', '.join(df.columns)}")
+        df = df[[c for c in wanted if c in df.columns]]
+    if fmt is Format.csv:
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt is Format.json:
+        sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=1) + "\n")
+    elif df.empty:
+        typer.echo("no runs")
+    else:
+        if not columns:
+            df = _summary(df)
+        typer.echo(df.to_string(index=False, na_rep="—"))
+
+
+def _summary(df):  # type: ignore[no-untyped-def]
+    from harness.config import short_hash
+    from harness.results import BASE_COLUMNS
+
+    config = [c for c in df.columns if c.startswith(("config.", "info."))]
+    coords = [c for c in df.columns if c not in BASE_COLUMNS and c not in config and "." in c]
+    metrics = [c for c in TABLE_METRICS if c in df.columns]
+    shown = df[[c for c in TABLE_COLUMNS if c in df.columns] + coords + metrics].copy()
+    shown["hash"] = shown["hash"].map(short_hash)
+    return shown.dropna(axis=1, how="all")
+
+
+def import_results(
+    file: Path = typer.Argument(..., help="CSV file: spec, variant, [label, profile, seed], coordinates, metrics."),
+    source: str = typer.Option(..., "--source", help="Where the numbers come from (e.g. deit-paper)."),
+    spec: Optional[str] = typer.Option(None, "--spec", help="Spec name for rows without a 'spec' column."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Record results obtained elsewhere as completed runs tagged with their source."""
+    from harness.store import open_store
+    from harness.store.importer import import_csv
+
+    def work():  # type: ignore[no-untyped-def]
+        with open_store(db) as store:
+            return import_csv(store, file, source, spec), store.display_url
+
+    summary, shown = _guard(work)
+    typer.echo(f"imported {summary.rows} runs ({summary.new} new) from {summary.path} as source "
+               f"'{summary.source}' into {shown} (specs: {', '.join(summary.experiments) or 'none'})")
+
+
+def db_upgrade(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Bring the store to this harness's schema revision (creates a new store)."""
+    from harness.store import upgrade_store
+    from harness.store.db import display_url
+    from harness.paths import default_db_url
+
+    shown = display_url(db or default_db_url())
+    before, after = _guard(lambda: upgrade_store(db))
+    if before == after:
+        typer.echo(f"{shown} is at schema revision {after}: nothing to do")
+    elif before is None:
+        typer.echo(f"created a results store at {shown} (schema revision {after})")
+    else:
+        typer.echo(f"upgraded {shown} from schema revision {before} to {after}")
+
+
+def db_info(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Where the store is, its schema revision, and how many rows each table holds."""
+    from harness.paths import default_db_url
+    from harness.store import Store, store_revision
+    from harness.store.db import display_url
+
+    url = db or default_db_url()
+    typer.echo(f"store:    {display_url(url)}")
+    found, head = _guard(lambda: store_revision(url))
+    if found is None:
+        typer.echo(f"revision: none (no store yet; `harness db upgrade --db {display_url(url)}` creates one)")
+        return
+    state = "up to date" if found == head else f"run `harness db upgrade --db {display_url(url)}`"
+    typer.echo(f"revision: {found} (this harness: {head}; {state})")
+    store = Store(url)
+    try:
+        counts = _guard(store.counts)
+        typer.echo(f"backend:  {store.engine.dialect.name}")
+    finally:
+        store.close()
+    for name, n in counts.items():
+        typer.echo(f"  {name:<18} {n}")
+
+
+def _guard(work: Callable[[], T]) -> T:
+    """Run `work`; a store problem or a bad filter is one line on stderr and exit code 2."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from harness.store import StoreError
+    from harness.store.db import redact
+
+    try:
+        return work()
+    except (StoreError, ValueError) as exc:
+        _fail(redact(str(exc)))
+    except SQLAlchemyError as exc:
+        _fail(redact(f"database error: {getattr(exc, 'orig', None) or exc}".strip().splitlines()[0]))
+    raise AssertionError("unreachable")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
