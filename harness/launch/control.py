@@ -1,0 +1,198 @@
+"""Watching and steering runs after submission: status, logs, cancel, retry.
+
+Everything here reads and writes run state through the store, so it works the same from
+another shell, another node or a later day than the `harness run` that submitted the jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.launch.plan import ACTIVE, STALE_AFTER
+
+FINISHED = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    hash: str
+    spec: str | None
+    description: str
+    status: str
+    epoch: int | None
+    epochs: int | None
+    top1: float | None
+    job_id: str | None
+    elapsed_s: float | None
+    error: str | None
+
+
+def reap_dead(store: Any, now: datetime | None = None) -> list[str]:
+    """Mark failed the active runs whose job fell silent (kill -9, a lost node); returns their hashes."""
+    now = now or datetime.now(timezone.utc)
+    dead = []
+    for record in store.runs():
+        if record.status not in ACTIVE or record.source is not None:
+            continue
+        last = record.heartbeat_at or record.started_at or record.created_at
+        if last is None:
+            continue
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=timezone.utc)
+        # a queued SLURM job has no heartbeat yet: only a started run can fall silent
+        if record.status == "submitted" and record.started_at is None:
+            continue
+        if now - last > STALE_AFTER:
+            store.set_status(record.hash, "failed", error=f"no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC: "
+                                                           "the job died without a word")
+            dead.append(record.hash)
+    return dead
+
+
+def statuses(store: Any, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for record in store.runs(spec=spec):
+        if record.source is not None:
+            continue
+        epochs = (record.config.get("schedule") or {}).get("epochs")
+        top1 = _latest_top1(store, record)
+        out.append(RunStatus(
+            hash=record.hash, spec=record.spec, description=_describe(record), status=record.status,
+            epoch=record.epoch, epochs=epochs, top1=top1, job_id=record.job_id,
+            elapsed_s=_elapsed(record, now), error=record.error,
+        ))
+    return out
+
+
+def format_statuses(rows: list[RunStatus]) -> str:
+    header = f"{'run':<10}  {'status':<10}  {'epoch':>7}  {'top-1':>6}  {'job':<14}  {'elapsed':>8}  what"
+    lines = [header]
+    for r in rows:
+        epoch = f"{r.epoch + 1}/{r.epochs}" if r.epoch is not None else "-"
+        top1 = f"{r.top1:.1f}" if r.top1 is not None else "-"
+        elapsed = _clock(r.elapsed_s) if r.elapsed_s is not None else "-"
+        lines.append(f"{r.hash[:10]}  {r.status:<10}  {epoch:>7}  {top1:>6}  {(r.job_id or '-'):<14}  "
+                     f"{elapsed:>8}  {r.spec or ''}: {r.description}")
+    return "\n".join(lines)
+
+
+def find_runs(store: Any, selector: str) -> list[Any]:
+    """Runs named by a spec name or a hash prefix (at least 4 characters)."""
+    runs = store.runs()
+    by_spec = [r for r in runs if r.spec == selector]
+    if by_spec:
+        return by_spec
+    if len(selector) >= 4:
+        matches = [r for r in runs if r.hash.startswith(selector)]
+        if matches:
+            return matches
+    raise LookupError(f"no spec or run matches '{selector}'")
+
+
+def log_text(store: Any, selector: str) -> str:
+    runs = find_runs(store, selector)
+    if len(runs) != 1:
+        raise LookupError(f"'{selector}' matches {len(runs)} runs; give a longer hash prefix")
+    record = runs[0]
+    if not record.log_path:
+        raise LookupError(f"run {record.hash[:10]} has no log yet (status: {record.status})")
+    parts = []
+    err = Path(record.log_path)
+    for path in (err.with_suffix(".out"), err):
+        if path.exists():
+            parts.append(f"==> {path} <==\n{path.read_text(errors='replace')}")
+    if not parts:
+        raise LookupError(f"the log of run {record.hash[:10]} is not at {record.log_path}")
+    return "\n".join(parts)
+
+
+def cancel(store: Any, selector: str) -> list[str]:
+    """Cancel the unfinished runs of a spec (or one run); returns the hashes cancelled."""
+    cancelled = []
+    for record in find_runs(store, selector):
+        if record.status in FINISHED:
+            continue
+        if record.job_id:
+            _kill(record.job_id)
+        store.set_status(record.hash, "cancelled", error="cancelled by the user")
+        cancelled.append(record.hash)
+    return cancelled
+
+
+def job_id(executor: str, raw: str) -> str:
+    """How a job id is stored: the executor's name, a colon, its own id (the pid of a local job)."""
+    return f"{executor}:{raw}"
+
+
+def _kill(stored: str) -> None:
+    executor, _, raw = stored.partition(":")
+    if executor == "slurm":
+        subprocess.run(["scancel", raw], check=False, capture_output=True)
+    elif executor == "local" and raw.isdigit():
+        try:
+            # submitit's local controller forwards SIGINT to the run and exits
+            os.kill(int(raw), signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+
+def _latest_top1(store: Any, record: Any) -> float | None:
+    if "top1" in record.final:
+        return record.final["top1"]
+    if record.epoch is None:
+        return None
+    for _, epoch, name, value in store.metrics([record.hash]):
+        if epoch == record.epoch and name == "top1":
+            return value
+    return None
+
+
+def _describe(record: Any) -> str:
+    coords = " ".join(f"{k}={v}" for k, v in (record.coords or {}).items())
+    return f"{record.variant} seed={record.seed}" + (f" {coords}" if coords else "") + (
+        f" [{record.profile}]" if record.profile else "")
+
+
+def _elapsed(record: Any, now: datetime) -> float | None:
+    if record.started_at is None:
+        return None
+    end = record.ended_at or now
+    start = record.started_at
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    return (end - start).total_seconds()
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def failed_runs(store: Any, spec: str | None = None) -> list[Any]:
+    """Planned runs rebuilt from the store for every failed or cancelled run (of one spec)."""
+    from harness.config import RunConfig
+    from harness.spec import PlannedRun
+    from harness.spec.expand import HASH_RE, REFERENCE_KEYS
+    from harness.spec.overrides import get_dotted
+
+    runs = []
+    for record in store.runs(spec=spec):
+        if record.status not in ("failed", "cancelled") or record.source is not None:
+            continue
+        deps = tuple(ref for key in REFERENCE_KEYS
+                     if (ref := get_dotted(record.config, key)) and HASH_RE.match(str(ref)))
+        runs.append(PlannedRun(
+            hash=record.hash, config=RunConfig.model_validate(record.config), spec=record.spec or "",
+            profile=record.profile, variant=record.variant or "", label=record.label or "",
+            coords=dict(record.coords or {}), seed=record.seed or 0, depends_on=deps,
+        ))
+    return runs
