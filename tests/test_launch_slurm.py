@@ -17,6 +17,7 @@ import submitit
 from harness.launch.slurm import (
     SlurmConfig,
     executor_parameters,
+    live_jobs,
     make_executor,
     parse_sbatch_options,
     reconcile,
@@ -173,8 +174,12 @@ def test_a_cancelled_job_is_seen_as_cancelled(slurm, tmp_path):
     wait_until(lambda: job.state == "RUNNING", 30, "the job to start")
     store = FakeStore()
     store.add("run", "running", job_id=f"slurm:{job.job_id}")
+    store.add("other", "running", job_id="local:1234")
+    assert live_jobs(store.runs()) == {"run"}
     job.cancel()
     wait_until(lambda: job.done(), 30, "the cancel to be seen")
     assert store_status(job.state) == "cancelled"
+    assert live_jobs(store.runs()) == set()
     assert reconcile(store, store.runs()) == {"run": "cancelled"}
+    assert store.get_run("other").status == "running"
     print(f"cancel: {time.monotonic() - start:.1f}s")

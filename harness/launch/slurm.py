@@ -270,16 +270,26 @@ def slurm_states(job_ids: Iterable[str]) -> dict[str, str]:
     return {job_id: state for job_id, state in states.items() if state != "UNKNOWN"}
 
 
+def run_states(records: Iterable[Any]) -> dict[str, str]:
+    """Hash -> SLURM state of the job of each active run that has a SLURM job (unknown to sacct: left out)."""
+    active = {r.hash: slurm_job_id(r.job_id) for r in records if r.status in ACTIVE and slurm_job_id(r.job_id)}
+    states = slurm_states(active.values())
+    return {h: states[job] for h, job in active.items() if job in states}
+
+
+def live_jobs(records: Iterable[Any]) -> set[str]:
+    """Hashes of the active runs whose SLURM job is still queued, running or requeued: alive however long
+    they wait in the queue without a heartbeat (a launch must not submit them again)."""
+    return {h for h, state in run_states(records).items() if store_status(state) in ACTIVE}
+
+
 def reconcile(store: Any, records: Iterable[Any]) -> dict[str, str]:
     """Mark runs whose SLURM job ended without telling the store (killed, cancelled, a lost node, a failed
     dependency): an active run whose job SLURM reports finished becomes cancelled or failed.
     `records` are the store's RunRecords; returns hash -> new status for the runs it changed."""
-    active = {r.hash: slurm_job_id(r.job_id) for r in records if r.status in ACTIVE and slurm_job_id(r.job_id)}
-    states = slurm_states(active.values())
     changed: dict[str, str] = {}
-    for run_hash, job in active.items():
-        state = states.get(job)
-        status = store_status(state) if state else None
+    for run_hash, state in run_states(records).items():
+        status = store_status(state)
         if status not in FINISHED:
             continue
         if status == "completed":
@@ -289,6 +299,7 @@ def reconcile(store: Any, records: Iterable[Any]) -> dict[str, str]:
         latest = store.get_run(run_hash)
         if latest is None or latest.status not in ACTIVE:
             continue
-        store.set_status(run_hash, status, error=f"SLURM job {job} ended {state} without reporting")
+        store.set_status(run_hash, status,
+                         error=f"SLURM job {slurm_job_id(latest.job_id)} ended {state} without reporting")
         changed[run_hash] = status
     return changed
