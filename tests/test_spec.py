@@ -116,7 +116,8 @@ def test_base_may_be_a_shared_file(tmp_path):
 
 def test_only_profiles_limits_a_variant(tmp_path):
     text = SPEC.replace("  teacher:\n    axes: {}", "  teacher:\n    only_profiles: [quick]\n    axes: {}")
-    text = text.replace("distillation:\n    teacher: {model: resnet_tiny_32, run: teacher}", "distillation: {}")
+    text = text.replace("teacher: {model: resnet_tiny_32, run: teacher}",
+                        "teacher: {model: resnet_tiny_32, checkpoint: /weights/teacher.pt}")
     assert "teacher" not in {r.variant for r in expand(load_spec(write(tmp_path, text)))}
     assert "teacher" in {r.variant for r in expand(load_spec(write(tmp_path, text, "c.yaml")), "quick")}
 
@@ -160,3 +161,9 @@ def test_missing_spec_file(tmp_path):
 def test_unknown_profile(tmp_path):
     with pytest.raises(SpecError, match="unknown profile 'fast'; known profiles: quick"):
         expand(load_spec(write(tmp_path, SPEC)), "fast")
+
+
+def test_a_run_without_distillation_drops_the_teacher(tmp_path):
+    runs = expand(load_spec(write(tmp_path, SPEC)), "quick")
+    plain = [r for r in runs if r.variant == "plain"]
+    assert plain and all(r.config.distillation.teacher is None and r.depends_on == () for r in plain)

@@ -98,6 +98,8 @@ def _profile(spec: Spec, path: str, name: str | None) -> Profile:
 
 def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str) -> list[_Draft]:
     drafts = []
+    # a base may use dotted keys too
+    base = apply({}, spec.base)
     for vname, variant in spec.variants.items():
         if prof.only is not None and vname not in prof.only:
             continue
@@ -113,7 +115,7 @@ def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str) -> list
                                 f"unknown preset '{name}'; known presets: {', '.join(sorted(PRESETS))}")
         for coords in _product(axes):
             for seed in seeds:
-                raw = apply(spec.base, coords)
+                raw = apply(base, coords)
                 for name in presets[: len(variant.presets)]:
                     raw = apply(raw, PRESETS[name])
                 raw = apply(raw, variant.set)
@@ -152,6 +154,9 @@ def _resolve(drafts: list[_Draft], path: str) -> None:
             raise SpecError(path, f"variants.{d.variant}", "runs depend on each other in a cycle")
         visiting.add(id(d))
         raw, deps = d.raw, []
+        if get_dotted(raw, "distillation.kind") in (None, "none"):
+            # a run without distillation has no teacher: it neither waits for one nor changes hash with it
+            raw = apply(raw, {"distillation.teacher": None})
         for key in REFERENCE_KEYS:
             ref = get_dotted(raw, key)
             if ref is None or HASH_RE.match(str(ref)):
