@@ -91,12 +91,15 @@ def _new(keys: Mapping[str, None], *taken: Iterable[str]) -> list[str]:
     return [k for k in keys if k not in seen]
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+def _flatten(value: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for key, item in value.items():
-        if isinstance(item, dict) and item:
-            _flatten(item, f"{prefix}{key}.", out)
+        kind = type(item)
+        if kind is dict and item:
+            _flatten(item, prefix + key + ".", out)
+        elif kind is list:
+            out[prefix + key] = tuple(item)
         else:
-            out[f"{prefix}{key}"] = tuple(item) if isinstance(item, list) else item
+            out[prefix + key] = item
 
 
 def parse_where(where: Where) -> list[tuple[str, Any]]:

@@ -92,6 +92,7 @@ class Store:
         self._ids_lock = threading.Lock()
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         self._insert = dialect.insert
+        self._statements: dict[tuple[Any, ...], Any] = {}
 
     @property
     def display_url(self) -> str:
@@ -139,15 +140,22 @@ class Store:
 
     def _upsert(self, session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str] = ()) -> None:
-        """INSERT ... ON CONFLICT (keys) DO UPDATE/NOTHING, as few multi-row statements as the size allows."""
-        for start in range(0, len(rows), CHUNK):
-            stmt = self._insert(table).values(list(rows[start:start + CHUNK]))
+        """INSERT ... ON CONFLICT (keys) DO UPDATE/NOTHING for every row: one statement, compiled once."""
+        if rows:
+            session.execute(self._upsert_statement(table, tuple(keys), tuple(update_columns)), list(rows))
+
+    def _upsert_statement(self, table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Any:
+        cache_key = (table.name, keys, update_columns)
+        stmt = self._statements.get(cache_key)
+        if stmt is None:
+            stmt = self._insert(table)
             if update_columns:
                 stmt = stmt.on_conflict_do_update(index_elements=list(keys),
                                                   set_={c: stmt.excluded[c] for c in update_columns})
             else:
                 stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-            session.execute(stmt)
+            self._statements[cache_key] = stmt
+        return stmt
 
     def _run_id(self, session: Session, run_hash: str) -> int:
         found = self._ids.get(run_hash)
@@ -382,7 +390,7 @@ class Store:
                  .order_by(Run.id, RunMembership.id))
         rows: dict[int, Any] = {}
         keep = None if wanted is None else set(wanted)
-        for row in session.execute(query):
+        for row in session.connection().execute(query):  # plain rows: no ORM loading on this hot path
             if row.id not in rows and (keep is None or row.hash in keep):
                 rows[row.id] = row
         if not rows:
