@@ -51,12 +51,22 @@ def _pg_admin():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def pg_url(_pg_admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A fresh database (or, for a role that may not create databases, a fresh schema), dropped afterwards."""
     from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
 
     engine, url = _pg_admin
     name = f"harness_t_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except ProgrammingError:  # no CREATEDB privilege: a schema in the test database instead
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        yield url.update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(hide_password=False)
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        return
     yield url.set(database=name).render_as_string(hide_password=False)
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
