@@ -5,6 +5,7 @@
 - `digits`: scikit-learn's 1,797 handwritten 8x8 digits (shipped inside scikit-learn), upscaled to
   `data.img_size`, 3 channels, split 80/20 train/val, stratified and seeded by `data.split_seed`;
 - `fashion_mnist`: Fashion-MNIST's 60,000/10,000 28x28 images from Debian's `dataset-fashion-mnist` package;
+- `synthetic`: seeded random images in 1,000 classes, for speed benchmarks;
 - `imagefolder`: `data.root/train` and `data.root/val` class folders (ImageNet's layout), decoded by
   torchvision's `ImageFolder` with timm's `create_transform`, loaded by worker processes into pinned memory.
 
@@ -115,7 +116,7 @@ def balanced_subset_indices(targets: np.ndarray, size: int, seed: int) -> np.nda
 
 def apply_train_subset(splits: DataSplits, config: RunConfig) -> DataSplits:
     size = config.data.train_subset
-    if size is None:
+    if size is None or config.data.name == "synthetic":
         return splits
     idx = balanced_subset_indices(dataset_targets(splits.train), size, config.data.split_seed)
     train = splits.train.subset(idx) if isinstance(splits.train, InMemoryImages) else Subset(splits.train, idx)
@@ -180,6 +181,20 @@ def build_fashion_mnist(config: RunConfig) -> DataSplits:
     return DataSplits(out["train"], out["val"], 10, True)
 
 
+def build_synthetic(config: RunConfig) -> DataSplits:
+    """Seeded random images in 1,000 classes (4,096 train, 512 val, or `data.train_subset` train images): for
+    speed benchmarks, where what the pixels show does not matter."""
+    g = torch.Generator().manual_seed(config.data.split_seed)
+    n_train = config.data.train_subset or 4096
+    size = config.data.img_size
+
+    def make(n: int) -> InMemoryImages:
+        return InMemoryImages(torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
+                              torch.randint(0, 1000, (n,), generator=g))
+
+    return DataSplits(make(n_train), make(512), 1000, True)
+
+
 def build_imagefolder(config: RunConfig) -> DataSplits:
     from torchvision.datasets import ImageFolder
 
@@ -198,6 +213,7 @@ DATASETS: dict[str, Callable[[RunConfig], DataSplits]] = {
     "digits": build_digits,
     "fashion_mnist": build_fashion_mnist,
     "imagefolder": build_imagefolder,
+    "synthetic": build_synthetic,
 }
 
 
@@ -262,7 +278,7 @@ def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, mode: str,
     cy = (2 * top + bh) / h - 1
     if flip is not None:
         sx = torch.where(flip, -sx, sx)
-    theta = torch.zeros(n, 2, 3, dtype=images.dtype)
+    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
     theta[:, 0, 0] = sx
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = sy
@@ -279,8 +295,9 @@ class BatchTransform:
     normalisation and random erasing (batched). Evaluation: a centre crop of `crop_pct`, resized.
     """
 
-    def __init__(self, config: RunConfig, training: bool) -> None:
+    def __init__(self, config: RunConfig, training: bool, device: torch.device | str = "cpu") -> None:
         self.training = training
+        self.device = torch.device(device)
         self.size = config.data.img_size
         self.interpolation = config.augment.interpolation
         self.crop_pct = config.data.crop_pct
@@ -296,7 +313,7 @@ class BatchTransform:
             _, secondary, _ = create_transform(**_timm_train_kwargs(config), separate=True)
             self.secondary = secondary if len(secondary.transforms) else None
             if a.random_erasing > 0:
-                self.random_erasing = RandomErasing(a.random_erasing, mode="pixel", max_count=1, device="cpu")
+                self.random_erasing = RandomErasing(a.random_erasing, mode="pixel", max_count=1, device=self.device)
 
     def __repr__(self) -> str:
         if not self.training:
@@ -312,23 +329,30 @@ class BatchTransform:
             dtype=torch.float32,
         )
 
+    @property
+    def crops(self) -> bool:
+        """False when the random-resized crop is the identity (scale (1, 1): the whole image) and no flip."""
+        return self.scale[0] < 1.0 or self.hflip > 0
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> normalised float (N, 3, size, size) on this transform's device."""
         n, _, h, w = images.shape
-        x = images.float()
+        x = images.to(self.device, non_blocking=True).float()
         if self.training:
-            boxes = self._train_boxes(images)
-            flip = torch.rand(n) < self.hflip
-            x = crop_resize(x, boxes, self.size, self.interpolation, flip)
+            if self.crops or h != self.size or w != self.size:
+                boxes = self._train_boxes(images).to(self.device)
+                flip = (torch.rand(n) < self.hflip).to(self.device)
+                x = crop_resize(x, boxes, self.size, self.interpolation, flip)
             if self.secondary is not None:
-                x = x.clamp_(0, 255).round_().to(torch.uint8)
+                x = x.clamp_(0, 255).round_().to(torch.uint8).cpu()
                 pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
-                x = torch.from_numpy(np.stack([np.asarray(self.secondary(p)) for p in pil])).permute(0, 3, 1, 2).float()
-        else:
+                x = torch.from_numpy(np.stack([np.asarray(self.secondary(p)) for p in pil]))
+                x = x.permute(0, 3, 1, 2).to(self.device).float()
+        elif self.crop_pct != 1.0 or h != self.size or w != self.size:
             ch, cw = h * self.crop_pct, w * self.crop_pct
-            box = torch.tensor([(h - ch) / 2, (w - cw) / 2, ch, cw]).expand(n, 4)
-            if self.crop_pct != 1.0 or h != self.size or w != self.size:
-                x = crop_resize(x, box, self.size, self.interpolation)
-        x = (x - self.mean) / self.std
+            box = torch.tensor([(h - ch) / 2, (w - cw) / 2, ch, cw]).expand(n, 4).to(self.device)
+            x = crop_resize(x, box, self.size, self.interpolation)
+        x = (x - self.mean.to(self.device)) / self.std.to(self.device)
         if self.random_erasing is not None:
             x = self.random_erasing(x)
         return x.contiguous()
@@ -383,10 +407,12 @@ class InMemoryLoader:
 
 
 def build_train_loader(config: RunConfig, splits: DataSplits, batch_size: int, world_size: int = 1, rank: int = 0,
-                       pin_memory: bool = False):
+                       pin_memory: bool = False, device: torch.device | str = "cpu"):
+    """In-memory datasets: batches augmented on `device`; others: a DataLoader with workers and pinned memory."""
     sampler = build_train_sampler(config, splits.train, world_size, rank)
     if splits.in_memory:
-        return InMemoryLoader(splits.train, batch_size, BatchTransform(config, training=True), sampler, drop_last=True)
+        transform = BatchTransform(config, training=True, device=device)
+        return InMemoryLoader(splits.train, batch_size, transform, sampler, drop_last=True)
     workers = config.data.num_workers
     return DataLoader(
         splits.train, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
@@ -395,11 +421,11 @@ def build_train_loader(config: RunConfig, splits: DataSplits, batch_size: int, w
 
 
 def build_eval_loader(config: RunConfig, dataset: Dataset, in_memory: bool, batch_size: int, indices=None,
-                      pin_memory: bool = False):
+                      pin_memory: bool = False, device: torch.device | str = "cpu"):
     """Sequential evaluation batches (optionally over a shard of indices, for several processes)."""
     if indices is not None:
         dataset = dataset.subset(indices) if in_memory else Subset(dataset, list(indices))
     if in_memory:
-        return InMemoryLoader(dataset, batch_size, BatchTransform(config, training=False))
+        return InMemoryLoader(dataset, batch_size, BatchTransform(config, training=False, device=device))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=config.data.num_workers,
                       pin_memory=pin_memory)

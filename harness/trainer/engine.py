@@ -329,11 +329,11 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     if config.batch_size % env.world_size:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {env.world_size} processes")
     train_loader = build_train_loader(config, splits, config.batch_size // env.world_size, env.world_size,
-                                      env.rank, pin_memory=pin)
+                                      env.rank, pin_memory=pin, device=device)
     if len(train_loader) == 0:
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(splits.train)} images)")
     val_shard = np.arange(env.rank, len(splits.val), env.world_size) if env.world_size > 1 else None
-    val_loader = build_eval_loader(config, splits.val, splits.in_memory, config.eval_batch_size, val_shard, pin)
+    val_loader = build_eval_loader(config, splits.val, splits.in_memory, config.eval_batch_size, val_shard, pin, device)
 
     model = build_student(config, num_classes, resolve_run_dir).to(device)
     teacher = None
@@ -400,14 +400,16 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
             samples += images.shape[0]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        train_time += time.perf_counter() - t0
+        epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
         train_samples += samples * env.world_size
         mean_loss = float(distributed.mean(loss_sum / max(steps, 1)))
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"loss is {mean_loss} in epoch {epoch}")
 
         last_eval = evaluate(model, val_loader, device, autocast, val_shard)
-        metrics = {"train_loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], **last_eval.metrics}
+        metrics = {"train_loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], **last_eval.metrics,
+                   "train_img_s": samples * env.world_size / epoch_time}
         if ema is not None:
             metrics.update(evaluate(ema.module, val_loader, device, autocast, val_shard, prefix="ema_").metrics)
         history.append(metrics)
