@@ -32,12 +32,13 @@ import yaml
 TABLES = (1, 2, 3, 4, 5, 7, 8, 10)
 
 
+_REPO_REPORTS = Path(__file__).resolve().parents[2] / "reports"
+
+
 def reports_dir() -> Path:
     """The folder of table definitions and reference numbers (env HARNESS_REPORTS, else the repository's)."""
     env = os.environ.get("HARNESS_REPORTS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "reports"
+    return Path(env) if env else _REPO_REPORTS
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ class DefinitionError(ValueError):
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DefinitionError(f"{path}: file not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # libyaml's safe loader when present (several times faster); both build plain data only
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     if not isinstance(data, dict):
         raise DefinitionError(f"{path}: expected a mapping")
     return data
@@ -155,7 +158,13 @@ def _str_list(value: Any) -> tuple[str, ...]:
 
 
 def load_table(number: int, root: Path | None = None) -> TableDef:
-    root = root or reports_dir()
+    """Table `number`'s definition and reference numbers (read once per process)."""
+    return _load_table(number, str(root or reports_dir()))
+
+
+@lru_cache(maxsize=64)
+def _load_table(number: int, root_text: str) -> TableDef:
+    root = Path(root_text)
     path = root / "tables" / f"table{number}.yaml"
     data = _read(path)
     paper = load_paper(root / data.get("paper", f"paper/table{number}.yaml"))
@@ -237,11 +246,16 @@ def _value_ok(actual: Any, wanted: Any) -> bool:
 
 
 def model_names(names: Any) -> list[str]:
-    aliases = model_aliases(str(reports_dir()))
+    return list(_model_names(_str_list(names), str(reports_dir())))
+
+
+@lru_cache(maxsize=512)
+def _model_names(names: tuple[str, ...], root: str) -> tuple[str, ...]:
+    aliases = model_aliases(root)
     out: list[str] = []
-    for name in _str_list(names):
+    for name in names:
         out.extend(aliases.get(name, (name,)))
-    return out
+    return tuple(out)
 
 
 def matches(run: Any, match: dict[str, Any]) -> bool:

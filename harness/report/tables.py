@@ -54,10 +54,19 @@ def summarize(values: Iterable[float]) -> tuple[float, float, int]:
     return float(arr.mean()), std, len(arr)
 
 
-def _matches_cell(run: Any, row: defs.Row, col: defs.Column) -> bool:
-    if row.match is None or col.static:
-        return False
-    return defs.matches(run, row.match) and defs.matches(run, col.match)
+def cell_runs(td: defs.TableDef, runs: list[Any]) -> dict[tuple[str, str], list[Any]]:
+    """{(row id, column id): the runs that fill that cell} (a run must match both the row and the column)."""
+    out: dict[tuple[str, str], list[Any]] = {}
+    for row in td.rows:
+        if row.match is None:
+            continue
+        in_row = [r for r in runs if defs.matches(r, row.match)]
+        for col in td.columns if in_row else ():
+            if not col.static:
+                members = [r for r in in_row if defs.matches(r, col.match)]
+                if members:
+                    out[(row.id, col.id)] = members
+    return out
 
 
 def choose_origin(td: defs.TableDef, runs: list[Any], profile: str | None = None,
@@ -78,9 +87,16 @@ def choose_origin(td: defs.TableDef, runs: list[Any], profile: str | None = None
         by_origin[origin].append(run)
     filled: dict[Origin, tuple[int, list[Any]]] = {}
     for origin, members in by_origin.items():
-        used = [r for r in members if _fills_any(td, r)]
+        if td.kind == "disagreement":
+            used = [r for r in members if _compared(td, r)]
+            count = len(used)
+        else:
+            cells = cell_runs(td, members)
+            hashes = {r.hash for rs in cells.values() for r in rs}
+            used = [r for r in members if r.hash in hashes]
+            count = len(cells)
         if used:
-            filled[origin] = (_cells_filled(td, used), used)
+            filled[origin] = (count, used)
     if not filled:
         if chosen or source is not None:
             return Origin(source, wanted), []
@@ -89,36 +105,30 @@ def choose_origin(td: defs.TableDef, runs: list[Any], profile: str | None = None
     return best, filled[best][1]
 
 
-def _fills_any(td: defs.TableDef, run: Any) -> bool:
-    if td.kind == "disagreement":
-        return any(defs.matches(run, td.extra[k]) for k in ("distilled", "baseline")) or any(
-            k.startswith("disagree_") for k in (run.final or {}))
-    return any(_matches_cell(run, row, col) for row in td.rows for col in td.columns)
+def _compared(td: defs.TableDef, run: Any) -> bool:
+    """Whether a run takes part in Table 4: a compared run, or an imported result with disagreement cells."""
+    return any(defs.matches(run, td.extra[k]) for k in ("distilled", "baseline")) or any(
+        k.startswith("disagree_") for k in (run.final or {}))
 
 
-def _cells_filled(td: defs.TableDef, runs: list[Any]) -> int:
-    if td.kind == "disagreement":
-        return len(runs)
-    return sum(any(_matches_cell(r, row, col) for r in runs) for row in td.rows for col in td.columns)
+Cells = dict[tuple[str, str], tuple[float, float, int]]
 
 
-def _empty_frame(td: defs.TableDef) -> pd.DataFrame:
-    cols = [(td.info_labels.get(name, name), "") for name in td.info_columns] + [(c.label, f) for c in td.columns for f in FIELDS]
-    df = pd.DataFrame(index=pd.Index([r.label for r in td.rows], name=td.row_header or None),
-                      columns=pd.MultiIndex.from_tuples(cols), dtype=object)
-    for row in td.rows:
-        for name in td.info_columns:
-            df.loc[row.label, (td.info_labels.get(name, name), "")] = row.info.get(name, "")
-        for col in td.columns:
-            paper = _num(td.paper.value(row.id, col.id)) if col.id in td.paper.columns else math.nan
-            df.loc[row.label, (col.label, "paper")] = paper
-            df.loc[row.label, (col.label, "ours")] = math.nan
-            df.loc[row.label, (col.label, "std")] = math.nan
-            df.loc[row.label, (col.label, "n")] = 0
-            df.loc[row.label, (col.label, "diff")] = math.nan
+def _frame(td: defs.TableDef, cells: Cells) -> pd.DataFrame:
+    """The table's DataFrame from {(row id, column id): (mean, std, n)}; the paper's values beside."""
+    data: dict[tuple[str, str], list[Any]] = {}
+    for name in td.info_columns:
+        data[(td.info_labels.get(name, name), "")] = [row.info.get(name, "") for row in td.rows]
     for col in td.columns:
-        for f in FIELDS:
-            df[(col.label, f)] = pd.to_numeric(df[(col.label, f)])
+        paper = [_num(td.paper.value(row.id, col.id)) if col.id in td.paper.columns else math.nan for row in td.rows]
+        got = [cells.get((row.id, col.id), (math.nan, math.nan, 0)) for row in td.rows]
+        data[(col.label, "ours")] = [g[0] for g in got]
+        data[(col.label, "std")] = [g[1] for g in got]
+        data[(col.label, "n")] = [int(g[2]) for g in got]
+        data[(col.label, "paper")] = paper
+        data[(col.label, "diff")] = [g[0] - p for g, p in zip(got, paper)]
+    df = pd.DataFrame(data, index=pd.Index([r.label for r in td.rows], name=td.row_header or None))
+    df.columns = pd.MultiIndex.from_tuples(list(data))
     return df
 
 
@@ -161,19 +171,14 @@ def _select(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | 
 def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
                source: str | None = None) -> pd.DataFrame:
     origin, used = _select(td, runset, spec, profile, source)
-    df = _empty_frame(td)
+    cells: Cells = {}
     notes: list[str] = []
-    for row in td.rows:
-        for col in td.columns:
-            members = [r for r in used if _matches_cell(r, row, col)]
-            if not members:
-                continue
-            metric = row.metric or col.metric or td.metric
-            mean, std, n = summarize(run_value(r, metric, col.scale) for r in members)
-            df.loc[row.label, (col.label, "ours")] = mean
-            df.loc[row.label, (col.label, "std")] = std
-            df.loc[row.label, (col.label, "n")] = n
-            df.loc[row.label, (col.label, "diff")] = mean - df.loc[row.label, (col.label, "paper")]
+    rows, cols = {r.id: r for r in td.rows}, {c.id: c for c in td.columns}
+    for (rid, cid), members in cell_runs(td, used).items():
+        row, col = rows[rid], cols[cid]
+        metric = row.metric or col.metric or td.metric
+        cells[(rid, cid)] = summarize(run_value(r, metric, col.scale) for r in members)
+    df = _frame(td, cells)
     df.attrs.update(_attrs(td, origin, used, notes))
     return df
 
@@ -197,7 +202,6 @@ def disagreement(a: np.ndarray, b: np.ndarray) -> float:
 def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
                        source: str | None = None) -> pd.DataFrame:
     origin, used = _select(td, runset, spec, profile, source)
-    df = _empty_frame(td)
     notes: list[str] = []
     classifiers: dict[str, list[str]] = td.extra["classifiers"]
     ids = [r.id for r in td.rows]
@@ -232,13 +236,7 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
             shown += [distilled] + ([baseline] if baseline is not None else [])
         if size_label:
             notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
-    for (a, b), vals in values.items():
-        mean, std, n = summarize(vals)
-        la, lb = label_of[a], col_label[b]
-        df.loc[la, (lb, "ours")] = mean
-        df.loc[la, (lb, "std")] = std
-        df.loc[la, (lb, "n")] = n
-        df.loc[la, (lb, "diff")] = mean - df.loc[la, (lb, "paper")]
+    df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
     df.attrs.update(_attrs(td, origin, shown, notes))
     return df
 
