@@ -162,9 +162,15 @@ def test_table4_disagreement_from_stored_predictions(sqlite_store):
     assert "0.200 vs 0.171 (+0.029)" in render(df, "markdown")
 
 
-def test_store_filled_only_with_the_papers_numbers_rebuilds_every_table(sqlite_store):
-    """The import path: the paper's numbers recorded as results with a source rebuild the paper's tables."""
-    assert paper.import_paper(sqlite_store, source="paper") > 0
+def test_store_filled_only_with_the_papers_numbers_rebuilds_every_table(sqlite_store, sqlite_url, tmp_path):
+    """The import path: the paper's numbers, imported as results (`harness import`), rebuild the paper's tables."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    csv_path = paper.write_csv(tmp_path / "paper.csv")
+    res = CliRunner().invoke(app, ["import", str(csv_path), "--source", "paper", "--db", sqlite_url])
+    assert res.exit_code == 0, res.output
     for n in defs.TABLES:
         df = table(n, store=sqlite_store)
         assert df.attrs["source"] == "paper", n
@@ -179,6 +185,20 @@ def test_store_filled_only_with_the_papers_numbers_rebuilds_every_table(sqlite_s
                 # equal, up to the paper's own rounding where Table 1 prints Table 5's throughput rounded
                 tol = 0.5 if n == 1 else 1e-9
                 assert abs(ours - ref) <= tol, (n, row, col, ours, ref)
+
+
+def test_committed_paper_csv_is_up_to_date(tmp_path):
+    """reports/paper/deit_paper_results.csv is generated from the reference files: regenerate it when they change."""
+    fresh = paper.write_csv(tmp_path / "fresh.csv").read_text(encoding="utf-8")
+    committed = (defs.reports_dir() / "paper" / "deit_paper_results.csv").read_text(encoding="utf-8")
+    assert committed == fresh, "run: python -c \"from harness.report import paper; " \
+                               "paper.write_csv('reports/paper/deit_paper_results.csv')\""
+
+
+def test_paper_import_api_matches_the_csv(sqlite_store):
+    assert paper.import_paper(sqlite_store) == len(paper.paper_runs())
+    df = table(3, store=sqlite_store)
+    assert df.loc["DeiT⚗: class+distillation", ("B↑384", "ours")] == 84.5
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 `paper_runs()` turns every filled cell of `reports/paper/*.yaml` into results that the table definitions
 map back to the same cells (each run's spec, variant and config satisfy the cell's match). Written as CSV
-(`write_csv`) they are what `harness import FILE.csv --source paper` records; a store holding only them
+(`write_csv`, committed as `reports/paper/deit_paper_results.csv`) they are what
+`harness import reports/paper/deit_paper_results.csv --source paper` records; a store holding only them
 rebuilds every table equal to the paper's (up to the paper's own rounding where two tables print the same
 measurement with different precision, e.g. Table 1's throughput is Table 5's rounded).
+
+    python -c "from harness.report import paper; paper.write_csv('reports/paper/deit_paper_results.csv')"
 """
 
 from __future__ import annotations
@@ -96,19 +99,21 @@ def paper_runs(numbers: tuple[int, ...] = defs.TABLES) -> list[_Run]:
         for row in td.rows:
             if row.match is None:
                 continue
-            for col in td.columns:
-                value = td.paper.value(row.id, col.id)
-                if col.static or value is None or isinstance(value, str):
-                    continue
-                ident: dict[str, Any] = {"spec": td.specs[0] if td.specs else None}
+            cells = [(col, td.paper.value(row.id, col.id)) for col in td.columns]
+            cells = [(col, v) for col, v in cells if not col.static and v is not None and not isinstance(v, str)]
+            # values the paper gives as configuration (image size, resolution) describe the row's run
+            row_config = {(row.metric or col.metric or "").split(":", 1)[1]: v for col, v in cells
+                          if (row.metric or col.metric or "").startswith("config:")}
+            for col, value in cells:
+                ident: dict[str, Any] = {"spec": td.specs[0] if td.specs else None, "variant": f"paper_{row.id}"}
                 config: dict[str, Any] = {}
                 _witness(row.match, ident, config)
                 _witness(col.match, ident, config)
                 _apply(row.witness, ident, config)
                 _apply(col.witness, ident, config)
+                _apply(row_config, ident, config)
+                ident["label"] = row.label
                 metric = row.metric or col.metric or td.metric
-                if metric.startswith("config:"):
-                    _set(config, metric.split(":", 1)[1], value)
                 run = _get(runs, ident, config)
                 if not (defs.matches(run, row.match) and defs.matches(run, col.match)):
                     raise defs.DefinitionError(f"Table {n}: cannot build a paper result for cell "
@@ -128,7 +133,7 @@ def _get(runs: dict[str, _Run], ident: dict[str, Any], config: dict[str, Any]) -
 
 
 def _disagreement_run(td: defs.TableDef, runs: dict[str, _Run]) -> None:
-    ident: dict[str, Any] = {"spec": td.specs[0] if td.specs else None}
+    ident: dict[str, Any] = {"spec": td.specs[0] if td.specs else None, "label": "DeiT-B⚗ (Table 4)"}
     config: dict[str, Any] = {}
     _witness(td.extra["distilled"], ident, config)
     _witness(td.extra["sizes"][0]["match"], ident, config)
