@@ -46,49 +46,36 @@ def metrics(db: str | Store | None = None, spec: str | None = None, status: str 
         everything = spec is None and status is None and profile is None and not where
         rows = store.metrics(None if everything else list(chosen["hash"]), names=name_list)
     tidy = pd.DataFrame(rows, columns=["hash", "epoch", "name", "value"])
+    if chosen.empty or tidy.empty:
+        return pd.DataFrame(columns=IDENTITY + ["epoch", "name", "value"])
     return tidy.merge(chosen[IDENTITY], on="hash", how="inner")[IDENTITY + ["epoch", "name", "value"]]
 
 
 def frame(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """RunRecords -> the wide DataFrame that `runs` returns."""
-    rows = []
-    coord_keys: dict[str, None] = {}
-    final_keys: dict[str, None] = {}
-    info_keys: dict[str, None] = {}
-    config_keys: dict[str, None] = {}
-    for rec in records:
-        row = {"hash": rec.hash, "spec": rec.spec, "variant": rec.variant, "label": rec.label,
-               "profile": rec.profile, "seed": rec.seed, "status": rec.status, "source": rec.source,
-               "epoch": rec.epoch, "host": rec.host, "started_at": rec.started_at, "ended_at": rec.ended_at,
-               "error": rec.error}
-        for key, value in rec.coords.items():
-            coord_keys.setdefault(key)
-            row[key] = value
-        for key, value in rec.final.items():
-            final_keys.setdefault(key)
-            row[key] = value
-        for key, value in rec.info.items():
-            name = f"info.{key}"
-            info_keys.setdefault(name)
-            row[name] = value
-        flat: dict[str, Any] = {}
-        _flatten(rec.config, "config.", flat)
-        config_keys.update(dict.fromkeys(flat))
-        row.update(flat)
-        rows.append(row)
-    columns = BASE_COLUMNS + _new(coord_keys, BASE_COLUMNS) + _new(final_keys, BASE_COLUMNS, coord_keys) \
-        + list(info_keys) + list(config_keys)
-    df = pd.DataFrame.from_records(rows, columns=columns)
+    """RunRecords -> the wide DataFrame that `runs` returns (built column block by column block)."""
+    base = pd.DataFrame({column: [getattr(rec, column) for rec in records] for column in BASE_COLUMNS},
+                        columns=BASE_COLUMNS)
     for column in ("started_at", "ended_at"):
-        df[column] = pd.to_datetime(df[column], utc=True)
-    df["seed"] = df["seed"].astype("Int64")
-    df["epoch"] = df["epoch"].astype("Int64")
-    return df
-
-
-def _new(keys: Mapping[str, None], *taken: Iterable[str]) -> list[str]:
-    seen = set().union(*map(set, taken))
-    return [k for k in keys if k not in seen]
+        base[column] = pd.to_datetime(base[column], utc=True)
+    base["seed"] = base["seed"].astype("Int64")
+    base["epoch"] = base["epoch"].astype("Int64")
+    if not records:
+        return base
+    blocks = [base]
+    taken = set(BASE_COLUMNS)
+    for part, prefix in (("coords", ""), ("final", ""), ("info", "info.")):
+        block = pd.DataFrame.from_records([getattr(rec, part) for rec in records], index=base.index)
+        block = block.rename(columns=lambda c: f"{prefix}{c}")
+        block = block[[c for c in block.columns if c not in taken]]
+        taken.update(block.columns)
+        blocks.append(block)
+    flat = []
+    for rec in records:
+        out: dict[str, Any] = {}
+        _flatten(rec.config, "config.", out)
+        flat.append(out)
+    blocks.append(pd.DataFrame.from_records(flat, index=base.index))
+    return pd.concat(blocks, axis=1)
 
 
 def _flatten(value: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:

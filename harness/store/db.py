@@ -10,6 +10,7 @@ A password in a URL is never shown: `display_url` renders it as ***.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -83,10 +84,15 @@ def make_engine(url: URL) -> Engine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                               json_serializer=_compact_json)
         _sqlite_events(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, json_serializer=_compact_json)
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _sqlite_events(engine: Engine) -> None:

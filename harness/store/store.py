@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -93,6 +95,7 @@ class Store:
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         self._insert = dialect.insert
         self._statements: dict[tuple[Any, ...], Any] = {}
+        _forget_connections_after_fork(self)
 
     @property
     def display_url(self) -> str:
@@ -450,15 +453,27 @@ class Store:
         return self._read(work)
 
 
+def _forget_connections_after_fork(store: Store) -> None:
+    """A forked child must not use its parent's pooled connections: it opens its own."""
+    ref = weakref.ref(store)
+
+    def forget() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
+
+
 def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecord:
-    epochs = [e for e in (row.last_epoch, row.epoch) if e is not None]
+    epoch = row.last_epoch if row.epoch is None or (row.last_epoch is not None and row.last_epoch > row.epoch) \
+        else row.epoch
     return RunRecord(
-        hash=row.hash, spec=row.spec, variant=row.variant, label=row.label, coords=dict(row.coords or {}),
+        hash=row.hash, spec=row.spec, variant=row.variant, label=row.label, coords=row.coords or {},
         seed=row.seed, profile=row.profile or None, status=row.status, config=row.config or {}, final=final,
-        info=info, epoch=max(epochs) if epochs else None, started_at=_utc(row.started_at),
-        ended_at=_utc(row.ended_at), heartbeat_at=_utc(row.heartbeat_at), host=row.host, error=row.error,
-        job_id=row.job_id, log_path=row.log_path, source=row.source, created_at=_utc(row.created_at),
-        provenance=dict(row.provenance or {}),
+        info=info, epoch=epoch, started_at=_utc(row.started_at), ended_at=_utc(row.ended_at),
+        heartbeat_at=_utc(row.heartbeat_at), host=row.host, error=row.error, job_id=row.job_id,
+        log_path=row.log_path, source=row.source, created_at=_utc(row.created_at), provenance=row.provenance or {},
     )
 
 
