@@ -53,6 +53,7 @@ def test_import_then_results_in_every_format(cli, store_url, paper_csv):
     assert hard["top1"] == 74.3 and pd.isna(hard["top5"]) and hard["throughput"] == 2536
     assert hard["config.model.name"] == "deit_tiny_patch16_224" and hard["distillation.kind"] == "hard"
     assert hard["info.note"] == "Table 3" and hard["label"] == "hard distillation"
+    assert df.set_index("variant").loc["none", "distillation.kind"] == "none"
 
     rows = json.loads(cli("results", "--db", store_url, "--format", "json",
                           "--where", "distillation.kind=soft", "--where", "top1=72.2").output)

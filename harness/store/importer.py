@@ -8,6 +8,7 @@ One CSV row is one run. Columns:
 - `info.<key>`: a text fact (e.g. `info.note`); `metric.<name>`: a final metric, which must be a number.
 - any other column: a final metric when its value is a number, a text fact otherwise.
 
+Config and coordinate values are typed (true/false, integers, floats, null; anything else is text).
 Empty cells (and "-", "—", "n/a") are left out. A run's hash is the SHA-256 of the source name and the
 row's content, so importing the same file again adds nothing, and a changed row is a new run.
 """
@@ -133,7 +134,7 @@ def _scalar(text: str) -> Any:
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("null", "none"):
+    if lowered == "null":
         return None
     for cast in (int, float):
         try:
