@@ -159,8 +159,12 @@ def bars(n: int, db: str | None = None, runset: RunSet | None = None, profile: s
     keep = [c for c in df.attrs["column_labels"] if c not in static and not any(
         w in c for w in ("param", "size", "throughput", "im/s", "im/sec", "resolution"))]
     data = data[data["column"].isin(keep)]
-    rows_with_ours = data.loc[data["ours"].notna(), "row"].unique().tolist()
-    shown = data[data["row"].isin(rows_with_ours)] if rows_with_ours else data[data["paper"].notna()]
+    # with runs of ours: only the rows and columns they fill; without: the paper's values
+    with_ours = data[data["ours"].notna()]
+    if with_ours.empty:
+        shown = data[data["paper"].notna()]
+    else:
+        shown = data[data["row"].isin(set(with_ours["row"])) & data["column"].isin(set(with_ours["column"]))]
     height = max(3.6, 0.42 * shown["row"].nunique() * max(1, shown["column"].nunique()) ** 0.5 + 1.5)
     fig, ax = _new((8, min(height, 14)))
     if shown.empty:
