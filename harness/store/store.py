@@ -34,7 +34,7 @@ from harness.store.schema import (
 )
 
 T = TypeVar("T")
-# rows per multi-row INSERT (SQLite allows 32,766 bound parameters per statement)
+# hashes per IN (...) list (SQLite allows 32,766 bound parameters per statement)
 CHUNK = 500
 # statuses in which a run is waiting or working, so an old error no longer applies
 ACTIVE = ("pending", "submitted", "requeued", "running")
@@ -453,16 +453,20 @@ class Store:
         return self._read(work)
 
 
+_OPEN_STORES: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
 def _forget_connections_after_fork(store: Store) -> None:
     """A forked child must not use its parent's pooled connections: it opens its own."""
-    ref = weakref.ref(store)
+    _OPEN_STORES.add(store)
 
-    def forget() -> None:
-        alive = ref()
-        if alive is not None:
-            alive.engine.dispose(close=False)
 
-    os.register_at_fork(after_in_child=forget)
+def _after_fork_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecord:
