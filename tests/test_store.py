@@ -193,3 +193,14 @@ def test_reading_a_missing_store_creates_nothing(tmp_path):
     with pytest.raises(StoreError, match="no results store"):
         open_store(f"sqlite:///{path}", create=False)
     assert not path.exists()
+
+
+def test_speed_benchmark_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "store_speed.py"
+    out = subprocess.run([sys.executable, str(script), "--runs", "50", "--write-runs", "2", "--epochs", "3"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "rows/s" in out and "50 runs" in out and "targets" in out
