@@ -24,7 +24,10 @@ def resolve_executor(name: str) -> str:
 def make_local_executor(name: str, folder: Path) -> submitit.Executor:
     folder.mkdir(parents=True, exist_ok=True)
     if name == "local":
-        return submitit.LocalExecutor(folder=folder)
+        executor = submitit.LocalExecutor(folder=folder)
+        # submitit's local default is a 2-minute time limit (SIGUSR2 after 90 s): training runs take longer
+        executor.update_parameters(timeout_min=7 * 24 * 60)
+        return executor
     if name == "debug":
         return submitit.DebugExecutor(folder=folder)
     raise ValueError(f"'{name}' is not a local executor")
