@@ -23,7 +23,7 @@ from harness.report.render import cell_text, display_frame, tidy
 
 def test_report_imports_no_torch_or_models():
     code = ("import sys, harness.report, harness.report.tables, harness.report.render, harness.report.figures, "
-            "harness.report.page, harness.report.paper, harness.cli.report\n"
+            "harness.report.page, harness.report.paper\n"
             "bad = [m for m in ('torch', 'timm', 'torchvision', 'harness.models', 'harness.trainer') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
