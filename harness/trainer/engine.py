@@ -320,7 +320,6 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
     is_main = env.rank == 0
-    seed_everything(config.seed + env.rank)
     autocast = _autocast_factory(config, device)
     pin = device.type == "cuda"
 
@@ -335,6 +334,8 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     val_shard = np.arange(env.rank, len(splits.val), env.world_size) if env.world_size > 1 else None
     val_loader = build_eval_loader(config, splits.val, splits.in_memory, config.eval_batch_size, val_shard, pin, device)
 
+    # seeded after the data are built: a first import inside a dataset builder (scikit-learn) may draw from numpy
+    seed_everything(config.seed + env.rank)
     model = build_student(config, num_classes, resolve_run_dir).to(device)
     teacher = None
     if config.distillation.kind != "none":
