@@ -12,6 +12,7 @@ temporary SQLite file; --db measures another (PostgreSQL: an empty database it m
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 import tempfile
@@ -39,7 +40,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'bench.db'}"
         store = open_store(url)
-        print(f"store: {store.display_url}")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"store: {store.display_url}; {os.cpu_count()} CPUs, load average {load} (other work slows the figures)")
         planned = make_runs(args.runs)
         t0 = time.perf_counter()
         store.register_experiment("bench", "", "")
@@ -49,12 +51,12 @@ def main() -> None:
         rows = [(run.hash, epoch, {m: epoch + i / 10 for i, m in enumerate(METRICS)})
                 for run in planned[:args.write_runs] for epoch in range(args.epochs)]
         n_rows = len(rows) * len(METRICS)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for run_hash, epoch, metrics in rows:
             store.log_epoch(run_hash, epoch, metrics)
-        store_s = time.perf_counter() - t0
+        store_s, store_cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"store.log_epoch: {n_rows:,} metric rows in {len(rows):,} calls: {store_s:.2f} s = "
-              f"{n_rows / store_s:,.0f} rows/s (one transaction per epoch)")
+              f"{n_rows / store_s:,.0f} rows/s (one transaction per epoch; {store_cpu:.2f} s of CPU)")
 
         flat = [(i, epoch, name, value) for i, (_, epoch, metrics) in enumerate(rows)
                 for name, value in metrics.items()]
@@ -78,10 +80,11 @@ def main() -> None:
 
         import harness.results as results
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         df = results.runs(store)
-        load_s = time.perf_counter() - t0
-        print(f"harness.results.runs: {len(df):,} runs x {df.shape[1]} columns into a DataFrame: {load_s:.2f} s")
+        load_s, load_cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"harness.results.runs: {len(df):,} runs x {df.shape[1]} columns into a DataFrame: {load_s:.2f} s "
+              f"({load_cpu:.2f} s of CPU)")
         store.close()
         ok = n_rows / store_s >= 20_000 and load_s <= 1.0
         print(f"targets (>= 20,000 rows/s, <= 1 s): {'met' if ok else 'NOT met'}")
