@@ -164,22 +164,74 @@ def test_a_run_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm,
     starts = (tmp_path / "run" / "starts").read_text().splitlines()
     assert [line.split()[1] for line in starts] == ["requeues=0", "requeues=1"]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 40
-    assert slurm_states([job.job_id]) == {job.job_id: "COMPLETED"}
+    # the result is written just before the job step ends
+    wait_until(lambda: slurm_states([job.job_id]) == {job.job_id: "COMPLETED"}, 30, "SLURM to see it completed")
     print(f"time limit, requeue, resume: {elapsed:.1f}s")
 
 
 def test_a_cancelled_job_is_seen_as_cancelled(slurm, tmp_path):
     start = time.monotonic()
     job = make_executor(tmp_path, slurm).submit(sleep, 300)
-    wait_until(lambda: job.state == "RUNNING", 30, "the job to start")
+    wait_until(lambda: slurm_states([job.job_id]).get(job.job_id) == "RUNNING", 30, "the job to start")
     store = FakeStore()
     store.add("run", "running", job_id=f"slurm:{job.job_id}")
     store.add("other", "running", job_id="local:1234")
     assert live_jobs(store.runs()) == {"run"}
     job.cancel()
-    wait_until(lambda: job.done(), 30, "the cancel to be seen")
-    assert store_status(job.state) == "cancelled"
+    wait_until(lambda: store_status(slurm_states([job.job_id]).get(job.job_id, "")) == "cancelled", 30,
+               "SLURM to see the cancel")
+    # submitit's own view: the job is done, its state CANCELLED
+    assert job.done(force_check=True) and store_status(job.state) == "cancelled"
     assert live_jobs(store.runs()) == set()
     assert reconcile(store, store.runs()) == {"run": "cancelled"}
     assert store.get_run("other").status == "running"
     print(f"cancel: {time.monotonic() - start:.1f}s")
+
+
+# ---- the launcher on a real SLURM: real runs through the store
+
+E2E_SPEC = """
+name: slurm-e2e
+base:
+  data: {name: digits, img_size: 32, num_workers: 0, train_subset: 100}
+  model: {name: resnet_tiny_32}
+  device: cpu
+  batch_size: 50
+  eval_batch_size: 200
+  schedule: {epochs: 1, warmup_epochs: 0}
+  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false}
+  throughput: {protocols: [], batch_size: 16, repeats: 1}
+  distillation:
+    teacher: {model: resnet_tiny_32, run: teacher}
+variants:
+  teacher:
+    set: {distillation.teacher: null}
+  student:
+    set: {distillation.kind: hard}
+"""
+
+
+@pytest.mark.slow
+def test_harness_launch_submits_a_teacher_and_its_student_to_slurm(slurm, tmp_path):
+    from harness.launch import LaunchOptions, launch
+    from harness.spec import expand, load_spec
+    from harness.store import open_store
+
+    start = time.monotonic()
+    (tmp_path / "spec.yaml").write_text(E2E_SPEC)
+    loaded = load_spec(tmp_path / "spec.yaml")
+    runs = expand(loaded)
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = open_store(db_url)
+    options = LaunchOptions(executor="slurm", output=tmp_path / "out", poll_s=0.5,
+                            slurm=slurm.model_copy(update={"mem_gb": 2.0}))
+    lines: list[str] = []
+    result = launch(loaded, runs, store, db_url, options, progress=lines.append)
+    assert result.ok, [f.error for f in result.failures]
+    teacher, student = (store.get_run(next(r.hash for r in runs if r.variant == v)) for v in ("teacher", "student"))
+    assert teacher.status == student.status == "completed"
+    assert teacher.job_id.startswith("slurm:") and student.job_id.startswith("slurm:")
+    assert any("after" in line and student.hash[:10] in line for line in lines), lines
+    # SLURM held the student until its teacher had finished
+    assert student.started_at >= teacher.ended_at
+    print(f"harness launch on SLURM, teacher and student: {time.monotonic() - start:.1f}s")
