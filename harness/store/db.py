@@ -88,7 +88,10 @@ def make_engine(url: URL) -> Engine:
                                json_serializer=_compact_json)
         _sqlite_events(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, json_serializer=_compact_json)
+    # a job holds one connection (two while its heartbeat thread writes): hundreds of jobs stay within
+    # a server's max_connections, or go through PgBouncer
+    return create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=3, pool_recycle=1800,
+                         connect_args={"connect_timeout": 10}, json_serializer=_compact_json)
 
 
 def _compact_json(value: object) -> str:
