@@ -69,24 +69,29 @@ def frame(records: Sequence[RunRecord]) -> pd.DataFrame:
         block = block[[c for c in block.columns if c not in taken]]
         taken.update(block.columns)
         blocks.append(block)
-    flat = []
-    for rec in records:
-        out: dict[str, Any] = {}
-        _flatten(rec.config, "config.", out)
-        flat.append(out)
-    blocks.append(pd.DataFrame.from_records(flat, index=base.index))
+    columns: dict[str, list[Any]] = {}
+    for row, rec in enumerate(records):
+        _flatten(rec.config, "config.", columns, row)
+    for values in columns.values():
+        values.extend([None] * (len(records) - len(values)))
+    blocks.append(pd.DataFrame(columns, index=base.index))
     return pd.concat(blocks, axis=1)
 
 
-def _flatten(value: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+def _flatten(value: dict[str, Any], prefix: str, columns: dict[str, list[Any]], row: int) -> None:
+    """Append a nested config's leaves to `columns` (dotted name -> one value per row so far)."""
     for key, item in value.items():
         kind = type(item)
         if kind is dict and item:
-            _flatten(item, prefix + key + ".", out)
-        elif kind is list:
-            out[prefix + key] = tuple(item)
-        else:
-            out[prefix + key] = item
+            _flatten(item, prefix + key + ".", columns, row)
+            continue
+        name = prefix + key
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = [None] * row
+        elif len(column) < row:
+            column.extend([None] * (row - len(column)))
+        column.append(tuple(item) if kind is list else item)
 
 
 def parse_where(where: Where) -> list[tuple[str, Any]]:
