@@ -62,6 +62,7 @@ def test_import_then_results_in_every_format(cli, store_url, paper_csv):
     picked = cli("results", "--db", store_url, "--columns", "variant,top1", "--where", "variant=none")
     assert picked.output.split() == ["variant", "top1", "none", "72.2"]
     assert "no runs" in cli("results", "--db", store_url, "--status", "failed").output
+    assert "74.3" in cli("results", "--db", store_url, "--status", "failed,completed").output
 
 
 def test_bad_input_is_one_line_and_exit_2(cli, sqlite_url, tmp_path, paper_csv):

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 def results(
     spec: Optional[str] = typer.Option(None, "--spec", help="Only runs of this spec (experiment name)."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (or a,b,...)."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Only runs of this profile."),
     where: List[str] = typer.Option([], "--where", metavar="KEY=VALUE",
                                     help="Only runs whose column or config key KEY equals VALUE (repeatable)."),
@@ -50,7 +50,8 @@ def results(
     """The runs in the store, one row per run."""
     import harness.results as r
 
-    df = _guard(lambda: r.runs(db, spec=spec, status=status, where=where, profile=profile))
+    statuses = None if status is None else [s.strip() for s in status.split(",") if s.strip()]
+    df = _guard(lambda: r.runs(db, spec=spec, status=statuses, where=where, profile=profile))
     if columns:
         wanted = [c.strip() for c in columns.split(",") if c.strip()]
         missing = [c for c in wanted if c not in df.columns]
