@@ -212,17 +212,17 @@ def all_tables(root: Path | None = None) -> list[TableDef]:
 # ---------------------------------------------------------------------------------------------------------------
 # matching runs to cells
 
-_MISSING = object()
+MISSING = object()
 
 
-def _lookup(run: Any, key: str) -> Any:
+def lookup(run: Any, key: str) -> Any:
     coords = run.coords or {}
     if key in coords:
         return coords[key]
     node: Any = run.config or {}
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return _MISSING
+            return MISSING
         node = node[part]
     return node
 
@@ -231,8 +231,8 @@ def _value_ok(actual: Any, wanted: Any) -> bool:
     if isinstance(wanted, list):
         return any(_value_ok(actual, w) for w in wanted)
     if wanted is None:
-        return actual is None or actual is _MISSING
-    if actual is _MISSING:
+        return actual is None or actual is MISSING
+    if actual is MISSING:
         return False
     if wanted == "*":
         return actual is not None
@@ -268,8 +268,8 @@ def matches(run: Any, match: dict[str, Any]) -> bool:
             if not _value_ok(getattr(run, key), wanted):
                 return False
         elif key == "model":
-            if not _value_ok(_lookup(run, "model.name"), model_names(wanted)):
+            if not _value_ok(lookup(run, "model.name"), model_names(wanted)):
                 return False
-        elif not _value_ok(_lookup(run, key), wanted):
+        elif not _value_ok(lookup(run, key), wanted):
             return False
     return True

@@ -11,20 +11,16 @@
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from harness.report import definitions as defs  # noqa: E402
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile  # noqa: E402
 from harness.report.tables import table  # noqa: E402
 

@@ -26,6 +26,7 @@ from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
 
 FIELDS = ("ours", "std", "n", "paper", "diff")
 
+
 def _num(value: Any) -> float:
     if value is None:
         return math.nan
@@ -39,8 +40,8 @@ def run_value(run: Any, metric: str, scale: float = 1.0) -> float:
     """One run's value for a cell: a final metric, or `config:<dotted key>`; NaN when absent."""
     if metric.startswith("config:"):
         key = metric.split(":", 1)[1]
-        value = defs._lookup(run, key)
-        return math.nan if value is defs._MISSING else _num(value) * scale
+        value = defs.lookup(run, key)
+        return math.nan if value is defs.MISSING else _num(value) * scale
     # accuracies are stored in percent (the trainer's `top1_unit` info), like the paper prints them
     return _num((run.final or {}).get(metric)) * scale
 
