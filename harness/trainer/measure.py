@@ -119,9 +119,10 @@ def measure_throughput(model: nn.Module, img_size: int, device: torch.device, pr
     """Inference images/s of `model` under a named protocol (see the module docstring)."""
     if protocol not in ("paper", "fast"):
         raise ValueError(f"unknown throughput protocol '{protocol}'; known: paper, fast")
-    model, compiled = _prepare(model, protocol, device)
-    if batch_size is None:
+    model = model.eval()
+    if batch_size is None:  # searched before compiling: each new batch shape would compile again
         batch_size = largest_batch(model, img_size, protocol, device) if device.type == "cuda" else CPU_BATCH_CAP
+    model, compiled = _prepare(model, protocol, device)
     img_s = _run(model, batch_size, img_size, protocol, device, repeats)
     dtype = "bfloat16" if protocol == "fast" else "float32"
     return Throughput(img_s, batch_size, dtype, compiled)
