@@ -68,3 +68,35 @@ def test_fashion_mnist_missing_package_names_it(monkeypatch, tmp_path):
 def test_imagefolder_needs_a_root():
     with pytest.raises(ValueError, match="data.root"):
         build_dataset(config(data={"name": "imagefolder"}))
+
+
+def make_imagefolder(root, classes=2, per_class=4, size=40):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(d / f"{i}.png")
+    return root
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true")
+def test_imagefolder_loader_uses_workers_and_timm_transforms(tmp_path):
+    from harness.trainer.data import build_eval_loader, build_train_loader
+
+    cfg = config(data={"name": "imagefolder", "root": str(make_imagefolder(tmp_path)), "num_workers": 1},
+                 augment={"repeated_aug": False})
+    splits = build_dataset(cfg)
+    assert not splits.in_memory and splits.num_classes == 2
+    loader = build_train_loader(cfg, splits, batch_size=4, pin_memory=True)
+    assert loader.num_workers == 1 and loader.pin_memory and loader.drop_last
+    loader.sampler.set_epoch(0)
+    images, targets = next(iter(loader))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    val = build_eval_loader(cfg, splits.val, False, batch_size=8)
+    images, _ = next(iter(val))
+    assert images.shape == (4 * 2, 3, 32, 32)

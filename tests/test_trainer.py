@@ -94,3 +94,13 @@ def test_teacher_from_checkpoint_file_and_soft_distillation(tmp_path, teacher_di
     )
     sink, final = run(config, tmp_path)
     assert "teacher" in sink.predictions and np.isfinite(final["top1"])
+
+
+def test_imagefolder_run(tmp_path):
+    from tests.test_data import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "data", per_class=8)
+    config = make_config(model={"name": "resnet_tiny_32", "drop_path": 0.0}, batch_size=8,
+                         data={"name": "imagefolder", "root": str(root), "train_subset": None})
+    sink, final = run(config, tmp_path / "run")
+    assert sink.predictions["target"].shape == (16,) and np.isfinite(final["top1"])
