@@ -57,3 +57,37 @@ def test_transfer_fills_table_7(sqlite_store, profile):
         assert cells == {(r, c) for r in rows for c in ["ImageNet", *T7_SETS, "im/sec"]}
     else:
         assert cells == {(r, c) for r in ("DeiT-B", "DeiT-B⚗") for c in ("ImageNet", "CIFAR-10", "im/sec")}
+
+
+@pytest.mark.parametrize("profile", [None, "quick"])
+def test_training_recipe_fills_table_8(sqlite_store, profile):
+    fill(sqlite_store, "training_recipe", profile, fake_top1, epochs=1)
+    cells = filled_cells(table(8, store=sqlite_store))
+    if profile is None:
+        df = table(8, store=sqlite_store)
+        assert cells == {(r, c) for r in df.index for c in df.attrs["column_labels"]}
+    else:
+        assert ("none: DeiT-B", "fine-tuned 384²") in cells and ("no Erasing", "pre-trained 224²") in cells
+
+
+@pytest.mark.parametrize("profile", [None, "quick"])
+def test_resolution_fills_table_10(sqlite_store, profile):
+    fill(sqlite_store, "resolution", profile, fake_top1, epochs=1)
+    df = table(10, store=sqlite_store)
+    rows = {r for r, _ in filled_cells(df)}
+    if profile is None:
+        assert rows == set(df.index)
+        assert df.loc["320²", ("image size", "ours")] == 320
+    else:
+        assert rows == {"160²", "224² (trained)", "320²", "384²"}
+        assert df.loc["384²", ("image size", "ours")] == 48
+
+
+def test_a_run_shared_by_two_specs_fills_both_tables(sqlite_store):
+    """training_recipe's `baseline` and resolution's `train_224` are one run (same config, same hash)."""
+    recipe = fill(sqlite_store, "training_recipe", None, fake_top1, epochs=1)
+    resolution = fill(sqlite_store, "resolution", None, fake_top1, epochs=1)
+    shared = {r.hash for r in recipe if r.variant == "baseline"}
+    assert shared == {r.hash for r in resolution if r.variant == "train_224"}
+    assert table(8, store=sqlite_store).loc["none: DeiT-B", ("pre-trained 224²", "n")] == 1
+    assert table(10, store=sqlite_store).loc["224² (trained)", ("ImageNet top-1", "n")] == 1

@@ -94,7 +94,7 @@ def curves_data(spec: str, db: str | None = None, runset: RunSet | None = None, 
                 metric: str = "top1") -> pd.DataFrame:
     """Per-epoch `metric` of every finished run of `spec` (one origin: see `harness.report.tables`)."""
     runset = runset if runset is not None else load(db)
-    runs = [r for r in runset.runs if r.spec == spec and getattr(r, "source", None) is None]
+    runs = [r for r in runset.in_specs([spec]) if getattr(r, "source", None) is None]
     chosen, wanted = parse_profile(profile)
     if chosen:
         runs = [r for r in runs if r.profile == wanted]

@@ -68,7 +68,7 @@ def build_page(db: str | None = None, spec: str | None = None, profile: str | No
                     + "<figcaption>Throughput against top-1: the paper's Table 5 and our runs.</figcaption>"
                       "</figure></section>")
     curves = ['<section id="curves"><h2>Training curves</h2>']
-    specs = sorted({r.spec for r in runset.runs if r.spec and getattr(r, "source", None) is None})
+    specs = runset.spec_names()
     if spec:
         specs = [s for s in specs if s == spec]
     if not specs:

@@ -65,9 +65,32 @@ class RunSet:
             return []
         return list(self.store.metrics(list(hashes)))
 
+    _spec_runs: dict[str, list[Any]] = field(default_factory=dict)
+
     def in_specs(self, specs: Iterable[str] | None) -> list[Any]:
+        """Finished runs of these specs, each described by its membership in that spec (a run shared by two
+        specs, e.g. one DeiT-B run in model_size and transfer, carries each spec's variant name there)."""
         specs = list(specs or [])
-        return [r for r in self.runs if not specs or r.spec in specs]
+        if not specs:
+            return list(self.runs)
+        out: dict[str, Any] = {}
+        for spec in specs:
+            if spec not in self._spec_runs:
+                if self.store is not None:
+                    self._spec_runs[spec] = [r for r in self.store.runs(spec=spec) if finished(r)]
+                else:
+                    self._spec_runs[spec] = [r for r in self.runs if r.spec == spec]
+            for run in self._spec_runs[spec]:
+                out.setdefault(run.hash, run)
+        return list(out.values())
+
+    def spec_names(self) -> list[str]:
+        """Names of the specs (experiments) with runs of ours."""
+        if self.store is not None:
+            names = {e.name for e in self.store.experiments()}
+            return sorted(n for n in names if self.in_specs([n]) and any(
+                getattr(r, "source", None) is None for r in self.in_specs([n])))
+        return sorted({r.spec for r in self.runs if r.spec and getattr(r, "source", None) is None})
 
 
 def finished(run: Any) -> bool:

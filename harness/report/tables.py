@@ -165,7 +165,8 @@ def _select(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | 
     specs = [spec] if spec else list(td.specs)
     runs = runset.in_specs(specs) if specs else list(runset.runs)
     # imported results name the spec they belong to; results of no spec count for every table
-    runs += [r for r in runset.runs if r not in runs and getattr(r, "source", None) is not None and not r.spec]
+    seen = {r.hash for r in runs}
+    runs += [r for r in runset.runs if r.hash not in seen and getattr(r, "source", None) is not None and not r.spec]
     return choose_origin(td, runs, profile, source)
 
 
