@@ -152,10 +152,10 @@ def test_the_graph_is_submitted_at_once_and_slurm_orders_it(slurm, tmp_path):
 
 
 def test_a_run_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm, tmp_path):
-    # SLURM signals `signal_delay_s` before the 1-minute limit; slurmctld checks time limits about every 30 s,
-    # so the signal comes 5-35 s after the start (not sooner: submitit sets its handler only once the job's
-    # Python is up); 40 one-second steps cannot finish before it
-    config = slurm.model_copy(update={"timeout_min": 1, "signal_delay_s": 55, "max_requeues": 1})
+    # slurmctld checks time limits every 30 s and signals a job whose limit comes within signal_delay_s + 30 s:
+    # with 25 s of a 1-minute limit the signal comes 5-35 s after the start (not sooner: submitit sets its
+    # handler only once the job's Python is up); 40 one-second steps cannot finish before it
+    config = slurm.model_copy(update={"timeout_min": 1, "signal_delay_s": 25, "max_requeues": 1})
     start = time.monotonic()
     job = make_executor(tmp_path / "logs", config).submit(Counter(str(tmp_path / "run"), steps=40, step_s=1.0))
     result = job.result()

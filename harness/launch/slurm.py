@@ -54,7 +54,8 @@ class SlurmConfig(BaseModel):
     array_parallelism: int = Field(256, ge=1)
     # requeues allowed after a time limit or preemption before the run counts as failed
     max_requeues: int = Field(3, ge=0)
-    # seconds before the time limit at which the job is told to checkpoint (sbatch --signal)
+    # seconds before the time limit at which the job is told to checkpoint (sbatch --signal; slurmctld checks
+    # every 30 s and may signal up to 30 s earlier)
     signal_delay_s: int = Field(120, ge=1)
     # job name shown by squeue
     job_name: str = "harness"
