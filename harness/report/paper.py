@@ -63,6 +63,13 @@ def _witness(match: dict[str, Any], ident: dict[str, Any], config: dict[str, Any
             _set(config, key, value)
 
 
+def _alternatives(match: dict[str, Any]) -> list[dict[str, Any]]:
+    if "any" not in match:
+        return [match]
+    rest = {k: v for k, v in match.items() if k != "any"}
+    return [{**rest, **alt} for alt in match["any"]]
+
+
 def _apply(overrides: dict[str, Any], ident: dict[str, Any], config: dict[str, Any]) -> None:
     for key, value in overrides.items():
         if key in ("spec", "variant", "label", "profile"):
@@ -105,17 +112,23 @@ def paper_runs(numbers: tuple[int, ...] = defs.TABLES) -> list[_Run]:
             row_config = {(row.metric or col.metric or "").split(":", 1)[1]: v for col, v in cells
                           if (row.metric or col.metric or "").startswith("config:")}
             for col, value in cells:
-                ident: dict[str, Any] = {"spec": td.specs[0] if td.specs else None, "variant": f"paper_{row.id}"}
-                config: dict[str, Any] = {}
-                _witness(row.match, ident, config)
-                _witness(col.match, ident, config)
-                _apply(row.witness, ident, config)
-                _apply(col.witness, ident, config)
-                _apply(row_config, ident, config)
-                ident["label"] = row.label
                 metric = row.metric or col.metric or td.metric
-                run = _get(runs, ident, config)
-                if not (defs.matches(run, row.match) and defs.matches(run, col.match)):
+                run = None
+                # a row matching one of several alternatives (`any`): the first that fits this column
+                for alternative in _alternatives(row.match):
+                    ident: dict[str, Any] = {"spec": td.specs[0] if td.specs else None,
+                                             "variant": f"paper_{row.id}", "label": row.label}
+                    config: dict[str, Any] = {}
+                    _witness(alternative, ident, config)
+                    _witness(col.match, ident, config)
+                    _apply(row.witness, ident, config)
+                    _apply(col.witness, ident, config)
+                    _apply(row_config, ident, config)
+                    candidate = _Run(ident, config)
+                    if defs.matches(candidate, row.match) and defs.matches(candidate, col.match):
+                        run = _get(runs, ident, config)
+                        break
+                if run is None:
                     raise defs.DefinitionError(f"Table {n}: cannot build a paper result for cell "
                                                f"({row.id}, {col.id}); give the row or column a `witness`")
                 if not metric.startswith("config:"):
