@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 quickstart: venv
-	$(BIN)/harness run ablations/distillation.yaml --profile quick
+	$(BIN)/harness run ablations/distillation.yaml --profile quick --executor local
 	$(BIN)/harness report --table 3 --profile quick
 
 test: venv

@@ -35,10 +35,15 @@ class RunStatus:
 
 def reap_dead(store: Any, now: datetime | None = None) -> list[str]:
     """Mark failed the active runs whose job fell silent (kill -9, a lost node); returns their hashes."""
+    from harness.launch.slurm import live_jobs, reconcile
+
     now = now or datetime.now(timezone.utc)
-    dead = []
-    for record in store.runs():
-        if record.status not in ACTIVE or record.source is not None:
+    records = store.runs()
+    dead = list(reconcile(store, records))
+    # a job waiting in the SLURM queue (first submission or requeue) is alive without a heartbeat
+    live = live_jobs(records)
+    for record in records:
+        if record.status not in ACTIVE or record.source is not None or record.hash in live or record.hash in dead:
             continue
         last = record.heartbeat_at or record.started_at or record.created_at
         if last is None:

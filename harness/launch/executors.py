@@ -31,3 +31,17 @@ def make_local_executor(name: str, folder: Path) -> submitit.Executor:
     if name == "debug":
         return submitit.DebugExecutor(folder=folder)
     raise ValueError(f"'{name}' is not a local executor")
+
+
+def local_gpu_ids() -> list[int]:
+    """This machine's GPUs as CUDA device ids, honouring CUDA_VISIBLE_DEVICES (no GPU: empty)."""
+    import os
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return [i for i, line in enumerate(listed.stdout.splitlines()) if line.startswith("GPU ")]

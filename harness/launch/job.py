@@ -10,6 +10,7 @@ the run's last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 import traceback
@@ -68,13 +69,21 @@ class RunJob(submitit.helpers.Checkpointable):
         root = Path(self.output)
         directory = paths.run_dir(root, self.run_hash)
         directory.mkdir(parents=True, exist_ok=True)
+        run_config = RunConfig.model_validate(self.config)
+        resolve = lambda other: paths.run_dir(root, other)  # noqa: E731
+        if _global_rank() != 0:
+            # the other tasks of a multi-GPU job train beside rank 0, which alone reports to the store
+            return train(run_config, directory, _NullSink(), resolve)
         store.mark_started(self.run_hash, socket.gethostname(), collect())
         stop = threading.Event()
         beat = threading.Thread(target=_heartbeat, args=(store, self.run_hash, stop), daemon=True)
         beat.start()
         try:
-            final = train(RunConfig.model_validate(self.config), directory, StoreSink(store, self.run_hash),
-                          lambda other: paths.run_dir(root, other))
+            final = train(run_config, directory, StoreSink(store, self.run_hash), resolve)
+        except SystemExit:
+            # submitit requeued the job (time limit, preemption); checkpoint() recorded "requeued"
+            stop.set()
+            raise
         except BaseException as exc:
             stop.set()
             status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -95,6 +104,24 @@ class RunJob(submitit.helpers.Checkpointable):
         store.set_status(self.run_hash, "requeued")
         again = dataclasses.replace(self, requeues=self.requeues + 1)
         return submitit.helpers.DelayedSubmission(again)
+
+
+def _global_rank() -> int:
+    try:
+        return submitit.JobEnvironment().global_rank
+    except RuntimeError:  # not inside a submitit job (called directly, or under torchrun)
+        return int(os.environ.get("RANK", "0"))
+
+
+class _NullSink:
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
+        pass
+
+    def log_predictions(self, name: str, predictions: np.ndarray) -> None:
+        pass
 
 
 def _heartbeat(store: Any, run_hash: str, stop: threading.Event) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from harness import paths
 from harness.launch.control import job_id
-from harness.launch.executors import make_local_executor, resolve_executor
+from harness.launch.executors import local_gpu_ids, make_local_executor, resolve_executor
 from harness.launch.job import RunJob
 from harness.launch.plan import PlanEntry, dependency_order, plan
 from harness.spec import LoadedSpec, PlannedRun
@@ -64,10 +65,15 @@ def prepare(runs: list[PlannedRun], store: Any | None) -> list[PlanEntry]:
     """Plan expanded runs against the store (None: an empty store), registering nothing."""
     if store is None:
         return plan(runs, {})
+    from harness.launch.slurm import live_jobs
+
     records = {r.hash: store.get_run(r.hash) for r in runs}
     statuses = {h: rec.status for h, rec in records.items() if rec is not None}
-    beats = {h: rec.heartbeat_at for h, rec in records.items() if rec is not None}
-    return plan(runs, statuses, beats)
+    # a job still queued on SLURM has no heartbeat yet, but is alive all the same
+    live = live_jobs(rec for rec in records.values() if rec is not None)
+    now = datetime.now(timezone.utc)
+    beats = {h: (now if h in live else rec.heartbeat_at) for h, rec in records.items() if rec is not None}
+    return plan(runs, statuses, beats, now)
 
 
 def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: Any, db_url: str,
@@ -115,13 +121,17 @@ def _threads_per_run(max_parallel: int) -> int:
 def _run_locally(executor_name: str, to_run: list[PlannedRun], jobs: dict[str, RunJob], store: Any,
                  options: LaunchOptions, progress: Progress, result: LaunchResult) -> None:
     executor = make_local_executor(executor_name, paths.log_dir(options.output))
+    # one GPU per run where the machine has GPUs (submitit hides them from a job given none)
+    free_gpus = local_gpu_ids() if executor_name == "local" else []
+    slots = min(options.max_parallel, len(free_gpus)) if free_gpus else options.max_parallel
+    gpu_of: dict[str, int] = {}
     pending = list(to_run)
     running: dict[str, Any] = {}
     watch = _Watcher(store, progress)
     try:
         while pending or running:
             for run in list(pending):
-                if len(running) >= max(1, options.max_parallel):
+                if len(running) >= max(1, slots):
                     break
                 blocked = _dependency_problem(run, store)
                 if blocked == "wait":
@@ -132,6 +142,9 @@ def _run_locally(executor_name: str, to_run: list[PlannedRun], jobs: dict[str, R
                     result.failures.append(Failure(run, blocked, None))
                     watch.event(run, f"failed: {blocked}")
                     continue
+                if free_gpus:
+                    gpu_of[run.hash] = free_gpus.pop(0)
+                    executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu_of[run.hash]])
                 job = executor.submit(jobs[run.hash])
                 store.set_status(run.hash, "submitted", job_id=job_id(executor_name, str(job.job_id)),
                                  log_path=str(job.paths.stderr))
@@ -145,6 +158,8 @@ def _run_locally(executor_name: str, to_run: list[PlannedRun], jobs: dict[str, R
             for run_hash, (run, job) in list(running.items()):
                 if job.done():
                     del running[run_hash]
+                    if run_hash in gpu_of:
+                        free_gpus.append(gpu_of.pop(run_hash))
                     _collect(run, job, store, result, watch)
                 else:
                     watch.poll(run)
@@ -194,9 +209,13 @@ def _collect(run: PlannedRun, job: Any, store: Any, result: LaunchResult, watch:
 
 def _wait_cluster(to_run: list[PlannedRun], store: Any, options: LaunchOptions, progress: Progress,
                   result: LaunchResult) -> None:
+    from harness.launch.slurm import reconcile
+
     watch = _Watcher(store, progress)
     left = {r.hash: r for r in to_run}
     while left:
+        # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
+        reconcile(store, [r for r in (store.get_run(h) for h in left) if r is not None])
         for run_hash, run in list(left.items()):
             record = store.get_run(run_hash)
             if record and record.status in ("completed", "failed", "cancelled"):

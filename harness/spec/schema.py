@@ -62,3 +62,5 @@ class Spec(_Strict):
     variants: dict[str, Variant] = Field(default_factory=lambda: {"default": Variant()})
     seeds: list[int] = Field(default_factory=lambda: [0])
     profiles: dict[str, Profile] = Field(default_factory=dict)
+    # SLURM job parameters (harness.launch.slurm.SlurmConfig fields); the command line overrides them
+    slurm: dict[str, Any] = Field(default_factory=dict)
