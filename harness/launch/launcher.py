@@ -149,7 +149,7 @@ def _run_locally(executor_name: str, to_run: list[PlannedRun], jobs: dict[str, R
                 store.set_status(run.hash, "submitted", job_id=job_id(executor_name, str(job.job_id)),
                                  log_path=str(job.paths.stderr))
                 result.submitted.append(run.hash)
-                watch.event(run, f"submitted (job {job.job_id})")
+                watch.event(run, f"submitted (job {job.job_id})", state=("submitted", None))
                 if executor_name == "debug":
                     # the debug executor runs the job in this process when asked for its result
                     _collect(run, job, store, result, watch)
@@ -245,7 +245,9 @@ class _Watcher:
         self.start = time.monotonic()
         self.seen: dict[str, tuple[Any, ...]] = {}
 
-    def event(self, run: PlannedRun, what: str) -> None:
+    def event(self, run: PlannedRun, what: str, state: tuple[Any, ...] | None = None) -> None:
+        if state is not None:
+            self.seen[run.hash] = state
         self.progress(f"{self._clock()}  {run.short}  {what:<28}  {run.describe()}")
 
     def poll(self, run: PlannedRun) -> None:
