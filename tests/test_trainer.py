@@ -14,11 +14,17 @@ from harness.config import RunConfig
 from harness.trainer import train
 from harness.trainer.sink import MemorySink
 
+# One intra-op thread: these runs are tiny, and on a shared 2-core machine torch's default of one thread per
+# core spins against the other processes (measured: a 3-epoch test run took 40 s with 2 threads under load, 1 s
+# with 1). Collection imports this module, so the setting holds for the session.
+torch.set_num_threads(1)
+
 FAST = {
-    "data": {"name": "digits", "img_size": 32, "num_workers": 0, "train_subset": 96},
+    # 16 px (digits are 8x8): 16 tokens per image keeps every test run to a second or two on 2 cores
+    "data": {"name": "digits", "img_size": 16, "num_workers": 0, "train_subset": 96},
     "schedule": {"epochs": 1, "warmup_epochs": 0},
     "augment": {"repeated_aug": False},
-    "throughput": {"batch_size": 8, "repeats": 1},
+    "throughput": {"protocols": [], "batch_size": 8, "repeats": 1},
     "batch_size": 32,
     "eval_batch_size": 128,
     "device": "cpu",
@@ -49,7 +55,9 @@ def teacher_dir(tmp_path_factory):
 
 
 def test_plain_run_records_everything(tmp_path):
-    sink, final = run(make_config(model={"name": "deit_tiny_patch4_32"}, schedule={"epochs": 2}), tmp_path)
+    config = make_config(model={"name": "deit_tiny_patch4_32"}, schedule={"epochs": 2},
+                         throughput={"protocols": ["paper"]})
+    sink, final = run(config, tmp_path)
     assert sorted(sink.epochs) == [0, 1]
     assert {"train_loss", "lr", "val_loss", "top1", "top5"} <= set(sink.epochs[1])
     for name in ("params", "flops", "train_time_s", "train_img_s", "throughput_paper_img_s", "peak_mem_mb", "top1"):

@@ -27,7 +27,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     from tests.test_trainer import make_config
 
     config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"train_subset": 64},
-                         augment={"repeated_aug": True}, batch_size=32, throughput={"protocols": []})
+                         augment={"repeated_aug": True}, batch_size=32)
     sink = MemorySink()
     final = train(config, os.path.join(out, "run"), sink, lambda h: None)
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:

@@ -35,7 +35,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     config = make_config(
         model={"name": "deit_tiny_patch4_32"}, schedule={"epochs": 3, "warmup_epochs": 1},
         augment={"repeated_aug": True}, data={"train_subset": 32}, ema={"enabled": True, "decay": 0.9},
-        throughput={"protocols": []}, batch_size=16,
+        batch_size=16,
     )
     straight, _ = run(config, tmp_path / "straight")
     sink = InterruptingSink(at=2)
@@ -70,11 +70,11 @@ def test_finetune_at_higher_resolution_interpolates_position_embeddings(tmp_path
     source = make_config(model={"name": "deit_tiny_patch4_32"})
     run(source, tmp_path / "src")
     state = torch.load(tmp_path / "src" / "model.pt", weights_only=True)
-    config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"img_size": 48}, finetune={"from_run": "src"})
+    config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"img_size": 24}, finetune={"from_run": "src"})
     model = engine.build_student(config, 10, lambda h: tmp_path / h)
-    expected = resample_abs_pos_embed(state["pos_embed"], [12, 12], num_prefix_tokens=1, interpolation="bicubic",
+    expected = resample_abs_pos_embed(state["pos_embed"], [6, 6], num_prefix_tokens=1, interpolation="bicubic",
                                       antialias=False)
-    assert model.pos_embed.shape == (1, 145, 192)
+    assert state["pos_embed"].shape == (1, 17, 192) and model.pos_embed.shape == (1, 37, 192)
     assert torch.allclose(model.pos_embed, expected)
     assert torch.equal(model.cls_token, state["cls_token"])
     assert torch.allclose(model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
@@ -89,7 +89,7 @@ def test_distillation_while_finetuning_and_ema_and_clipping(tmp_path, monkeypatc
     clip = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(k or a[1:]) or clip(*a, **k))
     config = make_config(
-        model={"name": "deit_tiny_patch4_32", "distillation_token": True}, data={"img_size": 40},
+        model={"name": "deit_tiny_patch4_32", "distillation_token": True}, data={"img_size": 24},
         finetune={"from_run": "student"}, ema={"enabled": True},
         distillation={"kind": "hard", "teacher": {"model": "resnet_tiny_32", "run": "teacher"}},
         optimizer={"clip_grad": 1.0},

@@ -319,6 +319,7 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
+        torch.backends.cudnn.benchmark = True
     is_main = env.rank == 0
     autocast = _autocast_factory(config, device)
     pin = device.type == "cuda"
