@@ -64,15 +64,15 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def wrap(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
-    """DDP around the model for several processes; the model itself for one."""
+def wrap(model: nn.Module, env: DistEnv, device: torch.device, find_unused: bool = False) -> nn.Module:
+    """DDP around the model for several processes; the model itself for one. `find_unused`: some parameters get
+    no gradient (a distillation-token model trained without distillation leaves its distillation head unused)."""
     if env.world_size == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    # a distillation-token model trained without distillation leaves its distillation head unused
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=hasattr(model, "head_dist"))
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def mean(value: torch.Tensor) -> torch.Tensor:

@@ -342,7 +342,8 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     if config.distillation.kind != "none":
         teacher = load_teacher(config, num_classes, resolve_run_dir, device)
     ema = ModelEmaV3(model, decay=config.ema.decay) if config.ema.enabled else None
-    train_model = distributed.wrap(model, env, device)
+    unused_head = is_distilled(model) and config.distillation.kind == "none"
+    train_model = distributed.wrap(model, env, device, find_unused=unused_head)
 
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer)
