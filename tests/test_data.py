@@ -100,3 +100,10 @@ def test_imagefolder_loader_uses_workers_and_timm_transforms(tmp_path):
     val = build_eval_loader(cfg, splits.val, False, batch_size=8)
     images, _ = next(iter(val))
     assert images.shape == (4 * 2, 3, 32, 32)
+
+
+@pytest.mark.skipif(not data.FASHION_MNIST_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_the_debian_package():
+    splits = build_dataset(config(data={"name": "fashion_mnist", "img_size": 28, "train_subset": 100}))
+    assert len(splits.val) == 10_000 and splits.val.images.shape[1:] == (3, 28, 28)
+    assert np.bincount(splits.train.targets.numpy()).tolist() == [10] * 10
