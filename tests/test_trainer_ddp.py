@@ -55,3 +55,31 @@ def test_distributed_repeated_augmentation_sampler_spreads_repeats_over_ranks():
     assert len(shards[0]) == len(shards[1]) == 6
     # each image's three augmented copies are spread over the processes
     assert shards[0][0] == shards[1][0] == shards[0][1]
+
+
+def test_task_layout_from_submitit_and_torchrun(monkeypatch):
+    from harness.trainer import distributed
+
+    # set, then deleted: monkeypatch then restores each to its state before the test, even when detect() exports it
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                "SUBMITIT_EXECUTOR"):
+        monkeypatch.setenv(var, "unset")
+        monkeypatch.delenv(var)
+    assert distributed.detect() == (1, 0, 0)
+    # a 2-task job of submitit's local executor, seen from its second task
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    for var, value in {"SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1", "SUBMITIT_LOCAL_LOCALID": "1",
+                       "SUBMITIT_LOCAL_JOB_ID": "123", "SUBMITIT_LOCAL_NODEID": "0",
+                       "SUBMITIT_LOCAL_JOB_NUM_NODES": "1"}.items():
+        monkeypatch.setenv(var, value)
+    assert distributed.detect() == (2, 1, 1)
+    assert os.environ["WORLD_SIZE"] == "2" and os.environ["RANK"] == "1" and os.environ["MASTER_PORT"]
+    # torchrun's variables take precedence
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.detect() == (4, 3, 1)
+
+
+def test_environment_is_restored_after_the_layout_test():
+    assert os.environ.get("WORLD_SIZE") in (None, "1")
