@@ -36,7 +36,8 @@ def detect() -> tuple[int, int, int]:
 
         job_env = submitit.JobEnvironment()
         if job_env.num_tasks > 1:
-            tde = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+            tde = submitit.helpers.TorchDistributedEnvironment()
+            tde.export(set_cuda_visible_devices=False, overwrite=True)
             return tde.world_size, tde.rank, tde.local_rank
     return 1, 0, 0
 
