@@ -3,7 +3,8 @@
 Throughput protocols:
 
 - `paper`: the DeiT paper's Table 5 protocol. fp32, the largest batch that fits (powers of two up to
-  `GPU_BATCH_CAP` on a GPU; `CPU_BATCH_CAP` on a CPU), a few warm-up batches, then `repeats` timed batches; images/s over the timed batches.
+  `GPU_BATCH_CAP` on a GPU; `CPU_BATCH_CAP` on a CPU), a few warm-up batches, then `repeats` timed batches;
+  images/s over the timed batches.
 - `fast`: the same, under bf16 autocast with channels-last memory and `torch.compile` where the device supports
   it (CUDA).
 """
