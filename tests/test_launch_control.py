@@ -49,17 +49,37 @@ def test_a_silent_running_job_is_marked_failed(sqlite_store, planned):
     assert reap_dead(sqlite_store) == []
 
 
-def test_cancel_kills_a_local_job_and_marks_the_run(sqlite_store, planned):
+# like submitit's local controller started from a script: it ignores SIGINT, and so does the task it starts
+CONTROLLER = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+task = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                         "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"],
+                        stdout=subprocess.PIPE, text=True)
+print(task.pid, flush=True)
+task.stdout.readline()
+print('ready', flush=True)
+task.wait()
+"""
+
+
+def test_cancel_kills_a_local_job_and_its_task_and_marks_the_run(sqlite_store, planned):
     runs = registered(sqlite_store, planned)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    controller = subprocess.Popen([sys.executable, "-c", CONTROLLER], stdout=subprocess.PIPE, text=True)
     try:
-        sqlite_store.set_status(runs[0].hash, "running", job_id=f"local:{child.pid}")
+        task_pid = int(controller.stdout.readline())
+        assert controller.stdout.readline().strip() == "ready"
+        sqlite_store.set_status(runs[0].hash, "running", job_id=f"local:{controller.pid}")
         sqlite_store.set_status(runs[1].hash, "completed")
         assert cancel(sqlite_store, "ablation") == [runs[0].hash, runs[2].hash]
-        assert child.wait(timeout=10) != 0
+        assert controller.wait(timeout=15) != 0
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{task_pid}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{task_pid}") or open(f"/proc/{task_pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
     finally:
-        if child.poll() is None:
-            child.kill()
+        if controller.poll() is None:
+            controller.kill()
     assert sqlite_store.get_run(runs[0].hash).status == "cancelled"
     assert sqlite_store.get_run(runs[1].hash).status == "completed"
 

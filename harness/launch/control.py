@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -141,11 +142,60 @@ def _kill(stored: str) -> None:
     if executor == "slurm":
         subprocess.run(["scancel", raw], check=False, capture_output=True)
     elif executor == "local" and raw.isdigit():
+        _kill_local(int(raw))
+
+
+def _kill_local(controller: int, grace_s: float = 5.0) -> None:
+    """End a local job: its submitit controller (the stored pid) and the task processes it started.
+
+    SIGINT first, so a run can say it was interrupted; but a job started from a non-interactive shell
+    ignores SIGINT, and submitit's tasks ignore SIGTERM, so whatever is left after the grace period is killed.
+    """
+    pids = _descendants(controller) + [controller]
+    for pid in pids:
+        _signal(pid, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, grandchildren included, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            # submitit's local controller forwards SIGINT to the run and exits
-            os.kill(int(raw), signal.SIGINT)
-        except ProcessLookupError:
-            pass
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: fields resume after the last ')'
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _latest_top1(store: Any, record: Any) -> float | None:
