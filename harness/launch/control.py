@@ -126,7 +126,7 @@ def cancel(store: Any, selector: str) -> list[str]:
         if record.status in FINISHED:
             continue
         if record.job_id:
-            _kill(record.job_id)
+            kill_job(record.job_id)
         store.set_status(record.hash, "cancelled", error="cancelled by the user")
         cancelled.append(record.hash)
     return cancelled
@@ -137,7 +137,8 @@ def job_id(executor: str, raw: str) -> str:
     return f"{executor}:{raw}"
 
 
-def _kill(stored: str) -> None:
+def kill_job(stored: str) -> None:
+    """Stop a job by its stored id (`slurm:ID` or `local:PID`)."""
     executor, _, raw = stored.partition(":")
     if executor == "slurm":
         subprocess.run(["scancel", raw], check=False, capture_output=True)

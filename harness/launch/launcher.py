@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import paths
-from harness.launch.control import job_id
+from harness.launch.control import job_id, kill_job
 from harness.launch.executors import local_gpu_ids, make_local_executor, resolve_executor
 from harness.launch.job import RunJob
 from harness.launch.plan import PlanEntry, dependency_order, plan
@@ -167,7 +167,7 @@ def _run_locally(executor_name: str, to_run: list[PlannedRun], jobs: dict[str, R
                 time.sleep(options.poll_s)
     except KeyboardInterrupt:
         for run, job in running.values():
-            job.cancel(check=False)
+            kill_job(job_id(executor_name, str(job.job_id)))
             store.set_status(run.hash, "cancelled", error="launch interrupted by the user")
         raise
 
