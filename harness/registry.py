@@ -1,22 +1,64 @@
 """Name look-ups shared by spec validation and the trainer: models, teachers, datasets.
 
-Models are timm's registry (the harness registers its tiny 32-px models there on import);
-datasets are the trainer's dataset registry. Each look-up fails with the valid names.
+Models are timm's registry plus the harness's tiny 32-px models (`harness/models.py` registers them in timm);
+datasets are the trainer's dataset registry (`harness/trainer/data.py`). Each look-up fails with the valid
+names. Validating a spec must not cost a `harness` command the seconds that importing timm and torch take,
+so the names are known here without importing either: the harness's own as constants (a test keeps them in
+step with the registries), timm's from a list cached once per timm version.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
+import os
+from pathlib import Path
+
+# the models harness/models.py registers in timm
+HARNESS_MODELS = (
+    "deit_tiny_patch4_32",
+    "deit_tiny_distilled_patch4_32",
+    "deit_small_patch4_32",
+    "deit_small_distilled_patch4_32",
+    "resnet_tiny_32",
+)
+# the keys of harness.trainer.data.DATASETS
+DATASET_NAMES = ("digits", "fashion_mnist", "imagefolder", "synthetic")
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deit-harness"
+
+
+def timm_model_names() -> frozenset[str]:
+    """Every model name timm registers, read from a per-version cache that the first call writes."""
+    version = importlib.metadata.version("timm")
+    cache = _cache_dir() / f"timm-{version}-models.txt"
+    try:
+        return frozenset(cache.read_text().split())
+    except OSError:
+        pass
+    import timm
+
+    names = sorted(set(timm.list_models()) - set(HARNESS_MODELS))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text("\n".join(names) + "\n")
+        partial.replace(cache)
+    except OSError:  # a read-only home only costs the next call the import
+        pass
+    return frozenset(names)
 
 
 def check_model(name: str) -> str:
-    import timm
-
-    import harness.models  # noqa: F401  (registers the harness's tiny models in timm)
-
-    if timm.is_model(name):
+    # a pretrained tag (deit_base_patch16_224.fb_in1k) names weights, not another architecture
+    architecture = name.split(".", 1)[0]
+    if architecture in HARNESS_MODELS or architecture in timm_model_names():
         return name
-    close = difflib.get_close_matches(name, timm.list_models(), n=5)
+    known = sorted(timm_model_names() | set(HARNESS_MODELS))
+    close = difflib.get_close_matches(architecture, known, n=5)
     hint = f"; did you mean: {', '.join(close)}" if close else "; see timm.list_models()"
     raise KeyError(f"unknown model '{name}'{hint}")
 
@@ -26,6 +68,8 @@ def distilled_twin(name: str) -> str:
     if "_distilled_" in name:
         return check_model(name)
     twin = name.replace("_patch", "_distilled_patch", 1)
+    if twin == name:
+        raise KeyError(f"model '{name}' has no distillation-token twin (only DeiT-style '_patch' models have one)")
     try:
         return check_model(twin)
     except KeyError:
@@ -33,13 +77,10 @@ def distilled_twin(name: str) -> str:
 
 
 def dataset_names() -> list[str]:
-    from harness.trainer.data import DATASETS
-
-    return sorted(DATASETS)
+    return sorted(DATASET_NAMES)
 
 
 def check_dataset(name: str) -> str:
-    names = dataset_names()
-    if name not in names:
-        raise KeyError(f"unknown dataset '{name}'; known datasets: {', '.join(names)}")
+    if name not in DATASET_NAMES:
+        raise KeyError(f"unknown dataset '{name}'; known datasets: {', '.join(dataset_names())}")
     return name

@@ -1,0 +1,77 @@
+"""What `harness run` adds to a run: the wall time of `harness run` for a one-epoch quick run through the
+local executor, against calling the trainer directly on the same config in a fresh process.
+
+Both sides start a Python process and import torch and timm; `harness run` also validates and expands the
+spec, opens the store, submits through submitit (a second process), polls, and records the run.
+Target: at most 3 s added per run.
+
+    .venv/bin/python benchmarks/launch_overhead.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SPEC = """
+name: overhead
+base:
+  model.name: deit_tiny_patch4_32
+  data: {name: digits, img_size: 32, num_workers: 0, train_subset: 500}
+  device: cpu
+  batch_size: 64
+  schedule: {epochs: 1, warmup_epochs: 0}
+  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false}
+  throughput: {batch_size: 32, repeats: 3}
+"""
+
+DIRECT = """
+import sys
+from pathlib import Path
+from harness.spec import expand, load_spec
+from harness.trainer import train
+from harness.trainer.sink import MemorySink
+run = expand(load_spec(sys.argv[1]))[0]
+train(run.config, Path(sys.argv[2]), MemorySink(), lambda other: Path(sys.argv[2]) / other)
+"""
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    harness = str(Path(sys.executable).with_name("harness"))
+    direct_s, harness_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "overhead.yaml"
+        spec.write_text(SPEC)
+        for i in range(args.rounds):
+            # alternate the two sides so that a change in machine load hits both alike
+            out = Path(tmp) / f"direct{i}"
+            direct_s.append(timed([sys.executable, "-c", DIRECT, str(spec), str(out)], env))
+            out = Path(tmp) / f"harness{i}"
+            harness_s.append(timed([harness, "run", str(spec), "--executor", "local", "--output", str(out)], env))
+            shutil.rmtree(out, ignore_errors=True)
+    direct, via = statistics.median(direct_s), statistics.median(harness_s)
+    print(f"trainer called directly (fresh process): median {direct:.2f} s  {['%.2f' % s for s in direct_s]}")
+    print(f"harness run, local executor:            median {via:.2f} s  {['%.2f' % s for s in harness_s]}")
+    print(f"added per run: {via - direct:+.2f} s (target <= 3 s); ratio {via / direct:.2f}")
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
