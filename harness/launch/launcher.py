@@ -34,7 +34,7 @@ class LaunchOptions:
     # output folder for checkpoints and logs
     output: Path = Path(paths.DEFAULT_OUTPUT)
     # seconds between progress polls
-    poll_s: float = 2.0
+    poll_s: float = 1.0
     # return right after submitting (cluster executors)
     detach: bool = False
     # requeues allowed after a time limit or preemption

@@ -38,6 +38,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 
+import harness.models  # noqa: F401  (registers the tiny 32-px models in timm before any create_model)
 from harness.config import RunConfig
 from harness.registry import check_model, distilled_twin
 from harness.trainer import distributed
