@@ -109,6 +109,23 @@ def adapt_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, t
     return state
 
 
+CLASSIFIERS = ("head", "head_dist", "fc", "classifier")
+
+
+def load_finetune_state(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load pre-trained weights for fine-tuning; a classifier sized for other classes (transfer to another
+    dataset, the paper's Table 7) is left freshly initialised. Returns the keys left out."""
+    own = model.state_dict()
+    dropped = [k for k, v in state.items()
+               if k.split(".")[0] in CLASSIFIERS and k in own and own[k].shape != v.shape]
+    state = {k: v for k, v in state.items() if k not in dropped}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - set(dropped):
+        raise RuntimeError(f"fine-tuning weights do not fit {type(model).__name__}: missing {sorted(missing)}, "
+                           f"unexpected {sorted(unexpected)}")
+    return dropped
+
+
 def load_teacher(config: RunConfig, num_classes: int, resolve_run_dir: Callable[[str], Path],
                  device: torch.device) -> nn.Module:
     t = config.distillation.teacher
@@ -133,7 +150,7 @@ def build_student(config: RunConfig, num_classes: int, resolve_run_dir: Callable
     if config.finetune is not None:
         f = config.finetune
         path = resolve_run_dir(f.from_run) / MODEL if f.from_run else Path(f.checkpoint)
-        model.load_state_dict(adapt_state(load_state(path), model))
+        load_finetune_state(model, adapt_state(load_state(path), model))
     if is_distilled(model):
         model.set_distilled_training(True)
     return model
