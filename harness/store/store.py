@@ -69,7 +69,9 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
         store.close()
         raise StoreError(f"no results store at {store.display_url} (nothing has been run with this store yet)")
     try:
-        migrate.ensure_current(store.engine, store.url, create=create)
+        # processes creating one SQLite store at once meet locks that the busy timeout does not cover
+        # (switching a new file to WAL, upgrading a read to a write): wait and try again
+        db.with_retry(lambda: migrate.ensure_current(store.engine, store.url, create=create))
     except OperationalError as exc:
         store.close()
         raise db.unreachable(store.url, exc) from None
