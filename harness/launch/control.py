@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.launch.plan import ACTIVE, STALE_AFTER
+from harness.launch.plan import ACTIVE, STALE_AFTER, as_utc
 
 FINISHED = ("completed", "failed", "cancelled")
 
@@ -49,8 +49,7 @@ def reap_dead(store: Any, now: datetime | None = None) -> list[str]:
         last = record.heartbeat_at or record.started_at or record.created_at
         if last is None:
             continue
-        if last.tzinfo is None:
-            last = last.replace(tzinfo=timezone.utc)
+        last = as_utc(last)
         # a queued SLURM job has no heartbeat yet: only a started run can fall silent
         if record.status == "submitted" and record.started_at is None:
             continue
@@ -68,11 +67,11 @@ def statuses(store: Any, spec: str | None = None, now: datetime | None = None) -
         if record.source is not None:
             continue
         epochs = (record.config.get("schedule") or {}).get("epochs")
-        top1 = _latest_top1(store, record)
+        top1 = latest_top1(store, record)
         out.append(RunStatus(
             hash=record.hash, spec=record.spec, description=_describe(record), status=record.status,
             epoch=record.epoch, epochs=epochs, top1=top1, job_id=record.job_id,
-            elapsed_s=_elapsed(record, now), error=record.error,
+            elapsed_s=elapsed_s(record, now), error=record.error,
         ))
     return out
 
@@ -199,13 +198,14 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def _latest_top1(store: Any, record: Any) -> float | None:
+def latest_top1(store: Any, record: Any) -> float | None:
+    """The run's final top-1, or the top-1 of its latest epoch while it trains."""
     if "top1" in record.final:
         return record.final["top1"]
     if record.epoch is None:
         return None
-    for _, epoch, name, value in store.metrics([record.hash]):
-        if epoch == record.epoch and name == "top1":
+    for _, epoch, _, value in store.metrics([record.hash], names=["top1"]):
+        if epoch == record.epoch:
             return value
     return None
 
@@ -216,16 +216,12 @@ def _describe(record: Any) -> str:
         f" [{record.profile}]" if record.profile else "")
 
 
-def _elapsed(record: Any, now: datetime) -> float | None:
+def elapsed_s(record: Any, now: datetime | None = None) -> float | None:
+    """Seconds the run has trained: from its start to its end, or to now while it runs."""
     if record.started_at is None:
         return None
-    end = record.ended_at or now
-    start = record.started_at
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=timezone.utc)
-    return (end - start).total_seconds()
+    end = record.ended_at or now or datetime.now(timezone.utc)
+    return (as_utc(end) - as_utc(record.started_at)).total_seconds()
 
 
 def _clock(seconds: float) -> str:

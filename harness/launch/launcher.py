@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import paths
-from harness.launch.control import job_id, kill_job
+from harness.launch.control import elapsed_s, job_id, kill_job, latest_top1
 from harness.launch.executors import local_gpu_ids, make_local_executor, resolve_executor
 from harness.launch.job import RunJob
 from harness.launch.plan import PlanEntry, dependency_order, plan
@@ -260,29 +260,12 @@ class _Watcher:
         self.seen[run.hash] = state
         epochs = run.config.schedule.epochs
         where = f"{record.status}" + (f" epoch {record.epoch + 1}/{epochs}" if record.epoch is not None else "")
-        if record.started_at is not None:
-            where += f" {_elapsed(record.started_at)}"
-        top1 = _epoch_top1(self.store, run.hash, record.epoch)
-        self.event(run, where + top1)
+        seconds = elapsed_s(record)
+        if seconds is not None:
+            where += f" ({int(seconds) // 60}m{int(seconds) % 60:02d}s)"
+        top1 = latest_top1(self.store, record)
+        self.event(run, where + (f" top-1 {top1:.1f}%" if top1 is not None else ""))
 
     def _clock(self) -> str:
         s = int(time.monotonic() - self.start)
         return f"[{s // 60:02d}:{s % 60:02d}]"
-
-
-def _elapsed(started: Any) -> str:
-    from datetime import datetime, timezone
-
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=timezone.utc)
-    s = int((datetime.now(timezone.utc) - started).total_seconds())
-    return f"({s // 60}m{s % 60:02d}s)"
-
-
-def _epoch_top1(store: Any, run_hash: str, epoch: int | None) -> str:
-    if epoch is None:
-        return ""
-    for h, e, name, value in store.metrics([run_hash]):
-        if e == epoch and name == "top1":
-            return f" top-1 {value:.1f}%"
-    return ""

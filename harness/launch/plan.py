@@ -40,12 +40,13 @@ def plan(runs: Iterable[PlannedRun], statuses: Mapping[str, str],
     return entries
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def _alive(beat: datetime | None, now: datetime) -> bool:
-    if beat is None:
-        return False
-    if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=timezone.utc)
-    return now - beat < STALE_AFTER
+    return beat is not None and now - as_utc(beat) < STALE_AFTER
 
 
 def dependency_order(runs: Iterable[PlannedRun]) -> list[PlannedRun]:
