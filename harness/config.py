@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+# Strict scalars: `epochs: true` is not 1, `batch_size: 2.5` and `base_lr: "fast"` are errors, not conversions.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+# the largest count a config takes (epochs, batch sizes, pixels...): far beyond any real run, far below overflow
+MAX_COUNT = 10**7
+# seeds fit numpy's 32-bit seed
+MAX_SEED = 2**32 - 1
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(Frozen):
     # timm model name (DeiT models, timm convnets, or the harness's tiny 32-px models)
     name: str = "deit_base_patch16_224"
     # train the distillation-token twin of `name` (DeiT⚗); the twin is looked up by name
-    distillation_token: bool = False
+    distillation_token: Bool = False
     # stochastic depth rate
-    drop_path: float = Field(0.1, ge=0.0, lt=1.0)
+    drop_path: Float = Field(0.1, ge=0.0, lt=1.0)
     # dropout rate (the paper uses none)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: Float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class DataConfig(Frozen):
@@ -36,77 +45,77 @@ class DataConfig(Frozen):
     # dataset root: for imagefolder, a folder with train/ and val/ class folders
     root: str | None = None
     # training (and evaluation) resolution in pixels
-    img_size: int = Field(224, ge=8)
+    img_size: Int = Field(224, ge=8, le=MAX_COUNT)
     # seeded, class-balanced subset of the training set (None: all of it)
-    train_subset: int | None = Field(None, ge=1)
+    train_subset: Int | None = Field(None, ge=1, le=MAX_COUNT)
     # seed of the train/val split for datasets that ship without one
-    split_seed: int = 0
+    split_seed: Int = Field(0, ge=0, le=MAX_SEED)
     # data-loader worker processes (imagefolder)
-    num_workers: int = Field(8, ge=0)
+    num_workers: Int = Field(8, ge=0, le=MAX_COUNT)
     # evaluation centre-crop ratio
-    crop_pct: float = Field(0.875, gt=0.0, le=1.0)
+    crop_pct: Float = Field(0.875, gt=0.0, le=1.0)
 
 
 class OptimizerConfig(Frozen):
     # adamw (the paper) or sgd (Table 8's SGD rows)
     name: Literal["adamw", "sgd"] = "adamw"
     # learning rate for a batch of 512; the actual rate is base_lr * batch_size / 512
-    base_lr: float = Field(5e-4, gt=0.0)
+    base_lr: Float = Field(5e-4, gt=0.0)
     # decoupled weight decay
-    weight_decay: float = Field(0.05, ge=0.0)
+    weight_decay: Float = Field(0.05, ge=0.0)
     # AdamW epsilon
-    eps: float = Field(1e-8, gt=0.0)
+    eps: Float = Field(1e-8, gt=0.0)
     # SGD momentum
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: Float = Field(0.9, ge=0.0, lt=1.0)
     # gradient-norm clipping (None: off)
-    clip_grad: float | None = Field(None, gt=0.0)
+    clip_grad: Float | None = Field(None, gt=0.0)
 
 
 class ScheduleConfig(Frozen):
     # training epochs
-    epochs: int = Field(300, ge=1)
+    epochs: Int = Field(300, ge=1, le=MAX_COUNT)
     # linear warm-up epochs
-    warmup_epochs: int = Field(5, ge=0)
+    warmup_epochs: Int = Field(5, ge=0, le=MAX_COUNT)
     # learning rate at the start of warm-up
-    warmup_lr: float = Field(1e-6, ge=0.0)
+    warmup_lr: Float = Field(1e-6, ge=0.0)
     # learning rate at the end of the cosine schedule
-    min_lr: float = Field(1e-5, ge=0.0)
+    min_lr: Float = Field(1e-5, ge=0.0)
 
 
 class AugmentConfig(Frozen):
     # timm auto-augment policy: "rand-m9-mstd0.5-inc1" (RandAugment), "original" (AutoAugment), or None
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
     # colour jitter strength (ignored by timm while auto_augment is set)
-    color_jitter: float = Field(0.3, ge=0.0)
+    color_jitter: Float = Field(0.3, ge=0.0)
     # Mixup alpha (0: off)
-    mixup: float = Field(0.8, ge=0.0)
+    mixup: Float = Field(0.8, ge=0.0)
     # CutMix alpha (0: off)
-    cutmix: float = Field(1.0, ge=0.0)
+    cutmix: Float = Field(1.0, ge=0.0)
     # probability of switching to CutMix when both are on
-    mixup_switch_prob: float = Field(0.5, ge=0.0, le=1.0)
+    mixup_switch_prob: Float = Field(0.5, ge=0.0, le=1.0)
     # probability of applying Mixup/CutMix to a batch
-    mixup_prob: float = Field(1.0, ge=0.0, le=1.0)
+    mixup_prob: Float = Field(1.0, ge=0.0, le=1.0)
     # label smoothing
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    label_smoothing: Float = Field(0.1, ge=0.0, lt=1.0)
     # random-erasing probability
-    random_erasing: float = Field(0.25, ge=0.0, le=1.0)
+    random_erasing: Float = Field(0.25, ge=0.0, le=1.0)
     # smallest area fraction of the random-resized crop (timm's scale lower bound)
-    crop_scale_min: float = Field(0.08, gt=0.0, le=1.0)
+    crop_scale_min: Float = Field(0.08, gt=0.0, le=1.0)
     # horizontal-flip probability
-    hflip: float = Field(0.5, ge=0.0, le=1.0)
+    hflip: Float = Field(0.5, ge=0.0, le=1.0)
     # repeated augmentation (each image seen `repeats` times per epoch, differently augmented)
-    repeated_aug: bool = True
+    repeated_aug: Bool = True
     # repeats per image under repeated augmentation
-    repeated_aug_repeats: int = Field(3, ge=1)
+    repeated_aug_repeats: Int = Field(3, ge=1, le=MAX_COUNT)
     # resize interpolation
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
 
 
 class EmaConfig(Frozen):
     # keep an exponential moving average of the weights and evaluate it too
-    enabled: bool = False
+    enabled: Bool = False
     # EMA decay per step
-    decay: float = Field(0.99996, gt=0.0, lt=1.0)
+    decay: Float = Field(0.99996, gt=0.0, lt=1.0)
 
 
 class TeacherConfig(Frozen):
@@ -128,9 +137,9 @@ class DistillationConfig(Frozen):
     # none, soft (KL on temperature-scaled logits) or hard (cross-entropy on the teacher's argmax)
     kind: Literal["none", "soft", "hard"] = "none"
     # weight of the distillation term: loss = (1 - alpha) * base + alpha * distill
-    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    alpha: Float = Field(0.5, ge=0.0, le=1.0)
     # soft-distillation temperature
-    tau: float = Field(1.0, gt=0.0)
+    tau: Float = Field(1.0, gt=0.0)
     # the teacher (required unless kind is none)
     teacher: TeacherConfig | None = None
 
@@ -158,9 +167,9 @@ class ThroughputConfig(Frozen):
     # inference-throughput protocols to measure after training: paper (fp32) and/or fast (bf16)
     protocols: tuple[Literal["paper", "fast"], ...] = ("paper",)
     # batch size for the measurement (None: the largest that fits, as in the paper)
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: Int | None = Field(None, ge=1, le=MAX_COUNT)
     # timed repetitions after warm-up
-    repeats: int = Field(30, ge=1)
+    repeats: Int = Field(30, ge=1, le=MAX_COUNT)
 
 
 class RunConfig(Frozen):
@@ -175,11 +184,11 @@ class RunConfig(Frozen):
     finetune: FinetuneConfig | None = None
     throughput: ThroughputConfig = ThroughputConfig()
     # total training batch size over all processes
-    batch_size: int = Field(1024, ge=1)
+    batch_size: Int = Field(1024, ge=1, le=MAX_COUNT)
     # evaluation batch size
-    eval_batch_size: int = Field(256, ge=1)
+    eval_batch_size: Int = Field(256, ge=1, le=MAX_COUNT)
     # random seed
-    seed: int = 0
+    seed: Int = Field(0, ge=0, le=MAX_SEED)
     # auto (cuda when present), cpu or cuda
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # training precision: fp32, or bf16 autocast

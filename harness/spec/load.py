@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from harness.spec import reader
 from harness.spec.errors import SpecError
 from harness.spec.schema import Spec
 
@@ -26,15 +26,13 @@ def read_yaml_mapping(path: Path, what: str = "spec") -> tuple[dict[str, Any], s
     shown = str(path)
     if not path.is_file():
         raise SpecError(shown, None, f"{what} file not found")
-    text = path.read_text(encoding="utf-8")
     try:
-        # safe_load builds plain data only: a !!python tag is refused, never executed
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(shown, None, f"invalid YAML: {where}{problem}") from None
+        text = reader.read_text(path)
+        data = reader.parse(text)
+    except reader.YamlError as exc:
+        raise SpecError(shown, None, str(exc)) from None
+    except OSError as exc:
+        raise SpecError(shown, None, f"cannot read the {what} file ({exc.strerror or exc})") from None
     if data is None:
         raise SpecError(shown, None, f"the {what} file is empty; expected a mapping with at least 'name'")
     if not isinstance(data, dict):
@@ -70,7 +68,7 @@ def validation_error(path: str, exc: ValidationError, model: type[BaseModel], pr
         return SpecError(path, key, f"unknown key{hint}")
     msg = err["msg"]
     if err["type"] not in ("value_error", "assertion_error") and "input" in err:
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {_short(err['input'])})"
     return SpecError(path, key, msg)
 
 
@@ -108,3 +106,9 @@ def _inner_model(annotation: Any) -> Any:
 def _value_model(annotation: Any) -> Any:
     args = typing.get_args(annotation)
     return _inner_model(args[-1]) if args else None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value as an error message may quote it: one line, cut short."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from harness.config import MAX_SEED
 
 AxisValues = dict[str, list[Any]]
+Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)]
 
 
 class _Strict(BaseModel):
@@ -23,7 +26,7 @@ class Variant(_Strict):
     # axes for this variant instead of the spec's ({} runs it once)
     axes: AxisValues | None = None
     # seeds for this variant instead of the spec's
-    seeds: list[int] | None = None
+    seeds: list[Seed] | None = None
     # run this variant only under these profiles (None: always; a paper-scale run is the null profile)
     only_profiles: list[str] | None = None
 
@@ -32,7 +35,7 @@ class ProfileVariant(_Strict):
     presets: list[str] = Field(default_factory=list)
     set: dict[str, Any] = Field(default_factory=dict)
     axes: AxisValues | None = None
-    seeds: list[int] | None = None
+    seeds: list[Seed] | None = None
 
 
 class Profile(_Strict):
@@ -42,7 +45,7 @@ class Profile(_Strict):
     # axes replacing the spec's
     axes: AxisValues | None = None
     # seeds replacing the spec's
-    seeds: list[int] | None = None
+    seeds: list[Seed] | None = None
     # per-variant overrides, applied last
     variants: dict[str, ProfileVariant] = Field(default_factory=dict)
     # run only these variants (None: all)
@@ -53,14 +56,14 @@ class Spec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     # the paper table this spec rebuilds
-    table: int | None = None
+    table: Annotated[int, Strict(), Field(ge=1, le=99)] | None = None
     # the base run config (resolved from a path by the loader)
     base: dict[str, Any] = Field(default_factory=dict)
     # dotted config keys -> values, expanded as a cartesian product
     axes: AxisValues = Field(default_factory=dict)
     # named override sets; a row of a paper table is a variant
     variants: dict[str, Variant] = Field(default_factory=lambda: {"default": Variant()})
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0])
     profiles: dict[str, Profile] = Field(default_factory=dict)
     # SLURM job parameters (harness.launch.slurm.SlurmConfig fields); the command line overrides them
     slurm: dict[str, Any] = Field(default_factory=dict)
