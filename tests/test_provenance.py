@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import provenance
+from tests.runstate import drive
 
 
 def test_collect_has_every_fact(monkeypatch):
@@ -59,7 +60,7 @@ def test_mark_started_stores_provenance_without_secrets(sqlite_store, planned, m
     monkeypatch.setattr(sys, "argv", ["harness", "run", "--db", "postgresql://bob:t0psecret@h/db"])
     run = planned(1)[0]
     sqlite_store.register_runs("ablation", [run])
-    sqlite_store.mark_started(run.hash, "node1", provenance.collect())
+    drive(sqlite_store, run.hash, "running", provenance=provenance.collect())
     record = sqlite_store.get_run(run.hash)
     assert record.provenance["command"] == "harness run --db postgresql://bob:***@h/db"
     assert record.provenance["git_commit"] == provenance.collect()["git_commit"]

@@ -15,6 +15,7 @@ from test_report_helpers import fake_top1, fill
 from harness.report import definitions as defs
 from harness.report import paper, render, table
 from harness.report.render import cell_text, display_frame, tidy
+from tests.runstate import drive
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_paper_scale_runs_are_preferred(sqlite_store):
     one = next(r for r in runs if r.variant == "hard_distillation" and r.config.model.name == "deit_base_patch16_224")
     sqlite_store.register_runs(loaded.spec.name, [one])
     sqlite_store.log_final(one.hash, {"top1": 82.5}, {})
-    sqlite_store.set_status(one.hash, "completed")
+    drive(sqlite_store, one.hash, "completed")
     df = table(3, store=sqlite_store)
     assert df.attrs["origin"] == "our runs, paper scale"
     assert df.loc["DeiT– hard distillation", ("B 224", "ours")] == 82.5
@@ -125,7 +126,7 @@ def test_unfinished_runs_do_not_fill_cells(sqlite_store):
     loaded, runs = planned("distillation", "quick")
     sqlite_store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
     sqlite_store.register_runs(loaded.spec.name, runs)
-    sqlite_store.set_status(runs[1].hash, "running")
+    drive(sqlite_store, runs[1].hash, "running")
     sqlite_store.log_epoch(runs[1].hash, 0, {"top1": 40.0})
     df = table(3, store=sqlite_store)
     assert df.attrs["origin"] is None

@@ -7,6 +7,7 @@ import pytest
 
 import harness.results as results
 from harness.store import StoreError
+from tests.runstate import drive
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def filled(sqlite_store, planned):
         store.log_epoch(run.hash, 0, {"top1": 10.0 + i, "train_loss": 2.0})
         store.log_epoch(run.hash, 1, {"top1": 20.0 + i, "train_loss": 1.0})
     store.log_final(runs[0].hash, {"top1": 20.0, "params": 1e5}, {"device": "cpu"})
-    store.set_status(runs[0].hash, "completed")
+    drive(store, runs[0].hash, "completed")
     return store, runs
 
 

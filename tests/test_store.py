@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.store import NewRun, RunRecord, StoreError, UnknownRun, open_store
+from tests.runstate import TEST_OWNER, drive
 
 
 def register(store, runs, spec="ablation"):
@@ -44,28 +45,31 @@ def test_records_are_plain_frozen_data(store, planned):
         record.status = "completed"  # type: ignore[misc]
 
 
-def test_status_lifecycle(store, planned):
+def test_a_run_moves_through_the_lifecycle(store, planned):
     run = planned(1)[0]
     register(store, [run])
-    store.set_status(run.hash, "submitted", job_id="123", log_path="/tmp/x.err")
-    store.mark_started(run.hash, "node7", {"git_commit": "abc123", "git_dirty": False, "torch": "2.14.1"})
-    store.heartbeat(run.hash, epoch=2)
+    assert store.claim(run.hash, TEST_OWNER)
+    assert store.record_submission(run.hash, TEST_OWNER.token, "slurm:123", log_path="/tmp/x.err")
+    assert store.mark_started(run.hash, TEST_OWNER.token, "node7",
+                              {"git_commit": "abc123", "git_dirty": False, "torch": "2.14.1"})
+    assert store.heartbeat(run.hash, TEST_OWNER.token, epoch=2)
     record = store.get_run(run.hash)
-    assert record.status == "running" and record.host == "node7" and record.job_id == "123"
-    assert record.log_path == "/tmp/x.err" and record.epoch == 2
+    assert record.status == "running" and record.host == "node7" and record.job_id == "slurm:123"
+    assert record.log_path == "/tmp/x.err" and record.epoch == 2 and record.owner == TEST_OWNER.token
     assert record.started_at is not None and record.heartbeat_at is not None and record.ended_at is None
-    assert record.started_at.tzinfo is not None
+    assert record.started_at.tzinfo is not None and record.lease_until > record.heartbeat_at
     assert record.provenance["git_commit"] == "abc123" and record.provenance["git_dirty"] is False
-    store.set_status(run.hash, "failed", error="Traceback: boom")
+    assert store.finish(run.hash, TEST_OWNER.token, "failed", error="Traceback: boom")
     record = store.get_run(run.hash)
     assert record.status == "failed" and record.error == "Traceback: boom" and record.ended_at is not None
-    store.set_status(run.hash, "submitted", job_id="124")
+    # claimed again (a rerun): the old error and job are gone
+    assert store.claim(run.hash, TEST_OWNER)
     record = store.get_run(run.hash)
-    assert record.error is None and record.ended_at is None and record.job_id == "124"
-    with pytest.raises(ValueError, match="unknown status"):
+    assert record.status == "queued" and record.error is None and record.ended_at is None and record.job_id is None
+    with pytest.raises(ValueError, match="unknown run state"):
         store.set_status(run.hash, "exploded")
     with pytest.raises(UnknownRun):
-        store.set_status("0" * 64, "running")
+        store.set_status("0" * 64, "cancelled")
     assert store.get_run("0" * 64) is None
 
 
@@ -117,7 +121,7 @@ def test_run_filters_use_bound_parameters(store, planned):
     runs = planned(4)
     register(store, runs)
     register(store, planned(2, spec="other", start=10), spec="other")
-    store.set_status(runs[1].hash, "completed")
+    drive(store, runs[1].hash, "completed")
     assert len(store.runs(spec="ablation")) == 4
     assert [r.hash for r in store.runs(status="completed")] == [runs[1].hash]
     assert len(store.runs(status=["pending", "completed"], spec="ablation")) == 4

@@ -6,6 +6,7 @@ import multiprocessing
 import traceback
 
 from harness.store import open_store
+from tests.runstate import TEST_OWNER, drive
 
 WRITERS = 16
 EPOCHS = 8
@@ -39,15 +40,17 @@ def _guarded(target, errors, barrier, *args) -> None:  # type: ignore[no-untyped
 def _write(barrier, url: str, run_hash: str, shared_hash: str, index: int) -> None:  # type: ignore[no-untyped-def]
     store = open_store(url)
     barrier.wait()
-    store.mark_started(run_hash, f"node{index}", {"git_commit": "abc", "slurm_job_id": str(index)})
+    drive(store, run_hash, "submitted")
+    assert store.mark_started(run_hash, TEST_OWNER.token, f"node{index}",
+                              {"git_commit": "abc", "slurm_job_id": str(index)})
     for epoch in range(EPOCHS):
         store.log_epoch(run_hash, epoch, {f"m{k}": epoch * 100.0 + k for k in range(METRICS)})
-        store.heartbeat(run_hash, epoch=epoch)
+        assert store.heartbeat(run_hash, TEST_OWNER.token, epoch=epoch)
         store.log_epoch(shared_hash, epoch, {"everyone": float(epoch)})  # the same rows from every writer
         if epoch == EPOCHS // 2:
             store.log_epoch(run_hash, epoch, {f"m{k}": epoch * 100.0 + k for k in range(METRICS)})  # resumed
     store.log_final(run_hash, {"top1": float(index)}, {"device": "cpu"})
-    store.set_status(run_hash, "completed")
+    assert store.finish(run_hash, TEST_OWNER.token, "completed")
     store.close()
 
 

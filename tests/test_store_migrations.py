@@ -15,6 +15,7 @@ from harness.store import SchemaOutOfDate, StoreError, open_store, store_revisio
 from harness.store.db import make_engine, parse_url
 from harness.store.migrate import head_revision, revisions
 from harness.store.schema import Base
+from tests.runstate import TEST_OWNER
 
 FIRST = "0001"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -98,7 +99,8 @@ def test_first_revision_store_is_refused_then_upgraded_with_every_row(store_url,
         assert store.predictions(first.hash)["cls"].tolist() == [1, 2, 3]
         assert store.experiments()[0].spec_text == "name: distillation\n"
         # the upgraded store takes new writes
-        store.mark_started(records[2].hash, "node2", {"git_commit": "abc"})
+        assert store.claim(records[2].hash, TEST_OWNER)
+        assert store.mark_started(records[2].hash, TEST_OWNER.token, "node2", {"git_commit": "abc"})
         assert store.get_run(records[2].hash).provenance == {"git_commit": "abc"}
         store.register_runs("distillation", planned(2))
         assert len(store.runs(spec="distillation")) == 5

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from harness.store.db import display_url, sqlite_path, unreachable
 from harness.store.errors import SchemaOutOfDate, StoreError
@@ -62,6 +62,8 @@ def upgrade(engine: Engine, url: URL, revision: str = "head") -> tuple[str | Non
         before = current_revision(conn)
         if before is None and not is_empty(conn):
             raise StoreError(f"{display_url(url)} holds tables but no schema revision: not a harness results store")
+        if before is not None and before not in revisions():
+            raise StoreError(newer_store(url, before))
         command.upgrade(alembic_config(conn), revision)
         after = current_revision(conn)
     assert after is not None
@@ -72,13 +74,20 @@ def ensure_current(engine: Engine, url: URL, create: bool = True) -> None:
     """Create a new store's schema, or check that an existing store is at this harness's head."""
     head = head_revision()
     with engine.connect() as conn:
+        if current_revision(conn) == head:
+            return
+    if not create:
+        with engine.connect() as conn:
+            found = current_revision(conn)
+            check(found, head, url, empty=found is None and is_empty(conn))
+        return
+    # what we read so far may be half of another process's schema creation: decide under its lock
+    with _exclusive(engine, url) as conn:
         found = current_revision(conn)
         empty = found is None and is_empty(conn)
-    if found == head:
-        return
-    if empty and create:
-        upgrade(engine, url)
-        return
+        if empty:
+            command.upgrade(alembic_config(conn), "head")
+            return
     check(found, head, url, empty)
 
 
@@ -94,8 +103,12 @@ def check(found: str | None, head: str, url: URL, empty: bool = False) -> None:
         raise SchemaOutOfDate(
             f"the results store at {shown} has schema revision {found}, this harness needs {head}: "
             f"run `harness db upgrade --db {shown}` (back up the database first)")
-    raise StoreError(f"the results store at {shown} has schema revision {found}, which this harness does not know "
-                     f"(its newest is {head}): it was written by a newer harness; upgrade the harness")
+    raise StoreError(newer_store(url, found))
+
+
+def newer_store(url: URL, found: str) -> str:
+    return (f"the results store at {display_url(url)} has schema revision {found}, which this harness does not "
+            f"know (its newest is {head_revision()}): it was written by a newer harness; upgrade the harness")
 
 
 @contextlib.contextmanager
@@ -143,7 +156,7 @@ def upgrade_store(url: str | URL | None = None, revision: str = "head") -> tuple
     engine = make_engine(parse_url(parsed))
     try:
         return upgrade(engine, parsed, revision)
-    except OperationalError as exc:
+    except DBAPIError as exc:
         raise unreachable(parsed, exc) from None
     finally:
         engine.dispose()
@@ -161,7 +174,7 @@ def store_revision(url: str | URL | None = None) -> tuple[str | None, str]:
     try:
         with engine.connect() as conn:
             return current_revision(conn), head_revision()
-    except OperationalError as exc:
+    except DBAPIError as exc:
         raise unreachable(parsed, exc) from None
     finally:
         engine.dispose()

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("pending", "submitted", "running", "completed", "failed", "cancelled", "requeued")
-# statuses after which a run does no more work
-FINISHED = ("completed", "failed", "cancelled")
+from harness.states import FINISHED, STATUSES  # noqa: F401  (re-exported: the store's callers read them here)
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,16 @@ class RunRecord:
     created_at: datetime | None = None
     # harness.provenance.collect() of the process that trained it
     provenance: dict[str, Any] = field(default_factory=dict)
+    # the claim on an active run (harness/states.py): owner token, launcher process, lease
+    owner: str | None = None
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    owner_started: float | None = None
+    lease_until: datetime | None = None
+    # start time of a local job's process, which with the pid in job_id proves a process is the job's
+    job_started: float | None = None
+    # hashes of the runs this run needs
+    depends_on: tuple[str, ...] = ()
 
     @property
     def short(self) -> str:

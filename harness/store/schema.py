@@ -65,6 +65,20 @@ class Run(Base):
     git_commit: Mapped[str | None] = mapped_column(String(64), index=True)
     # revision 2: None for runs trained here; a name for results imported from elsewhere
     source: Mapped[str | None] = mapped_column(String(200), index=True)
+    # revision 3: the claim on an active run (harness/states.py): the owner's token, written by every
+    # launcher and job write that needs to own the run
+    owner: Mapped[str | None] = mapped_column(String(64))
+    # revision 3: the launcher process that holds the claim: host, pid and process start time (a pid alone
+    # may have been reused)
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_started: Mapped[float | None] = mapped_column(Float)
+    # revision 3: the claim lapses after this time unless renewed (by the launcher, then by the job's heartbeat)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # revision 3: start time of a local job's process (with job_id's pid: proves a process is the job's)
+    job_started: Mapped[float | None] = mapped_column(Float)
+    # revision 3: hashes of the runs this run needs (its teacher, its fine-tuning source)
+    depends_on: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class RunMembership(Base):

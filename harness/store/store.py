@@ -23,12 +23,13 @@ import numpy as np
 from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
+from harness.store.claims import RunLifecycle
 from harness.store.errors import StoreError, UnknownRun
-from harness.store.records import FINISHED, STATUSES, ExperimentRecord, RunRecord
+from harness.store.records import FINISHED, ExperimentRecord, RunRecord
 from harness.store.schema import (
     NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
 )
@@ -36,8 +37,6 @@ from harness.store.schema import (
 T = TypeVar("T")
 # hashes per IN (...) list (SQLite allows 32,766 bound parameters per statement)
 CHUNK = 500
-# statuses in which a run is waiting or working, so an old error no longer applies
-ACTIVE = ("pending", "submitted", "requeued", "running")
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,8 @@ class NewRun:
     source: str | None = None
     final: Mapping[str, float] | None = None
     info: Mapping[str, str] | None = None
+    # hashes of the runs this run needs (its teacher, its fine-tuning source)
+    depends_on: tuple[str, ...] = ()
 
 
 def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
@@ -72,7 +73,7 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
         # processes creating one SQLite store at once meet locks that the busy timeout does not cover
         # (switching a new file to WAL, upgrading a read to a write): wait and try again
         db.with_retry(lambda: migrate.ensure_current(store.engine, store.url, create=create))
-    except OperationalError as exc:
+    except DBAPIError as exc:
         store.close()
         raise db.unreachable(store.url, exc) from None
     except BaseException:
@@ -81,7 +82,7 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
     return store
 
 
-class Store:
+class Store(RunLifecycle):
     def __init__(self, url: str | URL | None = None):
         if url is None:
             from harness.paths import default_db_url
@@ -90,7 +91,11 @@ class Store:
         self.url = db.parse_url(url)
         if self.url.get_backend_name() not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.display_url}: use sqlite:///FILE or postgresql+psycopg://...")
-        self.engine = db.make_engine(self.url)
+        try:
+            self.engine = db.make_engine(self.url)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise StoreError(f"cannot open the results store at {self.display_url}: no database driver "
+                             f"'{self.url.drivername}' ({db.redact(str(exc)).splitlines()[0]})") from None
         self._writer = db.writer(self.engine)
         self._ids: dict[str, int] = {}
         self._ids_lock = threading.Lock()
@@ -200,7 +205,8 @@ class Store:
         experiment and profile is added, or its variant, label and coordinates refreshed.
         """
         new = [NewRun(hash=r.hash, config=_config_json(r.config), profile=r.profile, variant=r.variant,
-                      label=r.label, coords=dict(r.coords), seed=int(r.seed)) for r in runs]
+                      label=r.label, coords=dict(r.coords), seed=int(r.seed),
+                      depends_on=tuple(getattr(r, "depends_on", ()))) for r in runs]
         self._register(experiment, new)
 
     def import_runs(self, experiment: str, runs: Iterable[NewRun]) -> int:
@@ -222,10 +228,12 @@ class Store:
                 {"name": experiment, "spec_text": "", "spec_path": "", "created_at": now, "updated_at": now}],
                 ["name"])
             exp_id = session.scalar(select(Experiment.id).where(Experiment.name == experiment))
+            # a run's dependencies follow from its config (the teacher's hash is in it): refreshing them only
+            # fills in what a store older than revision 3 did not record
             self._upsert(session, Run.__table__, [
                 {"hash": r.hash, "config": r.config, "status": r.status, "source": r.source,
-                 "created_at": now, "updated_at": now,
-                 "ended_at": now if r.status in FINISHED else None} for r in runs], ["hash"])
+                 "created_at": now, "updated_at": now, "depends_on": list(r.depends_on),
+                 "ended_at": now if r.status in FINISHED else None} for r in runs], ["hash"], ["depends_on"])
             ids = self._ids_of(session, [r.hash for r in runs])
             self._upsert(session, RunMembership.__table__, [
                 {"experiment_id": exp_id, "run_id": ids[r.hash], "profile": r.profile or NO_PROFILE,
@@ -263,48 +271,7 @@ class Store:
 
         return self._read(work)
 
-    # -- what a job reports ---------------------------------------------------------------
-
-    def set_status(self, run_hash: str, status: str, *, job_id: str | None = None, error: str | None = None,
-                   log_path: str | None = None) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"unknown status '{status}'; statuses: {', '.join(STATUSES)}")
-        values: dict[str, Any] = {"status": status, "updated_at": _now()}
-        if status in FINISHED:
-            values["ended_at"] = values["updated_at"]
-        elif status in ACTIVE:
-            values["ended_at"] = None
-            values["error"] = None
-        if job_id is not None:
-            values["job_id"] = str(job_id)
-        if error is not None:
-            values["error"] = error
-        if log_path is not None:
-            values["log_path"] = str(log_path)
-        self._update_run(run_hash, values)
-
-    def mark_started(self, run_hash: str, host: str, provenance: Mapping[str, Any]) -> None:
-        """The job began on `host`: status running, start time, and where its code and machine came from."""
-        now = _now()
-        prov = json.loads(json.dumps(dict(provenance), default=str))
-        self._update_run(run_hash, {
-            "status": "running", "started_at": now, "heartbeat_at": now, "updated_at": now, "host": host,
-            "ended_at": None, "error": None, "provenance": prov, "git_commit": prov.get("git_commit"),
-        })
-
-    def heartbeat(self, run_hash: str, epoch: int | None = None) -> None:
-        values: dict[str, Any] = {"heartbeat_at": _now()}
-        if epoch is not None:
-            values["epoch"] = int(epoch)
-        self._update_run(run_hash, values)
-
-    def _update_run(self, run_hash: str, values: dict[str, Any]) -> None:
-        def work(session: Session) -> None:
-            result = session.execute(update(Run).where(Run.hash == run_hash).values(**values))
-            if result.rowcount == 0:
-                raise UnknownRun(f"no run {run_hash} in the store at {self.display_url}")
-
-        self._write(work)
+    # -- what a job reports (its state moves are in claims.RunLifecycle) ----------------
 
     def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float]) -> None:
         """Metrics of one epoch, in one statement; an epoch logged again replaces the earlier values."""
@@ -386,7 +353,8 @@ class Store:
                       .correlate(Run).scalar_subquery())
         query = (select(Run.id, Run.hash, Run.config, Run.status, Run.created_at, Run.started_at, Run.ended_at,
                         Run.heartbeat_at, Run.epoch, Run.host, Run.error, Run.job_id, Run.log_path, Run.source,
-                        Run.provenance, RunMembership.profile, RunMembership.variant, RunMembership.label,
+                        Run.provenance, Run.owner, Run.owner_host, Run.owner_pid, Run.owner_started,
+                        Run.lease_until, Run.job_started, Run.depends_on, RunMembership.profile, RunMembership.variant, RunMembership.label,
                         RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
                         last_epoch.label("last_epoch"))
                  .outerjoin(RunMembership, RunMembership.run_id == Run.id)
@@ -480,6 +448,8 @@ def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecor
         info=info, epoch=epoch, started_at=_utc(row.started_at), ended_at=_utc(row.ended_at),
         heartbeat_at=_utc(row.heartbeat_at), host=row.host, error=row.error, job_id=row.job_id,
         log_path=row.log_path, source=row.source, created_at=_utc(row.created_at), provenance=row.provenance or {},
+        owner=row.owner, owner_host=row.owner_host, owner_pid=row.owner_pid, owner_started=row.owner_started,
+        lease_until=_utc(row.lease_until), job_started=row.job_started, depends_on=tuple(row.depends_on or ()),
     )
 
 
