@@ -100,26 +100,35 @@ class FakeRun:
 
 @dataclass
 class FakeStore:
+    """The few store calls that SLURM submission and reaping make, on plain records (no owner checks)."""
+
     records: dict[str, SimpleNamespace] = field(default_factory=dict)
 
     def add(self, run_hash: str, status: str, job_id: str | None = None) -> None:
-        self.records[run_hash] = SimpleNamespace(hash=run_hash, status=status, job_id=job_id, error=None,
-                                                 log_path=None)
+        self.records[run_hash] = SimpleNamespace(
+            hash=run_hash, status=status, job_id=job_id, error=None, log_path=None, source=None, owner="token",
+            owner_host=None, owner_pid=None, owner_started=None, lease_until=None, job_started=None,
+            heartbeat_at=None, started_at=None, created_at=None)
 
     def get_run(self, run_hash: str) -> SimpleNamespace | None:
         return self.records.get(run_hash)
 
-    def runs(self) -> list[SimpleNamespace]:
-        return list(self.records.values())
+    def runs(self, hashes=None) -> list[SimpleNamespace]:  # type: ignore[no-untyped-def]
+        return [r for h, r in self.records.items() if hashes is None or h in hashes]
 
-    def set_status(self, run_hash: str, status: str, *, job_id: str | None = None, error: str | None = None,
-                   log_path: str | None = None) -> None:
-        record = self.records.setdefault(run_hash, SimpleNamespace(hash=run_hash, job_id=None, error=None,
-                                                                   log_path=None))
-        record.status = status
-        record.job_id = job_id or record.job_id
-        record.error = error
-        record.log_path = log_path or record.log_path
+    def record_submission(self, run_hash: str, token: str, job_id: str, *, job_started=None,  # type: ignore[no-untyped-def]
+                          log_path=None) -> bool:
+        record = self.records[run_hash]
+        record.job_id, record.log_path = job_id, log_path or record.log_path
+        record.status = "submitted" if record.status == "queued" else record.status
+        return True
+
+    def finish(self, run_hash: str, token: str, status: str, error: str | None = None) -> bool:
+        self.records[run_hash].status, self.records[run_hash].error = status, error
+        return True
+
+    def give_up(self, run_hash: str, observed_owner, error: str, status: str = "failed") -> bool:  # type: ignore[no-untyped-def]
+        return self.finish(run_hash, "token", status, error)
 
 
 # ---- job callables (module-level, so jobs unpickle them by reference)

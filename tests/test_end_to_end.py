@@ -64,9 +64,11 @@ def test_a_failing_run_is_reported_with_its_log(tmp_path):
     from harness.store import open_store
 
     db_url = f"sqlite:///{tmp_path / 'store.db'}"
-    # an imagefolder root that does not exist fails inside the job, not at planning time
+    # an imagefolder whose folders hold no images: found only when the job builds its dataset
+    for split in ("train", "val"):
+        (tmp_path / "images" / split / "cat").mkdir(parents=True)
     text = SPEC.replace("data: {name: digits, img_size: 32, num_workers: 0, train_subset: 300}",
-                        f"data: {{name: imagefolder, root: {tmp_path / 'nowhere'}, img_size: 32, num_workers: 0}}")
+                        f"data: {{name: imagefolder, root: {tmp_path / 'images'}, img_size: 32, num_workers: 0}}")
     loaded = load_spec(write(tmp_path, text))
     runs = [r for r in expand(loaded) if r.variant == "teacher"]
     store = open_store(db_url)
@@ -75,5 +77,22 @@ def test_a_failing_run_is_reported_with_its_log(tmp_path):
     assert not result.ok
     failure = result.failures[0]
     assert failure.run.variant == "teacher"
-    assert "nowhere" in failure.error
-    assert store.get_run(runs[0].hash).status == "failed"
+    assert "Found no valid file" in failure.error or "no valid file" in failure.error.lower(), failure.error
+    record = store.get_run(runs[0].hash)
+    assert record.status == "failed" and record.error == failure.error
+
+
+def test_a_missing_dataset_folder_stops_the_launch_before_anything_is_written(tmp_path):
+    from harness.launch import PreflightError
+    from harness.store import open_store
+
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    text = SPEC.replace("data: {name: digits, img_size: 32, num_workers: 0, train_subset: 300}",
+                        f"data: {{name: imagefolder, root: {tmp_path / 'nowhere'}, img_size: 32, num_workers: 0}}")
+    loaded = load_spec(write(tmp_path, text))
+    store = open_store(db_url)
+    options = LaunchOptions(executor="debug", output=tmp_path / "out", poll_s=0.1)
+    with pytest.raises(PreflightError, match="data.root: no folder .*nowhere"):
+        launch(loaded, expand(loaded), store, db_url, options, progress=lambda line: None)
+    assert store.runs() == [] and store.experiments() == []
+    assert not (tmp_path / "out").exists()

@@ -1,16 +1,22 @@
-"""Watching and steering: status, dead-job detection, logs, cancel and retry through the store."""
+"""Watching and steering: liveness, status rows, reaping, logs, cancel and retry through the store."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import psutil
 import pytest
 
-from harness.launch.control import cancel, failed_runs, find_runs, format_statuses, log_text, reap_dead, statuses
+from harness.launch import processes
+from harness.launch.control import cancel, failed_runs, find_runs, log_text
+from harness.launch.liveness import judge, reap
+from harness.launch.status import statuses
+from harness.states import Owner
+from tests.runstate import TEST_OWNER, drive
 
 
 def registered(store, planned, n=3):
@@ -20,33 +26,102 @@ def registered(store, planned, n=3):
     return runs
 
 
+def here_owner() -> Owner:
+    me = processes.this_process()
+    return Owner(token="launcher-here", host=me.host, pid=me.pid, started=me.started)
+
+
+def sleeper(seconds: float = 120) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
+
+
+def submit_local(store, run_hash: str, process: subprocess.Popen, owner: Owner | None = None, **kwargs) -> Owner:
+    """Claim a run for a launcher on this machine and record `process` as its local job."""
+    owner = owner or here_owner()
+    assert store.claim(run_hash, owner)
+    started = kwargs.pop("job_started", psutil.Process(process.pid).create_time())
+    assert store.record_submission(run_hash, owner.token, f"local:{process.pid}", job_started=started, **kwargs)
+    return owner
+
+
 def test_status_rows_show_state_epoch_top1_job_and_elapsed(sqlite_store, planned):
     runs = registered(sqlite_store, planned)
-    sqlite_store.set_status(runs[0].hash, "submitted", job_id="local:123")
-    sqlite_store.mark_started(runs[0].hash, "node1", {})
+    drive(sqlite_store, runs[0].hash, "running", job_id="local:123")
     sqlite_store.log_epoch(runs[0].hash, 0, {"top1": 41.5, "train_loss": 2.0})
+    assert sqlite_store.heartbeat(runs[0].hash, TEST_OWNER.token, epoch=0)
     rows = {r.hash: r for r in statuses(sqlite_store, "ablation")}
     row = rows[runs[0].hash]
-    assert (row.status, row.epoch, row.top1, row.job_id) == ("running", 0, 41.5, "local:123")
-    assert row.elapsed_s is not None and row.elapsed_s >= 0
-    text = format_statuses(list(rows.values()))
-    assert runs[0].hash[:10] in text and "41.5" in text and "1/300" in text
+    assert (row.status, row.epoch, row.epochs, row.top1, row.job_id) == ("running", 0, 300, 41.5, "local:123")
+    assert row.elapsed_s is not None and row.elapsed_s >= 0 and row.host == "node1"
     assert rows[runs[1].hash].status == "pending"
 
 
-def test_a_silent_running_job_is_marked_failed(sqlite_store, planned):
+def test_a_local_job_that_dies_is_seen_dead_at_once_and_its_cause_is_stored(sqlite_store, planned, tmp_path):
     runs = registered(sqlite_store, planned)
-    sqlite_store.set_status(runs[0].hash, "submitted", job_id="slurm:77")
-    sqlite_store.mark_started(runs[0].hash, "node1", {})
-    sqlite_store.set_status(runs[1].hash, "submitted", job_id="slurm:78")  # queued, never started
-    later = datetime.now(timezone.utc) + timedelta(minutes=30)
-    assert reap_dead(sqlite_store, later) == [runs[0].hash]
+    log = tmp_path / "77_0_log.err"
+    log.write_text("Traceback (most recent call last):\n  ...\nOSError: [Errno 28] No space left on device\n")
+    job = sleeper()
+    try:
+        submit_local(sqlite_store, runs[0].hash, job, log_path=str(log))
+        assert judge(sqlite_store.runs())[runs[0].hash].alive
+        assert reap(sqlite_store) == {}
+        job.kill()
+        job.wait()
+        verdict = judge(sqlite_store.runs())[runs[0].hash]
+        assert not verdict.alive and f"process {job.pid}" in verdict.why
+        ended = reap(sqlite_store)
+    finally:
+        job.kill()
+    assert list(ended) == [runs[0].hash]
     record = sqlite_store.get_run(runs[0].hash)
-    assert record.status == "failed" and "heartbeat" in record.error
-    assert sqlite_store.get_run(runs[1].hash).status == "submitted"
-    # a run that keeps beating is alive
-    sqlite_store.mark_started(runs[2].hash, "node1", {})
-    assert reap_dead(sqlite_store) == []
+    assert record.status == "failed" and "No space left on device" in record.error and "is gone" in record.error
+
+
+def test_a_run_queued_by_a_dead_launcher_is_dead_and_a_live_ones_is_not(sqlite_store, planned):
+    runs = registered(sqlite_store, planned)
+    launcher = sleeper()
+    ref = processes.reference(launcher.pid)
+    owner = Owner(token="gone", host=ref.host, pid=ref.pid, started=ref.started)
+    assert sqlite_store.claim(runs[0].hash, owner)
+    assert sqlite_store.claim(runs[1].hash, here_owner())
+    assert judge(sqlite_store.runs())[runs[0].hash].alive
+    launcher.kill()
+    launcher.wait()
+    verdicts = judge(sqlite_store.runs())
+    assert not verdicts[runs[0].hash].alive and "launcher" in verdicts[runs[0].hash].why
+    assert verdicts[runs[1].hash].alive
+
+
+def test_a_reused_pid_is_not_the_job(sqlite_store, planned):
+    runs = registered(sqlite_store, planned)
+    stranger = sleeper()
+    try:
+        # the store says the job was this pid, but a process that started an hour earlier
+        started = psutil.Process(stranger.pid).create_time() - 3600
+        submit_local(sqlite_store, runs[0].hash, stranger, job_started=started)
+        assert not judge(sqlite_store.runs())[runs[0].hash].alive
+        done = cancel(sqlite_store, runs[0].hash[:10])
+        assert [c.hash for c in done] == [runs[0].hash]
+        assert "not the job's" in done[0].job and "not signalled" in done[0].job
+        time.sleep(0.5)
+        assert stranger.poll() is None, "cancel signalled a process that is not the job's"
+    finally:
+        stranger.kill()
+    assert sqlite_store.get_run(runs[0].hash).status == "cancelled"
+
+
+def test_a_job_on_another_machine_lives_by_its_lease(sqlite_store, planned):
+    runs = registered(sqlite_store, planned)
+    far = Owner(token="far", host="node-far", pid=4242, started=1.0)
+    assert sqlite_store.claim(runs[0].hash, far, lease=timedelta(minutes=5))
+    assert sqlite_store.record_submission(runs[0].hash, far.token, "local:4242", job_started=1.0)
+    assert judge(sqlite_store.runs())[runs[0].hash].alive
+    later = datetime.now(timezone.utc) + timedelta(minutes=6)
+    verdict = judge(sqlite_store.runs(), later)[runs[0].hash]
+    assert not verdict.alive and "node-far" in verdict.why
+    # cancel from here cannot signal it: the job stops at its next heartbeat
+    done = cancel(sqlite_store, runs[0].hash)
+    assert "node-far" in done[0].job and not sqlite_store.heartbeat(runs[0].hash, far.token)
 
 
 # like submitit's local controller started from a script: it ignores SIGINT, and so does the task it starts
@@ -63,20 +138,20 @@ task.wait()
 """
 
 
-def test_cancel_kills_a_local_job_and_its_task_and_marks_the_run(sqlite_store, planned):
+def test_cancel_stops_a_local_job_and_its_task_and_marks_the_run(sqlite_store, planned):
     runs = registered(sqlite_store, planned)
     controller = subprocess.Popen([sys.executable, "-c", CONTROLLER], stdout=subprocess.PIPE, text=True)
     try:
         task_pid = int(controller.stdout.readline())
         assert controller.stdout.readline().strip() == "ready"
-        sqlite_store.set_status(runs[0].hash, "running", job_id=f"local:{controller.pid}")
-        sqlite_store.set_status(runs[1].hash, "completed")
-        assert cancel(sqlite_store, "ablation") == [runs[0].hash, runs[2].hash]
-        assert controller.wait(timeout=15) != 0
-        deadline = time.monotonic() + 5
-        while os.path.exists(f"/proc/{task_pid}") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not os.path.exists(f"/proc/{task_pid}") or open(f"/proc/{task_pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        submit_local(sqlite_store, runs[0].hash, controller)
+        drive(sqlite_store, runs[1].hash, "completed")
+        done = cancel(sqlite_store, "ablation")
+        assert [c.hash for c in done] == [runs[0].hash, runs[2].hash]
+        assert "was stopped" in done[0].job and "no job" in done[1].job
+        controller.wait(timeout=15)  # returns only once the controller is gone (its code: psutil reaped it)
+        assert not psutil.pid_exists(controller.pid)
+        assert not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE
     finally:
         if controller.poll() is None:
             controller.kill()
@@ -92,23 +167,28 @@ def test_runs_are_found_by_spec_or_hash_prefix(sqlite_store, planned):
         find_runs(sqlite_store, "zzzzzz")
 
 
-def test_logs_print_both_streams(sqlite_store, planned, tmp_path):
+def test_logs_print_the_epoch_lines_and_the_errors(sqlite_store, planned, tmp_path):
     runs = registered(sqlite_store, planned)
     err = tmp_path / "12_0_log.err"
     err.write_text("Traceback: boom\n")
-    err.with_suffix(".out").write_text("epoch 1\n")
-    sqlite_store.set_status(runs[0].hash, "failed", log_path=str(err), error="boom")
+    err.with_suffix(".out").write_text("epoch 1/300  train_loss 2.3000  top1 41.50\n")
+    assert sqlite_store.claim(runs[0].hash, TEST_OWNER)
+    assert sqlite_store.record_submission(runs[0].hash, TEST_OWNER.token, "local:12", log_path=str(err))
     text = log_text(sqlite_store, runs[0].hash[:10])
-    assert "epoch 1" in text and "Traceback: boom" in text
+    assert "epoch 1/300" in text and "Traceback: boom" in text
+    assert text.index("epoch 1/300") < text.index("Traceback: boom")
     with pytest.raises(LookupError, match="no log yet"):
         log_text(sqlite_store, runs[1].hash[:10])
 
 
-def test_retry_rebuilds_failed_runs_with_their_dependencies(sqlite_store, planned):
-    runs = registered(sqlite_store, planned)
-    sqlite_store.set_status(runs[0].hash, "failed", error="x")
-    sqlite_store.set_status(runs[1].hash, "cancelled")
-    sqlite_store.set_status(runs[2].hash, "completed")
-    again = failed_runs(sqlite_store, "ablation")
-    assert sorted(r.hash for r in again) == sorted([runs[0].hash, runs[1].hash])
-    assert all(r.config == next(p.config for p in runs if p.hash == r.hash) for r in again)
+def test_retry_rebuilds_failed_runs_with_their_stored_dependencies(sqlite_store, planned):
+    teacher, student, other = planned(3)
+    student = replace(student, depends_on=(teacher.hash,))
+    sqlite_store.register_runs("ablation", [teacher, student, other])
+    drive(sqlite_store, teacher.hash, "completed")
+    drive(sqlite_store, student.hash, "failed", error="x")
+    drive(sqlite_store, other.hash, "cancelled")
+    again = {r.hash: r for r in failed_runs(sqlite_store, "ablation")}
+    assert sorted(again) == sorted([student.hash, other.hash])
+    assert again[student.hash].depends_on == (teacher.hash,) and again[other.hash].depends_on == ()
+    assert again[student.hash].config == student.config

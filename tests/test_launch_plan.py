@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from harness.launch import dependency_order, format_plan, plan
+from harness.launch.liveness import Verdict
 from harness.spec import expand, load_spec
 from tests.test_spec import SPEC, write
 
@@ -13,13 +12,13 @@ def runs(tmp_path):
     return expand(load_spec(write(tmp_path, SPEC)), "quick")
 
 
-def test_completed_runs_are_done_and_stale_active_runs_run_again(tmp_path):
+def test_completed_runs_are_done_and_dead_active_runs_run_again(tmp_path):
     rs = runs(tmp_path)
-    now = datetime.now(timezone.utc)
     statuses = {rs[0].hash: "completed", rs[1].hash: "running", rs[2].hash: "running", rs[3].hash: "failed"}
-    beats = {rs[1].hash: now - timedelta(seconds=20), rs[2].hash: now - timedelta(hours=1)}
-    states = [e.state for e in plan(rs, statuses, beats, now)]
-    assert states == ["done", "in_flight", "to_run", "to_run", "to_run"]
+    verdicts = {rs[1].hash: Verdict(True, "its job runs"), rs[2].hash: Verdict(False, "its job is gone")}
+    entries = plan(rs, statuses, verdicts)
+    assert [e.state for e in entries] == ["done", "in_flight", "to_run", "to_run", "to_run"]
+    assert entries[1].why == "its job runs" and "its job runs" in format_plan(entries)
 
 
 def test_dependencies_come_first(tmp_path):

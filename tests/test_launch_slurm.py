@@ -9,22 +9,18 @@ import json
 import time
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import submitit
 
+from harness.launch.liveness import judge, reap
+from harness.launch.queue import UNLISTED, job_states, local_pid, slurm_job_id, store_status
 from harness.launch.slurm import (
     SlurmConfig,
     executor_parameters,
-    live_jobs,
     make_executor,
     parse_sbatch_options,
-    reconcile,
     slurm_config,
-    slurm_job_id,
-    slurm_states,
-    store_status,
     submit_array,
     submit_graph,
 )
@@ -81,20 +77,37 @@ def test_states_and_job_ids():
     assert store_status("REQUEUED") == "requeued" and store_status("COMPLETED") == "completed"
     assert store_status("") is None
     assert slurm_job_id("slurm:12_3") == "12_3" and slurm_job_id("local:99") is None and slurm_job_id(None) is None
+    assert local_pid("local:99") == 99 and local_pid("slurm:12") is None
 
 
-def test_a_job_stops_requeueing_after_max_requeues(tmp_path):
-    job = Counter(str(tmp_path), steps=3, max_requeues=2)
-    again = job.checkpoint().function.checkpoint().function
-    assert again.requeues == 2 and again.checkpoint() is None
+def test_a_run_job_is_requeued_until_its_limit_then_fails(sqlite_store, planned, tmp_path):
+    """RunJob.checkpoint, as submitit calls it at a time limit: requeued (recorded in the store) at most
+    max_requeues times, then the run fails with the reason."""
+    from harness.launch.job import RunJob
+    from tests.runstate import TEST_OWNER, drive
+
+    run = planned(1)[0]
+    sqlite_store.register_runs("ablation", [run])
+    drive(sqlite_store, run.hash, "running")
+    url = sqlite_store.url.render_as_string(hide_password=False)
+    job = RunJob(run.hash, run.config.as_json(), url, str(tmp_path), owner=TEST_OWNER.token, max_requeues=1)
+    again = job.checkpoint()
+    assert again is not None and again.function.requeues == 1 and again.function.owner == TEST_OWNER.token
+    assert sqlite_store.get_run(run.hash).status == "requeued"
+    assert sqlite_store.mark_started(run.hash, TEST_OWNER.token, "node2", {})
+    assert again.function.checkpoint() is None
+    record = sqlite_store.get_run(run.hash)
+    assert record.status == "failed" and "after 1 requeues" in record.error
 
 
 def test_a_run_whose_dependency_failed_is_not_submitted():
     store = FakeStore()
     store.add("teacher", "failed")
     student, grandchild = FakeRun("student", ("teacher",)), FakeRun("grand", ("student",))
-    options = SimpleNamespace(slurm=SlurmConfig(), output="unused", max_requeues=1)
-    assert submit_graph([student, grandchild], {}, store, options, progress=lambda line: None) == {}
+    store.add("student", "queued")
+    store.add("grand", "queued")
+    assert submit_graph([student, grandchild], {}, store, "token", SlurmConfig(), "unused",
+                        progress=lambda line: None) == {}
     assert store.get_run("student").status == "failed" and "teacher" in store.get_run("student").error
     assert store.get_run("grand").status == "failed"
 
@@ -123,13 +136,12 @@ def test_the_graph_is_submitted_at_once_and_slurm_orders_it(slurm, tmp_path):
     runs = [FakeRun("teacher"), FakeRun("bad-teacher"), FakeRun("student", ("teacher",)),
             FakeRun("orphan", ("bad-teacher",))]
     for run in runs:
-        store.add(run.hash, "pending")
+        store.add(run.hash, "queued")
     fns = {"teacher": partial(sleep_then_write, str(out), "soft labels", 3.0),
            "bad-teacher": fail,
            "student": partial(read_after, str(out)),
            "orphan": partial(square, 7)}
-    options = SimpleNamespace(slurm=slurm, output=tmp_path, max_requeues=1)
-    jobs = submit_graph(runs, fns, store, options, progress=lambda line: None)
+    jobs = submit_graph(runs, fns, store, "token", slurm, tmp_path, progress=lambda line: None)
     ids = {key: job.job_id for key, job in jobs.items()}
     # the teachers share one array; every run is in the queue and recorded before any has finished
     assert ids["teacher"].split("_")[0] == ids["bad-teacher"].split("_")[0]
@@ -141,13 +153,13 @@ def test_the_graph_is_submitted_at_once_and_slurm_orders_it(slurm, tmp_path):
     assert text == "soft labels" and started >= jobs["teacher"].result()
     with pytest.raises(submitit.core.utils.FailedJobError):
         jobs["bad-teacher"].result()
-    # the orphan's dependency can never be satisfied: SLURM cancels it and reconcile records that
-    wait_until(lambda: slurm_states([ids["orphan"]]).get(ids["orphan"], "").startswith("CANCELLED"), 30,
+    # the orphan's dependency can never be satisfied: SLURM cancels it and reaping records that
+    wait_until(lambda: job_states([ids["orphan"]]).get(ids["orphan"], "").startswith("CANCELLED"), 30,
                "SLURM to cancel the run whose teacher failed")
     for key in ("teacher", "bad-teacher", "student"):
-        store.set_status(key, "completed" if key != "bad-teacher" else "failed")
-    assert reconcile(store, store.runs()) == {"orphan": "cancelled"}
-    assert "CANCELLED" in store.get_run("orphan").error
+        store.add(key, "completed" if key != "bad-teacher" else "failed")
+    assert list(reap(store)) == ["orphan"]
+    assert store.get_run("orphan").status == "cancelled" and "CANCELLED" in store.get_run("orphan").error
     print(f"graph of 4 with dependencies: {time.monotonic() - start:.1f}s")
 
 
@@ -166,26 +178,26 @@ def test_a_run_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm,
     assert [line.split()[1] for line in starts] == ["requeues=0", "requeues=1"]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 40
     # the result is written just before the job step ends
-    wait_until(lambda: slurm_states([job.job_id]) == {job.job_id: "COMPLETED"}, 30, "SLURM to see it completed")
+    wait_until(lambda: job_states([job.job_id]) == {job.job_id: "COMPLETED"}, 30, "SLURM to see it completed")
     print(f"time limit, requeue, resume: {elapsed:.1f}s")
 
 
 def test_a_cancelled_job_is_seen_as_cancelled(slurm, tmp_path):
     start = time.monotonic()
     job = make_executor(tmp_path, slurm).submit(sleep, 300)
-    wait_until(lambda: slurm_states([job.job_id]).get(job.job_id) == "RUNNING", 30, "the job to start")
+    wait_until(lambda: job_states([job.job_id]).get(job.job_id) == "RUNNING", 30, "the job to start")
     store = FakeStore()
     store.add("run", "running", job_id=f"slurm:{job.job_id}")
-    store.add("other", "running", job_id="local:1234")
-    assert live_jobs(store.runs()) == {"run"}
+    assert judge(store.runs())["run"].alive
+    assert job_states(["999999"]) == {"999999": UNLISTED}
     job.cancel()
-    wait_until(lambda: store_status(slurm_states([job.job_id]).get(job.job_id, "")) == "cancelled", 30,
+    wait_until(lambda: store_status(job_states([job.job_id]).get(job.job_id, "")) == "cancelled", 30,
                "SLURM to see the cancel")
     # submitit's own view: the job is done, its state CANCELLED
     assert job.done(force_check=True) and store_status(job.state) == "cancelled"
-    assert live_jobs(store.runs()) == set()
-    assert reconcile(store, store.runs()) == {"run": "cancelled"}
-    assert store.get_run("other").status == "running"
+    verdict = judge(store.runs())["run"]
+    assert not verdict.alive and verdict.end == "cancelled"
+    assert reap(store) == {"run": store.get_run("run").error} and store.get_run("run").status == "cancelled"
     print(f"cancel: {time.monotonic() - start:.1f}s")
 
 

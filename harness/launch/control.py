@@ -1,94 +1,22 @@
-"""Watching and steering runs after submission: status, logs, cancel, retry.
+"""Steering runs after submission: find them, read their logs, cancel them, rebuild them for a retry.
 
-Everything here reads and writes run state through the store, so it works the same from
-another shell, another node or a later day than the `harness run` that submitted the jobs.
+Everything here goes through the store, so it works the same from another shell, another node or a later
+day than the `harness run` that submitted the jobs.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from harness.launch.plan import ACTIVE, STALE_AFTER, as_utc
-
-FINISHED = ("completed", "failed", "cancelled")
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    hash: str
-    spec: str | None
-    description: str
-    status: str
-    epoch: int | None
-    epochs: int | None
-    top1: float | None
-    job_id: str | None
-    elapsed_s: float | None
-    error: str | None
+from harness.launch import logs, processes, queue
+from harness.launch.protocols import RunStore
+from harness.launch.slurm import cancel_jobs
+from harness.states import FINISHED
+from harness.store.records import RunRecord
 
 
-def reap_dead(store: Any, now: datetime | None = None) -> list[str]:
-    """Mark failed the active runs whose job fell silent (kill -9, a lost node); returns their hashes."""
-    from harness.launch.slurm import live_jobs, reconcile
-
-    now = now or datetime.now(timezone.utc)
-    records = store.runs()
-    dead = list(reconcile(store, records))
-    # a job waiting in the SLURM queue (first submission or requeue) is alive without a heartbeat
-    live = live_jobs(records)
-    for record in records:
-        if record.status not in ACTIVE or record.source is not None or record.hash in live or record.hash in dead:
-            continue
-        last = record.heartbeat_at or record.started_at or record.created_at
-        if last is None:
-            continue
-        last = as_utc(last)
-        # a queued SLURM job has no heartbeat yet: only a started run can fall silent
-        if record.status == "submitted" and record.started_at is None:
-            continue
-        if now - last > STALE_AFTER:
-            store.set_status(record.hash, "failed", error=f"no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC: "
-                                                           "the job died without a word")
-            dead.append(record.hash)
-    return dead
-
-
-def statuses(store: Any, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
-    now = now or datetime.now(timezone.utc)
-    out = []
-    for record in store.runs(spec=spec):
-        if record.source is not None:
-            continue
-        epochs = (record.config.get("schedule") or {}).get("epochs")
-        top1 = latest_top1(store, record)
-        out.append(RunStatus(
-            hash=record.hash, spec=record.spec, description=_describe(record), status=record.status,
-            epoch=record.epoch, epochs=epochs, top1=top1, job_id=record.job_id,
-            elapsed_s=elapsed_s(record, now), error=record.error,
-        ))
-    return out
-
-
-def format_statuses(rows: list[RunStatus]) -> str:
-    header = f"{'run':<10}  {'status':<10}  {'epoch':>7}  {'top-1':>6}  {'job':<14}  {'elapsed':>8}  what"
-    lines = [header]
-    for r in rows:
-        epoch = f"{r.epoch + 1}/{r.epochs}" if r.epoch is not None else "-"
-        top1 = f"{r.top1:.1f}" if r.top1 is not None else "-"
-        elapsed = _clock(r.elapsed_s) if r.elapsed_s is not None else "-"
-        lines.append(f"{r.hash[:10]}  {r.status:<10}  {epoch:>7}  {top1:>6}  {(r.job_id or '-'):<14}  "
-                     f"{elapsed:>8}  {r.spec or ''}: {r.description}")
-    return "\n".join(lines)
-
-
-def find_runs(store: Any, selector: str) -> list[Any]:
+def find_runs(store: RunStore, selector: str) -> list[RunRecord]:
     """Runs named by a spec name or a hash prefix (at least 4 characters)."""
     runs = store.runs()
     by_spec = [r for r in runs if r.spec == selector]
@@ -101,150 +29,86 @@ def find_runs(store: Any, selector: str) -> list[Any]:
     raise LookupError(f"no spec or run matches '{selector}'")
 
 
-def log_text(store: Any, selector: str) -> str:
+def log_text(store: RunStore, selector: str) -> str:
+    """The run's own log: its job's stdout (the trainer's epoch lines) and stderr."""
     runs = find_runs(store, selector)
     if len(runs) != 1:
         raise LookupError(f"'{selector}' matches {len(runs)} runs; give a longer hash prefix")
     record = runs[0]
     if not record.log_path:
-        raise LookupError(f"run {record.hash[:10]} has no log yet (status: {record.status})")
-    parts = []
-    err = Path(record.log_path)
-    for path in (err.with_suffix(".out"), err):
-        if path.exists():
-            parts.append(f"==> {path} <==\n{path.read_text(errors='replace')}")
-    if not parts:
-        raise LookupError(f"the log of run {record.hash[:10]} is not at {record.log_path}")
-    return "\n".join(parts)
+        raise LookupError(f"run {record.short} has no log yet (status: {record.status})")
+    files = logs.log_files(record.log_path)
+    if not files:
+        raise LookupError(f"the log of run {record.short} is not at {record.log_path}")
+    return "\n".join(f"==> {path} <==\n{path.read_text(errors='replace')}" for path in files)
 
 
-def cancel(store: Any, selector: str) -> list[str]:
-    """Cancel the unfinished runs of a spec (or one run); returns the hashes cancelled."""
-    cancelled = []
+@dataclass(frozen=True)
+class Cancelled:
+    hash: str
+    # what happened to its job: stopped, scancelled, left to notice at its next heartbeat, or none yet
+    job: str
+
+
+def cancel(store: RunStore, selector: str) -> list[Cancelled]:
+    """Cancel the unfinished runs of a spec (or one run), and stop the jobs this machine can prove are theirs."""
+    done = []
     for record in find_runs(store, selector):
-        if record.status in FINISHED:
+        if record.status in FINISHED or not store.cancel(record.hash):
             continue
-        if record.job_id:
-            kill_job(record.job_id)
-        store.set_status(record.hash, "cancelled", error="cancelled by the user")
-        cancelled.append(record.hash)
-    return cancelled
+        done.append(Cancelled(record.hash, stop_job(record)))
+    return done
 
 
-def job_id(executor: str, raw: str) -> str:
-    """How a job id is stored: the executor's name, a colon, its own id (the pid of a local job)."""
-    return f"{executor}:{raw}"
+def stop_job(record: RunRecord) -> str:
+    """Stop a cancelled run's job when it can be proven to be the run's; say what was done."""
+    job = queue.slurm_job_id(record.job_id)
+    if job is not None:
+        cancel_jobs([job])
+        return f"SLURM job {job} scancelled"
+    pid = queue.local_pid(record.job_id)
+    if pid is None:
+        return "no job was submitted yet"
+    if (record.job_id or "").startswith("debug:"):
+        # an in-process debug job is its launcher: signalling it would end the launcher's other runs too
+        return "it runs inside its launcher (debug executor) and stops at its next heartbeat"
+    if record.owner_host is None or record.job_started is None:
+        return f"process {pid} not signalled: the store does not say which process it is; it stops at its next heartbeat"
+    ref = processes.ProcessRef(record.owner_host, pid, record.job_started)
+    refused = processes.why_not_ours(ref)
+    if refused:
+        return f"not signalled ({refused}); it stops at its next heartbeat"
+    processes.stop_tree(ref)
+    return f"its job (process {pid}) was stopped"
 
 
-def kill_job(stored: str) -> None:
-    """Stop a job by its stored id (`slurm:ID` or `local:PID`)."""
-    executor, _, raw = stored.partition(":")
-    if executor == "slurm":
-        subprocess.run(["scancel", raw], check=False, capture_output=True)
-    elif executor == "local" and raw.isdigit():
-        _kill_local(int(raw))
-
-
-def _kill_local(controller: int, grace_s: float = 5.0) -> None:
-    """End a local job: its submitit controller (the stored pid) and the task processes it started.
-
-    SIGINT first, so a run can say it was interrupted; but a job started from a non-interactive shell
-    ignores SIGINT, and submitit's tasks ignore SIGTERM, so whatever is left after the grace period is killed.
-    """
-    pids = _descendants(controller) + [controller]
-    for pid in pids:
-        _signal(pid, signal.SIGINT)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Child processes of `pid`, grandchildren included, read from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may hold spaces and parentheses: fields resume after the last ')'
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def latest_top1(store: Any, record: Any) -> float | None:
-    """The run's final top-1, or the top-1 of its latest epoch while it trains."""
-    if "top1" in record.final:
-        return record.final["top1"]
-    if record.epoch is None:
-        return None
-    for _, epoch, _, value in store.metrics([record.hash], names=["top1"]):
-        if epoch == record.epoch:
-            return value
-    return None
-
-
-def _describe(record: Any) -> str:
-    coords = " ".join(f"{k}={v}" for k, v in (record.coords or {}).items())
-    return f"{record.variant} seed={record.seed}" + (f" {coords}" if coords else "") + (
-        f" [{record.profile}]" if record.profile else "")
-
-
-def elapsed_s(record: Any, now: datetime | None = None) -> float | None:
-    """Seconds the run has trained: from its start to its end, or to now while it runs."""
-    if record.started_at is None:
-        return None
-    end = record.ended_at or now or datetime.now(timezone.utc)
-    return (as_utc(end) - as_utc(record.started_at)).total_seconds()
-
-
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def failed_runs(store: Any, spec: str | None = None) -> list[Any]:
+def failed_runs(store: RunStore, spec: str | None = None) -> list[Any]:
     """Planned runs rebuilt from the store for every failed or cancelled run (of one spec)."""
     from harness.config import RunConfig
     from harness.spec import PlannedRun
-    from harness.spec.expand import HASH_RE, REFERENCE_KEYS
-    from harness.spec.overrides import get_dotted
 
     runs = []
     for record in store.runs(spec=spec):
         if record.status not in ("failed", "cancelled") or record.source is not None:
             continue
-        deps = tuple(ref for key in REFERENCE_KEYS
-                     if (ref := get_dotted(record.config, key)) and HASH_RE.match(str(ref)))
         runs.append(PlannedRun(
             hash=record.hash, config=RunConfig.model_validate(record.config), spec=record.spec or "",
             profile=record.profile, variant=record.variant or "", label=record.label or "",
-            coords=dict(record.coords or {}), seed=record.seed or 0, depends_on=deps,
+            coords=dict(record.coords or {}), seed=record.seed or 0, depends_on=record.depends_on,
         ))
     return runs
+
+
+def slurm_section(store: RunStore, spec: str) -> dict[str, Any]:
+    """The `slurm:` section of a spec as it was last launched (its stored text), for a retry."""
+    from harness.spec.reader import YamlError, parse
+
+    for experiment in store.experiments():
+        if experiment.name == spec and experiment.spec_text:
+            try:
+                data = parse(experiment.spec_text)
+            except YamlError:
+                return {}
+            section = data.get("slurm") if isinstance(data, dict) else None
+            return dict(section) if isinstance(section, dict) else {}
+    return {}

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Literal
-
 import submitit
 
-ExecutorName = Literal["auto", "local", "debug", "slurm"]
 EXECUTORS = ("auto", "local", "debug", "slurm")
 
 

@@ -3,50 +3,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
+from harness.launch.liveness import Verdict
 from harness.spec import PlannedRun
-
-ACTIVE = ("submitted", "running", "requeued")
-# a job writes a heartbeat every HEARTBEAT_S seconds; one silent for this long is presumed dead
-STALE_AFTER = timedelta(minutes=5)
+from harness.states import ACTIVE
 
 
 @dataclass(frozen=True)
 class PlanEntry:
     run: PlannedRun
-    # done (completed), in_flight (another launch's live job), or to_run
+    # done (completed), in_flight (alive under another owner), or to_run
     state: str
     # the status the store holds for it (None: never registered)
     stored_status: str | None
+    # for an active run: why it counts as alive or dead (harness.launch.liveness)
+    why: str | None = None
 
 
 def plan(runs: Iterable[PlannedRun], statuses: Mapping[str, str],
-         heartbeats: Mapping[str, datetime | None] | None = None,
-         now: datetime | None = None) -> list[PlanEntry]:
-    now = now or datetime.now(timezone.utc)
-    heartbeats = heartbeats or {}
+         verdicts: Mapping[str, Verdict] | None = None) -> list[PlanEntry]:
+    """Entries for `runs` from their stored statuses and the liveness verdicts of the active ones."""
+    verdicts = verdicts or {}
     entries = []
     for run in runs:
         status = statuses.get(run.hash)
+        verdict = verdicts.get(run.hash)
         if status == "completed":
             state = "done"
-        elif status in ACTIVE and _alive(heartbeats.get(run.hash), now):
+        elif status in ACTIVE and verdict is not None and verdict.alive:
             state = "in_flight"
         else:
             state = "to_run"
-        entries.append(PlanEntry(run, state, status))
+        entries.append(PlanEntry(run, state, status, verdict.why if verdict is not None else None))
     return entries
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def _alive(beat: datetime | None, now: datetime) -> bool:
-    return beat is not None and now - as_utc(beat) < STALE_AFTER
 
 
 def dependency_order(runs: Iterable[PlannedRun]) -> list[PlannedRun]:
@@ -71,7 +61,12 @@ def dependency_order(runs: Iterable[PlannedRun]) -> list[PlannedRun]:
 
 
 def format_plan(entries: Iterable[PlanEntry]) -> str:
-    """One line per run: short hash, variant and axis values, done / to run."""
+    """One line per run: short hash, variant and axis values, done / in flight (and why) / to run."""
     labels = {"done": "done", "in_flight": "in flight", "to_run": "to run"}
-    lines = [f"{e.run.short}  {labels[e.state]:<9}  {e.run.describe()}" for e in entries]
+    lines = []
+    for e in entries:
+        line = f"{e.run.short}  {labels[e.state]:<9}  {e.run.describe()}"
+        if e.state == "in_flight" and e.why:
+            line += f"  ({e.why})"
+        lines.append(line)
     return "\n".join(lines)

@@ -6,13 +6,12 @@ another run of the same launch (a student and its teacher, a fine-tune and its s
 same time with `--dependency=afterok:<job>`, so SLURM orders the graph and nothing waits in the launcher.
 A job that reaches its time limit or is preempted is checkpointed by submitit (its callable is a
 `submitit.helpers.Checkpointable`), requeued, and resumes from the run's last checkpoint, at most
-`max_requeues` times. Job states are read back with `sacct` (`slurm_states`), so a job that died without
-telling the store is found (`reconcile`).
+`max_requeues` times. What SLURM says of the jobs afterwards is read by `harness.launch.queue`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,9 @@ import submitit
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import paths
-from harness.launch.control import FINISHED
-from harness.launch.control import job_id as stored_job_id
-from harness.launch.plan import ACTIVE
+from harness.launch.protocols import RunStore
+from harness.launch.queue import slurm_job_id, stored_job_id
+from harness.states import ACTIVE
 
 
 class SlurmConfig(BaseModel):
@@ -178,23 +177,15 @@ def submit_array(executor: submitit.Executor, fns: Sequence[Callable[[], Any]]) 
     return jobs
 
 
-def with_max_requeues(fn: Callable[[], Any], max_requeues: int) -> Callable[[], Any]:
-    """The job callable with its own requeue limit set to `max_requeues` (for a dataclass with that field)."""
-    if dataclasses.is_dataclass(fn) and any(f.name == "max_requeues" for f in dataclasses.fields(fn)):
-        return dataclasses.replace(fn, max_requeues=max_requeues)
-    return fn
+def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], store: RunStore, token: str,
+                 config: SlurmConfig, output: Path, progress: Callable[[str], None] = print) -> dict[str, submitit.Job]:
+    """The launcher's SLURM step: submit `to_run` (PlannedRuns claimed under `token`) with their job callables,
+    recording each job.
 
-
-def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], store: Any, options: Any,
-                 progress: Callable[[str], None] = print) -> dict[str, submitit.Job]:
-    """The launcher's SLURM step: submit `to_run` (PlannedRuns) with their job callables, record each job.
-
-    A dependency outside `to_run` is looked up in the store: completed is satisfied; submitted, running or
-    requeued with a SLURM job id becomes an `afterok` on that job; anything else fails the run unsubmitted.
-    `options` is the launcher's LaunchOptions (its `slurm`, `output` and `max_requeues`).
+    A dependency outside `to_run` is looked up in the store: completed is satisfied; active with a SLURM job
+    id becomes an `afterok` on that job; anything else fails the run unsubmitted.
     """
-    config: SlurmConfig = options.slurm or SlurmConfig(max_requeues=options.max_requeues)
-    folder = paths.log_dir(Path(options.output))
+    folder = paths.log_dir(Path(output))
     planned = {r.hash for r in to_run}
     queued: dict[str, str] = {}
     blocked: dict[str, str] = {}
@@ -216,91 +207,24 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
                 blocked[run.hash] = f"run {bad[:10]} that this run needs cannot run"
     for run in to_run:
         if run.hash in blocked:
-            store.set_status(run.hash, "failed", error=blocked[run.hash])
+            store.finish(run.hash, token, "failed", error=blocked[run.hash])
             progress(f"{run.short}  failed: {blocked[run.hash]}  {run.describe()}")
-    nodes = [Node(r.hash, with_max_requeues(jobs[r.hash], config.max_requeues), tuple(r.depends_on))
-             for r in to_run if r.hash not in blocked]
+    nodes = [Node(r.hash, jobs[r.hash], tuple(r.depends_on)) for r in to_run if r.hash not in blocked]
     submitted = submit_dag(nodes, folder, config, queued=queued)
     for run in to_run:
         job = submitted.get(run.hash)
         if job is None:
             continue
-        store.set_status(run.hash, "submitted", job_id=stored_job_id("slurm", str(job.job_id)),
-                         log_path=str(job.paths.stderr))
+        store.record_submission(run.hash, token, stored_job_id("slurm", str(job.job_id)),
+                                log_path=str(job.paths.stderr))
         waits = [d[:10] for d in run.depends_on if d in planned or d in queued]
         progress(f"{run.short}  submitted (SLURM job {job.job_id}" + (f", after {', '.join(waits)})" if waits else ")")
                  + f"  {run.describe()}")
     return submitted
 
 
-# SLURM job states (sacct / squeue long names) -> the store's run statuses
-STATUS_OF_STATE = {
-    "PENDING": "submitted", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running",
-    "SUSPENDED": "running", "STOPPED": "running", "RESIZING": "running", "SIGNALING": "running",
-    "REQUEUED": "requeued", "REQUEUE_HOLD": "requeued", "REQUEUE_FED": "requeued", "PREEMPTED": "requeued",
-    "COMPLETED": "completed", "CANCELLED": "cancelled", "REVOKED": "cancelled",
-    "FAILED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
-    "BOOT_FAIL": "failed", "DEADLINE": "failed", "SPECIAL_EXIT": "failed",
-}
-
-
-def store_status(slurm_state: str) -> str | None:
-    """The run status for a SLURM job state ("CANCELLED by 0" -> cancelled); None when unknown."""
-    words = slurm_state.split()
-    return STATUS_OF_STATE.get(words[0].upper()) if words else None
-
-
-def slurm_job_id(stored: str | None) -> str | None:
-    """The SLURM id in a stored job id (`slurm:123_4` -> `123_4`); None for another executor's job."""
-    executor, _, raw = (stored or "").partition(":")
-    return raw if executor == "slurm" and raw else None
-
-
-def slurm_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """Job id -> SLURM state (e.g. RUNNING, CANCELLED), read with sacct; ids sacct does not know are left out."""
-    from submitit.slurm.slurm import SlurmInfoWatcher
-
+def cancel_jobs(job_ids: Iterable[str]) -> None:
+    """scancel the given SLURM jobs (a job already gone is no error)."""
     ids = sorted(set(job_ids))
-    if not ids:
-        return {}
-    watcher = SlurmInfoWatcher(delay_s=0)
-    for job_id in ids:
-        watcher.register_job(job_id)
-    watcher.update()
-    states = {job_id: watcher.get_state(job_id, mode="cache") for job_id in ids}
-    return {job_id: state for job_id, state in states.items() if state != "UNKNOWN"}
-
-
-def run_states(records: Iterable[Any]) -> dict[str, str]:
-    """Hash -> SLURM state of the job of each active run that has a SLURM job (unknown to sacct: left out)."""
-    active = {r.hash: slurm_job_id(r.job_id) for r in records if r.status in ACTIVE and slurm_job_id(r.job_id)}
-    states = slurm_states(active.values())
-    return {h: states[job] for h, job in active.items() if job in states}
-
-
-def live_jobs(records: Iterable[Any]) -> set[str]:
-    """Hashes of the active runs whose SLURM job is still queued, running or requeued: alive however long
-    they wait in the queue without a heartbeat (a launch must not submit them again)."""
-    return {h for h, state in run_states(records).items() if store_status(state) in ACTIVE}
-
-
-def reconcile(store: Any, records: Iterable[Any]) -> dict[str, str]:
-    """Mark runs whose SLURM job ended without telling the store (killed, cancelled, a lost node, a failed
-    dependency): an active run whose job SLURM reports finished becomes cancelled or failed.
-    `records` are the store's RunRecords; returns hash -> new status for the runs it changed."""
-    changed: dict[str, str] = {}
-    for run_hash, state in run_states(records).items():
-        status = store_status(state)
-        if status not in FINISHED:
-            continue
-        if status == "completed":
-            # the job ended without the run reporting completion: it did not finish its work
-            status = "failed"
-        # the store may have heard from the job meanwhile: re-read before overwriting
-        latest = store.get_run(run_hash)
-        if latest is None or latest.status not in ACTIVE:
-            continue
-        store.set_status(run_hash, status,
-                         error=f"SLURM job {slurm_job_id(latest.job_id)} ended {state} without reporting")
-        changed[run_hash] = status
-    return changed
+    if ids:
+        subprocess.run(["scancel", *ids], check=False, capture_output=True)

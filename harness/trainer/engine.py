@@ -56,6 +56,10 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the message says when."""
 
 
+class RunStopped(RuntimeError):
+    """`should_stop` asked the training to stop; the message says why."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # models
 
@@ -321,18 +325,20 @@ def _autocast_factory(config: RunConfig, device: torch.device):
     return nullcontext
 
 
-def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path]) -> dict[str, float]:
+def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path],
+          should_stop: Callable[[], str | None] | None = None) -> dict[str, float]:
     """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = distributed.setup(config)
     try:
-        return _train(config, run_dir, sink, resolve_run_dir, env)
+        return _train(config, run_dir, sink, resolve_run_dir, env, should_stop or (lambda: None))
     finally:
         distributed.cleanup(env)
 
 
-def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv) -> dict[str, float]:
+def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv,
+           should_stop: Callable[[], str | None]) -> dict[str, float]:
     device = resolve_device(config, env.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -396,6 +402,9 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         loss_sum = torch.zeros((), device=device)
         steps, samples = 0, 0
         for step, (images, targets) in enumerate(train_loader):
+            reason = should_stop()
+            if reason:
+                raise RunStopped(reason)
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             if mixup is not None:

@@ -1,0 +1,46 @@
+"""How a job ended, told by its cause rather than by submitit's bookkeeping lines."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from harness.launch import logs
+from harness.launch.protocols import RunStore
+from harness.provenance import redact
+from harness.store import StoreError
+
+KILLED = "the job's process ended without a result: it was killed (kill -9, the out-of-memory killer, a lost node)"
+
+
+def job_error(job: Any) -> str | None:
+    """None when the job returned; otherwise the exception it raised, one line, or how it died."""
+    try:
+        job.result()
+    except Exception as exc:  # submitit re-raises the job's exception, wrapped in its own text
+        text = str(exc)
+        for line in reversed(text.splitlines()):
+            if logs.EXCEPTION_LINE.match(line.strip()):
+                return line.strip()[:500]
+        if type(exc).__name__ == "UncompletedJobError":
+            return KILLED
+        return (text.strip().splitlines() or [type(exc).__name__])[0][:500]
+    return None
+
+
+def record_failure(store: RunStore, run_hash: str, token: str, record: Any, error: str | None,
+                   log_path: str | None) -> str:
+    """The cause of a job that did not complete, stored as the run's error unless the job stored its own."""
+    if record is not None and record.status in ("failed", "cancelled") and record.error:
+        return record.error  # the job said why itself
+    cause = logs.last_exception(log_path) or error or (
+        f"the job ended with the run still '{record.status if record else 'unknown'}'")
+    try:
+        store.finish(run_hash, token, "failed", error=cause)
+    except (StoreError, SQLAlchemyError, OSError) as exc:
+        # a full disk or a lost server must not end the launch: the next `harness run` finds the run dead
+        print(f"harness: could not record that run {run_hash[:10]} failed ({redact(str(exc)).splitlines()[0]}); "
+              f"it failed because: {cause}", file=sys.stderr, flush=True)
+    return cause

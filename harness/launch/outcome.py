@@ -1,0 +1,28 @@
+"""What a launch reports back: the plan, what it submitted, what failed, what another launch holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.launch.plan import PlanEntry
+from harness.spec import PlannedRun
+
+
+@dataclass
+class Failure:
+    run: PlannedRun
+    error: str
+    log_path: str | None
+
+
+@dataclass
+class LaunchResult:
+    entries: list[PlanEntry]
+    submitted: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    # runs alive under another launch (or claimed by one a moment ago): (run, why), never submitted here
+    elsewhere: list[tuple[PlannedRun, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures

@@ -1,0 +1,58 @@
+"""What a run needs from disk, checked before anything is written or submitted: one line per problem.
+
+A missing dataset folder or checkpoint used to surface inside the job, after submission (on a cluster,
+after hours in the queue). Paths are checked on the machine that launches: local jobs run here, and SLURM
+jobs must see the same files (the output folder is shared the same way), relative paths from the same
+working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from harness.spec import PlannedRun
+
+
+def problems(runs: Iterable[PlannedRun]) -> list[str]:
+    """One line per missing file or folder a run would need, naming the run, the key and the path."""
+    found: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for run in runs:
+        for key, problem in _run_problems(run):
+            if (key, problem) not in seen:
+                seen.add((key, problem))
+                found.append(f"{run.short} {run.describe()}: {key}: {problem}")
+    return found
+
+
+def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:
+    config = run.config
+    out = []
+    if config.data.name == "imagefolder":
+        out += _imagefolder(config.data.root)
+    teacher = config.distillation.teacher
+    if config.distillation.kind != "none" and teacher is not None and teacher.checkpoint:
+        out += _file("distillation.teacher.checkpoint", teacher.checkpoint)
+    if config.finetune is not None and config.finetune.checkpoint:
+        out += _file("finetune.checkpoint", config.finetune.checkpoint)
+    return out
+
+
+def _imagefolder(root: str | None) -> list[tuple[str, str]]:
+    if not root:
+        return [("data.root", "the imagefolder dataset needs a root folder holding train/ and val/")]
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        return [("data.root", f"no folder {base}")]
+    missing = [name for name in ("train", "val") if not (base / name).is_dir()]
+    if missing:
+        return [("data.root", f"{base} has no {' or '.join(missing)}/ folder of class folders")]
+    return []
+
+
+def _file(key: str, path: str) -> list[tuple[str, str]]:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return [(key, f"no file {file}")]
+    return []
