@@ -7,23 +7,16 @@ from typing import Optional
 
 import typer
 
-from harness import paths
+from harness.cli.common import command, open_existing_store
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(report)
-    app.command("plot")(plot)
+    app.command("report")(command(report))
+    app.command("plot")(command(plot))
 
 
-def _open(db: Optional[str]):
-    from harness.store import StoreError, open_store
-
-    url = db or paths.default_db_url()
-    try:
-        return open_store(url, create=False)
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+def _open(db: Optional[str]):  # type: ignore[no-untyped-def]
+    return open_existing_store(db)
 
 
 def report(

@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Callable, List, Optional, TypeVar
+from typing import List, Optional
 
 import typer
 
-T = TypeVar("T")
+from harness.cli.common import command, fail
 
 DB_HELP = "Results store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)."
 # columns of the table format besides coordinates (metrics shown when present)
@@ -28,12 +28,12 @@ class Format(str, Enum):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("results")(results)
-    app.command("import")(import_results)
-    db_app = typer.Typer(no_args_is_help=True, add_completion=False,
+    app.command("results")(command(results))
+    app.command("import")(command(import_results))
+    db_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                          help="The results store's schema: upgrade it to this harness's revision, or describe it.")
-    db_app.command("upgrade")(db_upgrade)
-    db_app.command("info")(db_info)
+    db_app.command("upgrade")(command(db_upgrade))
+    db_app.command("info")(command(db_info))
     app.add_typer(db_app, name="db")
 
 
@@ -51,12 +51,15 @@ def results(
     import harness.results as r
 
     statuses = None if status is None else [s.strip() for s in status.split(",") if s.strip()]
-    df = _guard(lambda: r.runs(db, spec=spec, status=statuses, where=where, profile=profile))
+    try:
+        df = r.runs(db, spec=spec, status=statuses, where=where, profile=profile)
+    except ValueError as exc:  # a malformed --where
+        fail(str(exc))
     if columns:
         wanted = [c.strip() for c in columns.split(",") if c.strip()]
         missing = [c for c in wanted if c not in df.columns]
         if missing and not df.empty:
-            _fail(f"no column {', '.join(missing)}; columns: {', '.join(df.columns)}")
+            fail(f"no column {', '.join(missing)}; columns: {', '.join(df.columns)}")
         df = df[[c for c in wanted if c in df.columns]]
     if fmt is Format.csv:
         sys.stdout.write(df.to_csv(index=False))
@@ -92,11 +95,8 @@ def import_results(
     from harness.store import open_store
     from harness.store.importer import import_csv
 
-    def work():  # type: ignore[no-untyped-def]
-        with open_store(db) as store:
-            return import_csv(store, file, source, spec), store.display_url
-
-    summary, shown = _guard(work)
+    with open_store(db) as store:
+        summary, shown = import_csv(store, file, source, spec), store.display_url
     typer.echo(f"imported {summary.rows} runs ({summary.new} new) from {summary.path} as source "
                f"'{summary.source}' into {shown} (specs: {', '.join(summary.experiments) or 'none'})")
 
@@ -108,7 +108,7 @@ def db_upgrade(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> 
     from harness.paths import default_db_url
 
     shown = display_url(db or default_db_url())
-    before, after = _guard(lambda: upgrade_store(db))
+    before, after = upgrade_store(db)
     if before == after:
         typer.echo(f"{shown} is at schema revision {after}: nothing to do")
     elif before is None:
@@ -122,41 +122,21 @@ def db_info(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> Non
     from harness.paths import default_db_url
     from harness.store import Store, store_revision
     from harness.store.db import display_url
+    from harness.store.migrate import revisions
 
     url = db or default_db_url()
     typer.echo(f"store:    {display_url(url)}")
-    found, head = _guard(lambda: store_revision(url))
+    found, head = store_revision(url)
     if found is None:
         typer.echo(f"revision: none (no store yet; `harness db upgrade --db {display_url(url)}` creates one)")
         return
+    if found not in revisions():
+        typer.echo(f"revision: {found} (this harness: {head}; written by a newer harness: upgrade the harness)")
+        return
     state = "up to date" if found == head else f"run `harness db upgrade --db {display_url(url)}`"
     typer.echo(f"revision: {found} (this harness: {head}; {state})")
-    store = Store(url)
-    try:
-        counts = _guard(store.counts)
+    with Store(url) as store:
+        counts = store.counts()
         typer.echo(f"backend:  {store.engine.dialect.name}")
-    finally:
-        store.close()
     for name, n in counts.items():
         typer.echo(f"  {name:<18} {n}")
-
-
-def _guard(work: Callable[[], T]) -> T:
-    """Run `work`; a store problem or a bad filter is one line on stderr and exit code 2."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from harness.store import StoreError
-    from harness.store.db import redact
-
-    try:
-        return work()
-    except (StoreError, ValueError) as exc:
-        _fail(redact(str(exc)))
-    except SQLAlchemyError as exc:
-        _fail(redact(f"database error: {getattr(exc, 'orig', None) or exc}".strip().splitlines()[0]))
-    raise AssertionError("unreachable")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)

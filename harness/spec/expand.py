@@ -19,10 +19,10 @@ from pydantic import ValidationError
 
 from harness import registry
 from harness.config import RunConfig, run_hash, short_hash
-from harness.presets import PRESETS
+from harness.presets import preset_overrides
 from harness.spec.errors import SpecError
 from harness.spec.load import LoadedSpec, validation_error
-from harness.spec.overrides import apply, get_dotted
+from harness.spec.overrides import apply, flatten, get_dotted, nest
 from harness.spec.schema import AxisValues, Profile, Spec
 
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -60,6 +60,24 @@ class _Draft:
     hash: str | None = None
     config: RunConfig | None = None
     depends_on: tuple[str, ...] = ()
+    # dotted config key -> where in the spec its value was last written ("base", "profiles.quick.set"...)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def layer(self, overrides: dict[str, Any], where: str) -> None:
+        self.raw = apply(self.raw, overrides)
+        for key in flatten(nest(overrides)):
+            # a later layer that sets a whole mapping hides what earlier layers wrote inside it
+            for known in [k for k in self.origins if k.startswith(key + ".")]:
+                del self.origins[known]
+            self.origins[key] = where
+
+    def origin(self, loc: tuple[str, ...]) -> str | None:
+        """Where the value at config location `loc` was written, as a dotted spec key."""
+        for depth in range(len(loc), 0, -1):
+            key = ".".join(loc[:depth])
+            if key in self.origins:
+                return f"{self.origins[key]}.{'.'.join(loc)}"
+        return None
 
 
 def expand(loaded: LoadedSpec, profile: str | None = None) -> list[PlannedRun]:
@@ -76,6 +94,18 @@ def expand(loaded: LoadedSpec, profile: str | None = None) -> list[PlannedRun]:
             label=d.label, coords=d.coords, seed=d.seed, depends_on=d.depends_on,
         ))
     return list(runs.values())
+
+
+def validate_profiles(loaded: LoadedSpec) -> None:
+    """Expand the spec under every profile (and paper scale): a mistake in any of them is an error now, not
+    when someone first runs that profile."""
+    for name in [None, *loaded.spec.profiles]:
+        try:
+            expand(loaded, name)
+        except SpecError as exc:
+            if exc.message == "the spec expands to no runs":
+                continue  # a spec whose paper-scale rows are all profile-only, say
+            raise
 
 
 def _profile(spec: Spec, path: str, name: str | None) -> Profile:
@@ -98,41 +128,48 @@ def _profile(spec: Spec, path: str, name: str | None) -> Profile:
 
 def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str) -> list[_Draft]:
     drafts = []
-    # a base may use dotted keys too
-    base = apply({}, spec.base)
+    pwhere = f"profiles.{prof_name}"
     for vname, variant in spec.variants.items():
         if prof.only is not None and vname not in prof.only:
             continue
         if variant.only_profiles is not None and prof_name not in variant.only_profiles:
             continue
         pvar = prof.variants.get(vname)
-        axes = _first(pvar.axes if pvar else None, variant.axes, prof.axes, spec.axes)
-        seeds = _first(pvar.seeds if pvar else None, variant.seeds, prof.seeds, spec.seeds)
-        presets = list(variant.presets) + (list(pvar.presets) if pvar else [])
-        for name in presets:
-            if name not in PRESETS:
-                raise SpecError(path, f"variants.{vname}.presets",
-                                f"unknown preset '{name}'; known presets: {', '.join(sorted(PRESETS))}")
+        axes, axes_where = _first((pvar.axes if pvar else None, f"{pwhere}.variants.{vname}.axes"),
+                                  (variant.axes, f"variants.{vname}.axes"), (prof.axes, f"{pwhere}.axes"),
+                                  (spec.axes, "axes"))
+        seeds, seeds_where = _first((pvar.seeds if pvar else None, f"{pwhere}.variants.{vname}.seeds"),
+                                    (variant.seeds, f"variants.{vname}.seeds"), (prof.seeds, f"{pwhere}.seeds"),
+                                    (spec.seeds, "seeds"))
+        layers_before = _preset_layers(variant.presets, f"variants.{vname}.presets", path)
+        layers_after = _preset_layers(pvar.presets if pvar else [], f"{pwhere}.variants.{vname}.presets", path)
         for coords in _product(axes):
             for seed in seeds:
-                raw = apply(base, coords)
-                for name in presets[: len(variant.presets)]:
-                    raw = apply(raw, PRESETS[name])
-                raw = apply(raw, variant.set)
-                raw = apply(raw, prof.set)
-                if pvar:
-                    for name in pvar.presets:
-                        raw = apply(raw, PRESETS[name])
-                    raw = apply(raw, pvar.set)
-                raw = apply(raw, {"seed": seed})
-                drafts.append(_Draft(vname, variant.label or vname, dict(coords), seed, raw))
+                draft = _Draft(vname, variant.label or vname, dict(coords), seed, {})
+                layers = [(spec.base, "base"), (coords, axes_where), *layers_before, (variant.set, f"variants.{vname}.set"),
+                          (prof.set, f"{pwhere}.set"), *layers_after,
+                          (pvar.set if pvar else {}, f"{pwhere}.variants.{vname}.set"), ({"seed": seed}, seeds_where)]
+                for overrides, where in layers:
+                    draft.layer(overrides, where)
+                drafts.append(draft)
     if not drafts:
         raise SpecError(path, "variants", "the spec expands to no runs")
     return drafts
 
 
-def _first(*options: Any) -> Any:
-    return next(o for o in options if o is not None)
+def _preset_layers(names: list[str], where: str, path: str) -> list[tuple[dict[str, Any], str]]:
+    layers = []
+    for name in names:
+        try:
+            layers.append((preset_overrides(name), f"{where}.{name}"))
+        except KeyError as exc:
+            raise SpecError(path, where, exc.args[0]) from None
+    return layers
+
+
+def _first(*options: tuple[Any, str]) -> tuple[Any, str]:
+    """The first (value, where it was written) whose value is given."""
+    return next(o for o in options if o[0] is not None)
 
 
 def _product(axes: AxisValues) -> list[dict[str, Any]]:
@@ -195,6 +232,10 @@ def _validate(raw: dict[str, Any], d: _Draft, path: str) -> RunConfig:
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
+        loc = tuple(str(p) for p in exc.errors()[0]["loc"])
+        where = d.origin(loc)
+        if where is not None:
+            raise validation_error(path, exc, RunConfig, key=where) from None
         raise validation_error(path, exc, RunConfig, prefix=f"{prefix} (config)") from None
     checks = [("model.name", config.model.name, registry.check_model),
               ("data.name", config.data.name, registry.check_dataset)]
@@ -206,5 +247,6 @@ def _validate(raw: dict[str, Any], d: _Draft, path: str) -> RunConfig:
         try:
             check(value)
         except KeyError as exc:
-            raise SpecError(path, f"{prefix} (config) {key}", exc.args[0]) from None
+            where = d.origin(tuple(key.split("."))) or f"{prefix} (config) {key}"
+            raise SpecError(path, where, exc.args[0]) from None
     return config

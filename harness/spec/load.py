@@ -57,11 +57,13 @@ def load_spec(path: str | Path) -> LoadedSpec:
     return LoadedSpec(spec=spec, path=str(path), text=text)
 
 
-def validation_error(path: str, exc: ValidationError, model: type[BaseModel], prefix: str = "") -> SpecError:
-    """The first pydantic error as a SpecError naming the key and what is allowed there."""
+def validation_error(path: str, exc: ValidationError, model: type[BaseModel], prefix: str = "",
+                     key: str | None = None) -> SpecError:
+    """The first pydantic error as a SpecError naming the key (`key`, else `prefix` + its location) and what is
+    allowed there."""
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
-    key = ".".join(((prefix,) if prefix else ()) + loc) or None
+    key = key or ".".join(((prefix,) if prefix else ()) + loc) or None
     if err["type"] == "extra_forbidden":
         allowed = allowed_keys(model, loc[:-1])
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""

@@ -1,0 +1,112 @@
+"""What every `harness` command shares: its options, the one way to open the store, one-line errors.
+
+Every command is registered through `command()`, which turns the errors a user can act on (a bad spec, a
+store that cannot be opened or answers with an error, a missing file, an interrupted launch) into one line
+on stderr and exit code 2 (130 for an interruption), never a traceback, and never a password.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from harness import paths
+
+SLURM = "SLURM (--executor slurm; values override the spec's slurm: section)"
+
+Db = Annotated[Optional[str], typer.Option("--db", help="store URL (default: $HARNESS_DB, else OUTPUT/harness.db)")]
+Output = Annotated[Optional[Path], typer.Option("--output", help="output folder (default: $HARNESS_OUTPUT or ./runs)")]
+Executor = Annotated[str, typer.Option(help="auto (SLURM where srun exists, else local), local, debug or slurm")]
+MaxParallel = Annotated[int, typer.Option(min=1, help="runs trained at once by the local executor")]
+Threads = Annotated[Optional[int], typer.Option(
+    min=1, help="torch CPU threads per local run (default: $OMP_NUM_THREADS if set, else cores / max-parallel)")]
+Detach = Annotated[bool, typer.Option("--detach", help="return after submitting (cluster executors)")]
+Partition = Annotated[Optional[str], typer.Option(help="partition", rich_help_panel=SLURM)]
+Nodes = Annotated[Optional[int], typer.Option(help="nodes per run", rich_help_panel=SLURM)]
+GpusPerNode = Annotated[Optional[int], typer.Option(help="GPUs per node (one task per GPU, DDP)", rich_help_panel=SLURM)]
+CpusPerTask = Annotated[Optional[int], typer.Option(help="CPU cores per task", rich_help_panel=SLURM)]
+MemGb = Annotated[Optional[float], typer.Option(help="memory per node in GB (always set it)", rich_help_panel=SLURM)]
+TimeMin = Annotated[Optional[int], typer.Option("--time", help="job time limit in minutes; longer runs are requeued",
+                                                rich_help_panel=SLURM)]
+Constraint = Annotated[Optional[str], typer.Option(help="node feature constraint", rich_help_panel=SLURM)]
+Account = Annotated[Optional[str], typer.Option(help="account to charge", rich_help_panel=SLURM)]
+Qos = Annotated[Optional[str], typer.Option(help="quality of service", rich_help_panel=SLURM)]
+ArrayParallelism = Annotated[Optional[int], typer.Option(help="array tasks running at once", rich_help_panel=SLURM)]
+MaxRequeues = Annotated[Optional[int], typer.Option(help="requeues after a time limit or preemption",
+                                                    rich_help_panel=SLURM)]
+Sbatch = Annotated[Optional[list[str]], typer.Option(help="extra sbatch option KEY=VALUE (repeatable)",
+                                                     rich_help_panel=SLURM)]
+
+
+def store_url(db: Optional[str], output: Optional[Path] = None) -> str:
+    """The store every command uses: --db, else $HARNESS_DB, else harness.db in the output folder."""
+    return db or paths.default_db_url(paths.output_root(output))
+
+
+def open_existing_store(db: Optional[str], output: Optional[Path] = None):  # type: ignore[no-untyped-def]
+    """The store, which must exist already (commands that only read or steer never create one)."""
+    from harness.store import open_store
+
+    return open_store(store_url(db, output), create=False)
+
+
+def slurm_options(section: Any, values: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The SLURM parameters: a spec's `slurm:` section with the command line's values over it."""
+    from harness.launch.slurm import parse_sbatch_options, slurm_config
+
+    values = dict(values)
+    values["timeout_min"] = values.pop("time_min", None)
+    values["additional_parameters"] = parse_sbatch_options(values.pop("sbatch", None) or [])
+    try:
+        return slurm_config(section, **values)
+    except ValueError as exc:  # pydantic's ValidationError is one
+        fail(f"SLURM parameters: {_first_line(exc)}")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command whose user-facing errors end it with one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from harness.launch import LaunchInterrupted, PreflightError
+        from harness.spec import SpecError
+        from harness.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except LaunchInterrupted as exc:
+            for line in exc.lines:
+                typer.echo(line, err=True)
+            fail(f"interrupted by {exc.signal_name}: {len(exc.lines)} run(s) stopped or given back", code=130)
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+        except PreflightError as exc:
+            lines = str(exc).splitlines()
+            for line in lines[1:]:
+                typer.echo(f"error: {line}", err=True)
+            fail(lines[0])
+        except (SpecError, StoreError, LookupError) as exc:
+            fail(_first_line(exc))
+        except SQLAlchemyError as exc:
+            fail(f"the results store answered with an error: {_first_line(getattr(exc, 'orig', None) or exc)}")
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
+
+    return wrapper
+
+
+def _first_line(exc: BaseException | object) -> str:
+    from harness.provenance import redact
+
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__)
