@@ -27,6 +27,7 @@ done
 runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L','harness','harness') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='harness')\gexec
 SELECT format('CREATE DATABASE %I OWNER %I','harness_test','harness') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname='harness_test')\gexec
-ALTER ROLE harness CREATEDB;
+-- CREATEROLE: the secrets tests make a role with a password of their own
+ALTER ROLE harness CREATEDB CREATEROLE;
 SQL
 echo "postgresql $version ready: postgresql+psycopg://harness:***@127.0.0.1:5432/harness_test"

@@ -87,3 +87,15 @@ def test_concurrent_launches_register_each_run_once(store_url, planned):
         assert [r.hash for r in store.runs()] == [r.hash for r in runs]
         counts = store.counts()
         assert counts["runs"] == 60 and counts["run_memberships"] == 60 and counts["experiments"] == 1
+
+
+def _open(barrier, url: str) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    open_store(url).close()
+
+
+def test_sixteen_processes_create_one_fresh_store(store_url):
+    """Each decides what it sees under the migration lock: none finds half of another's schema."""
+    _run_all(_open, [(store_url,)] * WRITERS)
+    with open_store(store_url) as store:
+        assert store.counts()["runs"] == 0

@@ -54,5 +54,23 @@ def signals_held() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside this block ignore SIGINT from the terminal (the disposition is inherited).
+
+    A Ctrl-C reaches every process of the terminal's foreground group: without this, each of submitit's local
+    job controllers would die on it with a traceback of its own. The launch alone answers Ctrl-C, and ends
+    its jobs itself; a job's training process listens to SIGINT again (RunJob), so it can record its end.
+    """
+    if not _in_main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def signal_name(exc: KeyboardInterrupt) -> str:
     return str(exc.args[0]) if exc.args and str(exc.args[0]).startswith("SIG") else "SIGINT (Ctrl-C)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -118,6 +119,10 @@ class RunJob(submitit.helpers.Checkpointable):
             import torch
 
             torch.set_num_threads(self.threads)
+        if threading.current_thread() is threading.main_thread():
+            # a local launch starts its jobs ignoring Ctrl-C (harness.launch.interrupts): the training itself
+            # listens again, so that a stop becomes a recorded cancellation
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         root = Path(self.output)
         directory = paths.run_dir(root, self.run_hash)
         directory.mkdir(parents=True, exist_ok=True)

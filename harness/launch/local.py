@@ -15,7 +15,7 @@ from typing import Any, Callable
 from harness import paths
 from harness.launch import processes
 from harness.launch.executors import local_gpu_ids, make_local_executor
-from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held
+from harness.launch.interrupts import LaunchInterrupted, children_ignore_ctrl_c, signal_name, signals_held
 from harness.launch.job import RunJob
 from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
@@ -93,7 +93,8 @@ def _submit(batch: LocalBatch, executor: Any, run: PlannedRun, free_gpus: list[i
     if free_gpus:
         batch.gpu_of[run.hash] = free_gpus.pop(0)
         executor.update_parameters(gpus_per_node=1, visible_gpus=[batch.gpu_of[run.hash]])
-    job = executor.submit(batch.jobs[run.hash])
+    with children_ignore_ctrl_c():
+        job = executor.submit(batch.jobs[run.hash])
     # a local job's id is its controller's pid; an in-process debug job runs in this process
     ref = processes.reference(int(job.job_id)) if batch.executor_name == "local" else processes.this_process()
     pid = ref.pid if ref is not None else int(job.job_id)

@@ -1,0 +1,143 @@
+"""The run lifecycle with real processes: `harness run` launches racing, crashing, interrupted, on a full disk.
+
+Each test drives the `harness` command itself (a subprocess, as a user would) with the local executor and
+counts the jobs it really started (submitit's `*_submitted.pkl`, one per submission).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = """
+name: lifecycle
+base:
+  data: {name: digits, img_size: 16, num_workers: 0, train_subset: 64}
+  model.name: resnet_tiny_32
+  device: cpu
+  batch_size: 32
+  eval_batch_size: 200
+  schedule: {epochs: EPOCHS, warmup_epochs: 0}
+  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0}
+  throughput: {protocols: []}
+seeds: [0, 1, 2]
+"""
+
+
+def spec(tmp_path: Path, epochs: int = 1) -> Path:
+    path = tmp_path / "lifecycle.yaml"
+    path.write_text(SPEC.replace("EPOCHS", str(epochs)))
+    return path
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def harness(*args: object) -> subprocess.Popen:
+    """`harness ARGS` in its own process group (so a test can kill it and its jobs as a crash would)."""
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=REPO, env=env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    return out
+
+
+def jobs_started(out: Path) -> int:
+    return len(list((out / "submitit").glob("*_submitted.pkl")))
+
+
+def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def statuses(out: Path) -> dict[str, str]:
+    with open_store(f"sqlite:///{out / 'harness.db'}", create=False) as store:
+        return {r.hash: r.status for r in store.runs()}
+
+
+def started_runs(out: Path) -> int:
+    if not (out / "harness.db").exists():
+        return 0
+    return sum(s in ("running", "completed") for s in statuses(out).values())
+
+
+@pytest.mark.slow
+def test_two_launches_at_once_train_every_run_exactly_once(tmp_path):
+    path, out = spec(tmp_path), tmp_path / "out"
+    launches = [harness("run", path, "--output", out, "--executor", "local", "--max-parallel", 2) for _ in range(2)]
+    outputs = [finish(p) for p in launches]
+    assert [p.returncode for p in launches] == [0, 0], outputs
+    assert jobs_started(out) == 3, outputs
+    assert set(statuses(out).values()) == {"completed"}
+    # whatever one launch trained, the other reported as in flight (or found done)
+    assert "3 runs" in outputs[0] and "3 runs" in outputs[1]
+
+
+@pytest.mark.slow
+def test_a_second_launch_mid_run_trains_nothing_twice(tmp_path):
+    path, out = spec(tmp_path, epochs=2), tmp_path / "out"
+    first = harness("run", path, "--output", out, "--executor", "local")
+    wait_for(lambda: started_runs(out) >= 1, 120, "the first launch to start training")
+    second = harness("run", path, "--output", out, "--executor", "local")
+    second_out = finish(second)
+    first_out = finish(first)
+    assert first.returncode == 0 and second.returncode == 0, (first_out, second_out)
+    assert "in flight elsewhere" in second_out and "0 trained now" in second_out, second_out
+    assert jobs_started(out) == 3
+    assert set(statuses(out).values()) == {"completed"}
+
+
+@pytest.mark.slow
+def test_a_crashed_launch_is_recovered_by_the_next_one_within_seconds(tmp_path):
+    path, out = spec(tmp_path, epochs=30), tmp_path / "out"
+    first = harness("run", path, "--output", out, "--executor", "local", "--max-parallel", 2)
+    wait_for(lambda: started_runs(out) >= 1, 120, "the launch to start training")
+    os.killpg(first.pid, signal.SIGKILL)  # the launcher, its job controllers and their tasks
+    first.wait()
+    start = time.monotonic()
+    plan = subprocess.run([sys.executable, "-m", "harness", "run", path, "--output", out, "--dry-run"],
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=60)
+    # the dead jobs are seen dead at once: every run is to run again, none waits out a lease
+    lines = plan.stdout.strip().splitlines()
+    assert plan.returncode == 0 and all("  to run  " in line for line in lines[:-1]) and len(lines) == 4, plan.stdout
+    assert time.monotonic() - start < 20
+    again = subprocess.run([sys.executable, "-m", "harness", "status", "--output", out],
+                           cwd=REPO, env=env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "is gone" in again.stdout, again.stdout
+    assert "running" not in set(statuses(out).values()) and "queued" not in set(statuses(out).values())
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_jobs_and_says_what_became_of_each_run(tmp_path):
+    path, out = spec(tmp_path, epochs=30), tmp_path / "out"
+    launch = harness("run", path, "--output", out, "--executor", "local")
+    wait_for(lambda: started_runs(out) >= 1, 120, "the launch to start training")
+    launch.send_signal(signal.SIGTERM)
+    text = finish(launch, timeout=60)
+    assert launch.returncode == 130, text
+    assert "interrupted by SIGTERM" in text and "Traceback" not in text, text
+    assert text.count("cancelled: its job") == 1 and text.count("not started: pending again") == 2, text
+    found = sorted(statuses(out).values())
+    assert found == ["cancelled", "pending", "pending"], found
+    # nothing of the launch is left running
+    time.sleep(1)
+    leftover = subprocess.run(["pgrep", "-f", f"submitit.*{out}"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", leftover.stdout
