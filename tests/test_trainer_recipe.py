@@ -17,10 +17,11 @@ from torchvision.transforms import ColorJitter
 from harness.config import RunConfig
 from harness.presets import PRESETS
 from harness.spec.overrides import apply
-from harness.trainer import engine
-from harness.trainer.data import (
-    BatchTransform, SeededRepeatAugSampler, build_dataset, build_train_sampler, imagefolder_train_transform,
-)
+from harness.trainer import models, optim
+from harness.trainer.batching import BatchTransform
+from harness.trainer.datasets import build_dataset
+from harness.trainer.loaders import SeededRepeatAugSampler, build_train_sampler
+from harness.trainer.transforms import imagefolder_train_transform
 
 DIGITS = {"data": {"name": "digits", "img_size": 32, "num_workers": 0}, "model": {"name": "deit_tiny_patch4_32"}}
 
@@ -68,13 +69,13 @@ def test_random_erasing_switch_in_both_pipelines():
 
 
 def test_mixup_cutmix_switches_and_the_loss_that_follows():
-    m = engine.build_mixup(BASE, 10)
+    m = optim.build_mixup(BASE, 10)
     assert (m.mixup_alpha, m.cutmix_alpha, m.switch_prob) == (0.8, 1.0, 0.5)
-    assert engine.build_mixup(with_presets("no_mixup"), 10).mixup_alpha == 0.0
-    assert engine.build_mixup(with_presets("no_cutmix"), 10).cutmix_alpha == 0.0
-    assert engine.build_mixup(with_presets("no_mixup_cutmix"), 10) is None
-    assert isinstance(engine.build_criterion(BASE, m, None).base_criterion, SoftTargetCrossEntropy)
-    plain = engine.build_criterion(with_presets("no_mixup_cutmix"), None, None).base_criterion
+    assert optim.build_mixup(with_presets("no_mixup"), 10).mixup_alpha == 0.0
+    assert optim.build_mixup(with_presets("no_cutmix"), 10).cutmix_alpha == 0.0
+    assert optim.build_mixup(with_presets("no_mixup_cutmix"), 10) is None
+    assert isinstance(optim.build_criterion(BASE, m, None).base_criterion, SoftTargetCrossEntropy)
+    plain = optim.build_criterion(with_presets("no_mixup_cutmix"), None, None).base_criterion
     assert isinstance(plain, LabelSmoothingCrossEntropy) and plain.smoothing == 0.1
 
 
@@ -92,30 +93,30 @@ def test_repeated_augmentation_sampler_also_in_one_process():
 
 
 def test_stochastic_depth_and_dropout():
-    model = engine.build_student(BASE, 10, None)
+    model = models.build_student(BASE, 10, None)
     assert isinstance(model.blocks[-1].drop_path1, DropPath) and model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
     assert model.head_drop.p == 0.0
-    model = engine.build_student(with_presets("no_stoch_depth", "dropout"), 10, None)
+    model = models.build_student(with_presets("no_stoch_depth", "dropout"), 10, None)
     assert isinstance(model.blocks[-1].drop_path1, torch.nn.Identity)
     assert model.head_drop.p == 0.1
 
 
 def test_optimizers_and_learning_rate_scaling():
-    model = engine.build_student(BASE, 10, None)
-    adamw = engine.build_optimizer(BASE, model)
+    model = models.build_student(BASE, 10, None)
+    adamw = optim.build_optimizer(BASE, model)
     assert isinstance(adamw, torch.optim.AdamW)
     assert adamw.param_groups[0]["lr"] == pytest.approx(5e-4 * 1024 / 512)
     decays = sorted({g["weight_decay"] for g in adamw.param_groups})
     assert decays == [0.0, 0.05]  # no weight decay on biases, norms, tokens and position embeddings
-    sgd = engine.build_optimizer(with_presets("sgd_pretrain"), model)
+    sgd = optim.build_optimizer(with_presets("sgd_pretrain"), model)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
     assert sgd.param_groups[0]["lr"] == pytest.approx(0.05 * 1024 / 512)
 
 
 def test_cosine_schedule_with_warmup():
     config = with_presets(**{"schedule.epochs": 10, "schedule.warmup_epochs": 2, "batch_size": 512})
-    opt = engine.build_optimizer(config, engine.build_student(config, 10, None))
-    sched = engine.build_scheduler(config, opt)
+    opt = optim.build_optimizer(config, models.build_student(config, 10, None))
+    sched = optim.build_scheduler(config, opt)
     lrs = []
     for epoch in range(10):
         sched.step(epoch)

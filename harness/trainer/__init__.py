@@ -4,6 +4,6 @@
 """
 
 from harness.trainer.distillation import DistillationLoss
-from harness.trainer.engine import TrainingDiverged, train
+from harness.trainer.loop import TrainingDiverged, train
 
 __all__ = ["DistillationLoss", "TrainingDiverged", "train"]
