@@ -13,16 +13,16 @@ import torch
 from torch import nn
 
 from harness.config import RunConfig
-from harness.trainer.checkpoint import EMA_MODEL, MODEL, Progress
+from harness.trainer.checkpoint import EMA_MODEL, MODEL, Progress, save_atomic
 from harness.trainer.evaluate import EvalResult
 from harness.trainer.measure import count_flops, count_params, measure_throughput, peak_memory_mb
 from harness.trainer.sink import MetricSink
 
 
 def save_weights(run_dir: Path, model: nn.Module, ema) -> None:
-    torch.save(model.state_dict(), run_dir / MODEL)
+    save_atomic(model.state_dict(), run_dir / MODEL)
     if ema is not None:
-        torch.save(ema.module.state_dict(), run_dir / EMA_MODEL)
+        save_atomic(ema.module.state_dict(), run_dir / EMA_MODEL)
 
 
 def device_name(device: torch.device) -> str:

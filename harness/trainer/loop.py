@@ -1,9 +1,11 @@
-"""Train one resolved run config: `train(config, run_dir, sink, resolve_run_dir)`.
+"""Train one resolved run config: `train(config, run_dir, sink, resolve_run_dir, should_stop=None)`.
 
 The run builds its data, student, teacher and optimisation (`models`, `optim`), resumes from its checkpoint
 if there is one (`checkpoint`), then trains epoch by epoch: one pass over the training set
 (`train_one_epoch`), an evaluation of the weights and of their EMA (`evaluate`), the metrics to the sink, a
-checkpoint. At the end it saves the weights and reports the final measurements (`final`).
+checkpoint, and one progress line on stdout. At the end it saves the weights and reports the final
+measurements (`final`). `should_stop`, asked before every training step, ends the run early with `RunStopped`
+(the last epoch's checkpoint stays, so running it again resumes).
 
 Where we differ from the reference code (facebookresearch/deit, main.py):
 - repeated augmentation also runs in a single process (the reference silently drops it there);
@@ -40,6 +42,19 @@ from harness.trainer.sink import MetricSink
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the message says when."""
+
+
+class RunStopped(Exception):
+    """`should_stop` gave a reason to stop (a cancellation, say); `reason` is its text."""
+
+    def __init__(self, reason: str, epoch: int, step: int) -> None:
+        super().__init__(f"stopped at epoch {epoch}, step {step}: {reason}")
+        self.reason = reason
+
+
+StopCheck = Callable[[], str | None]
+# under several processes the reason to stop is shared every this many steps (each exchange waits for the GPU)
+STOP_SYNC_STEPS = 20
 
 
 def resolve_device(config: RunConfig, local_rank: int = 0) -> torch.device:
@@ -79,13 +94,16 @@ class EpochStats:
     seconds: float
 
 
-def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path]) -> dict[str, float]:
-    """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics."""
+def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path],
+          should_stop: StopCheck | None = None) -> dict[str, float]:
+    """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics.
+
+    `should_stop()` is asked before every training step; a reason (not None) raises `RunStopped`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = distributed.setup(config)
     try:
-        return _train(config, run_dir, sink, resolve_run_dir, env)
+        return _train(config, run_dir, sink, resolve_run_dir, env, should_stop or (lambda: None))
     finally:
         distributed.cleanup(env)
 
@@ -137,16 +155,30 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     return run, teacher
 
 
-def train_one_epoch(run: Run, epoch: int) -> EpochStats:
-    """One pass over the training set; raises TrainingDiverged on a NaN or infinite loss."""
+def _check_stop(run: Run, should_stop: StopCheck, pending: str | None, epoch: int, step: int) -> str | None:
+    """Ask `should_stop`; raise RunStopped on a reason (shared with the other processes every few steps)."""
+    reason = pending or should_stop()
+    if run.env.world_size > 1:
+        if step % STOP_SYNC_STEPS:
+            return reason
+        reason = distributed.shared_stop(reason, run.device)
+    if reason:
+        raise RunStopped(reason, epoch, step)
+    return None
+
+
+def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None) -> EpochStats:
+    """One pass over the training set; raises TrainingDiverged on a NaN or infinite loss and RunStopped when
+    `should_stop` gives a reason."""
     run.scheduler.step(epoch)
     run.train_loader.sampler.set_epoch(epoch)
     run.train_model.train()
     device = run.device
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
-    steps, samples = 0, 0
+    steps, samples, pending = 0, 0, None
     for step, (images, targets) in enumerate(run.train_loader):
+        pending = _check_stop(run, should_stop, pending, epoch, step)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         if run.mixup is not None:
@@ -176,7 +208,14 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
     return EpochStats(mean_loss, samples * run.env.world_size, time.perf_counter() - t0)
 
 
-def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv) -> dict[str, float]:
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], stats: EpochStats) -> str:
+    """One line of progress for the job's log."""
+    return (f"epoch {epoch + 1}/{epochs}  train_loss {stats.loss:.4f}  top1 {metrics['top1']:.2f}  "
+            f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s")
+
+
+def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv,
+           should_stop: StopCheck) -> dict[str, float]:
     info: dict[str, str] = {}
     run, teacher = build_run(config, env, resolve_run_dir, info)
     is_main = env.rank == 0
@@ -186,7 +225,7 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
 
     last_eval: EvalResult | None = None
     for epoch in range(progress.next_epoch, config.schedule.epochs):
-        stats = train_one_epoch(run, epoch)
+        stats = train_one_epoch(run, epoch, should_stop)
         progress.train_time_s += stats.seconds
         progress.train_samples += stats.samples
         last_eval = run.evaluate(run.model)
@@ -197,6 +236,7 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         progress.history.append(metrics)
         if is_main:
             sink.log_epoch(epoch, metrics)
+            print(epoch_line(epoch, config.schedule.epochs, metrics, stats), flush=True)
         rngs = distributed.gather_objects(rng_state())
         if is_main:
             save_checkpoint(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, progress, rngs)
