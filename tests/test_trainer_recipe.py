@@ -92,13 +92,41 @@ def test_repeated_augmentation_sampler_also_in_one_process():
     assert sorted(plain) == list(range(40))
 
 
-def test_stochastic_depth_and_dropout():
+def test_stochastic_depth():
     model = models.build_student(BASE, 10, None)
     assert isinstance(model.blocks[-1].drop_path1, DropPath) and model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
-    assert model.head_drop.p == 0.0
-    model = models.build_student(with_presets("no_stoch_depth", "dropout"), 10, None)
+    model = models.build_student(with_presets("no_stoch_depth"), 10, None)
     assert isinstance(model.blocks[-1].drop_path1, torch.nn.Identity)
-    assert model.head_drop.p == 0.1
+
+
+def dropout_rates(model) -> dict[str, set[float]]:
+    blocks = list(model.blocks)
+    return {
+        "pos": {model.pos_drop.p},
+        "attn_proj": {b.attn.proj_drop.p for b in blocks},
+        "mlp": {b.mlp.drop1.p for b in blocks} | {b.mlp.drop2.p for b in blocks},
+        "attn_weights": {b.attn.attn_drop.p for b in blocks},
+        "head": {model.head_drop.p},
+    }
+
+
+@pytest.mark.parametrize("name,distilled", [
+    ("deit_tiny_patch16_224", False), ("deit_tiny_patch16_224", True),
+    ("deit_tiny_patch4_32", False), ("deit_small_patch4_32", True),
+])
+def test_dropout_is_the_reference_codes(name, distilled):
+    """Table 8's "Dropout" row: timm 0.3.2's drop_rate put dropout after the position embedding, the attention
+    projection and both MLP layers, and none before the head (timm 1.x's drop_rate is head dropout only)."""
+    extra = {"model.name": name, "model.distillation_token": distilled, "data.img_size": 32}
+    rates = dropout_rates(models.build_student(with_presets("dropout", **extra), 10, None))
+    assert rates == {"pos": {0.1}, "attn_proj": {0.1}, "mlp": {0.1}, "attn_weights": {0.0}, "head": {0.0}}
+    rates = dropout_rates(models.build_student(with_presets(**extra), 10, None))
+    assert all(r == {0.0} for r in rates.values())
+
+
+def test_dropout_of_a_convnet_is_before_its_classifier():
+    config = with_presets("dropout", **{"model.name": "resnet_tiny_32", "model.drop_path": 0.0})
+    assert models.build_student(config, 10, None).drop.p == 0.1
 
 
 def test_optimizers_and_learning_rate_scaling():

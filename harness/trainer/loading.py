@@ -1,4 +1,5 @@
-"""Weights a run starts from: a teacher's, or a fine-tune's source, read from another run or a file.
+"""Weights a run starts from: a teacher's, or a fine-tune's source, read from another run, a file, or timm's
+published weights by pretrained tag (loaded through timm from the hub cache, `harness.weights`).
 
 Every source becomes a `Weights`: the state dict, what it is, and the SHA-256 of the file it was read from
 (recorded with the run, so its results name the exact weights). Loading into a model interpolates the
@@ -13,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import timm
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from harness import weights as named
 from harness.config import FinetuneConfig, TeacherConfig
-from harness.trainer.checkpoint import MODEL
+from harness.trainer.checkpoint import EMA_MODEL, MODEL
 
 # the top-level modules that hold a classifier (ViT heads, convnet fc/classifier)
 CLASSIFIERS = ("head", "head_dist", "fc", "classifier")
@@ -27,7 +30,7 @@ CLASSIFIERS = ("head", "head_dist", "fc", "classifier")
 @dataclass(frozen=True)
 class Weights:
     state: dict[str, torch.Tensor]
-    # a file path
+    # a file path, or a timm pretrained tag
     source: str
     sha256: str
 
@@ -43,27 +46,60 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a file: our model.pt, our checkpoint.pt, or a {'model': state_dict} checkpoint."""
+# where a checkpoint keeps its weights, and its EMA weights (ours, the reference's, timm's)
+_MODEL_KEYS = ("model", "state_dict", "model_ema")
+_EMA_KEYS = ("ema", "model_ema", "state_dict_ema")
+
+
+def load_state(path: Path, ema: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict from a file: our model.pt, our checkpoint.pt, or a {'model': state_dict} checkpoint; with
+    `ema`, the checkpoint's EMA weights."""
     if not path.exists():
         raise FileNotFoundError(f"weights file not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict", "model_ema"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+    for key in _EMA_KEYS if ema else _MODEL_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
             return state[key]
+    if ema:
+        raise KeyError(f"{path} holds no EMA weights (none of {', '.join(_EMA_KEYS)})")
     return state
 
 
-def file_weights(path: Path) -> Weights:
-    return Weights(load_state(path), str(path), file_sha256(path))
+def file_weights(path: Path, ema: bool = False) -> Weights:
+    return Weights(load_state(path, ema), str(path), file_sha256(path))
+
+
+def pretrained_weights(tag: str) -> Weights:
+    """timm's published weights: the file from the hub cache, loaded by timm (its own key conversions)."""
+    path = named.fetch(tag)
+    model = timm.create_model(tag, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    return Weights(model.state_dict(), tag, file_sha256(path))
 
 
 def teacher_state(t: TeacherConfig, resolve_run_dir: Callable[[str], Path]) -> Weights:
+    if t.pretrained:
+        return pretrained_weights(t.pretrained)
     return file_weights(resolve_run_dir(t.run) / MODEL if t.run else Path(t.checkpoint))
 
 
 def finetune_state(f: FinetuneConfig, resolve_run_dir: Callable[[str], Path]) -> Weights:
-    return file_weights(resolve_run_dir(f.from_run) / MODEL if f.from_run else Path(f.checkpoint))
+    if f.pretrained:
+        return pretrained_weights(f.pretrained)
+    if f.from_run:
+        path = resolve_run_dir(f.from_run) / (EMA_MODEL if f.use_ema else MODEL)
+        if f.use_ema and not path.exists():
+            raise FileNotFoundError(f"{path} not found: finetune.use_ema needs a source run trained with ema.enabled")
+        return file_weights(path)
+    return file_weights(Path(f.checkpoint), ema=f.use_ema)
+
+
+def check_classes(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> None:
+    """A teacher's classifier must be the dataset's: a head for other classes would teach nonsense."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key.split(".")[0] in CLASSIFIERS and key in own and own[key].shape != value.shape:
+            raise ValueError(f"the teacher's weights ({source}) have a classifier {key} for {value.shape[0]} "
+                             f"classes; the dataset has {own[key].shape[0]}")
 
 
 def adapt_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
