@@ -32,8 +32,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
 from harness.config import RunConfig  # noqa: E402
 from harness.trainer import train  # noqa: E402
-from harness.trainer.data import build_dataset  # noqa: E402
-from harness.trainer.engine import create_model, resolve_device, student_name  # noqa: E402
+from harness.trainer.datasets import build_dataset  # noqa: E402
+from harness.trainer.loop import resolve_device  # noqa: E402
+from harness.trainer.models import create_model, student_name  # noqa: E402
 from harness.trainer.measure import measure_throughput  # noqa: E402
 from harness.trainer.sink import MemorySink  # noqa: E402
 

@@ -35,7 +35,9 @@ class ModelConfig(Frozen):
     distillation_token: Bool = False
     # stochastic depth rate
     drop_path: Float = Field(0.1, ge=0.0, lt=1.0)
-    # dropout rate (the paper uses none)
+    # dropout rate where the reference code (timm 0.3.2's drop_rate) put it: for a ViT after the position
+    # embedding, the attention projection and both MLP layers, none before the head; for a convnet before its
+    # classifier (timm's drop_rate). The paper uses none; Table 8's "Dropout" row uses 0.1
     dropout: Float = Field(0.0, ge=0.0, lt=1.0)
 
 
@@ -118,6 +120,19 @@ class EmaConfig(Frozen):
     decay: Float = Field(0.99996, gt=0.0, lt=1.0)
 
 
+def check_pretrained_tag(tag: str | None, what: str) -> None:
+    # the default weights of a bare architecture name may change with timm: the tag must name them
+    if tag is not None and (tag.count(".") != 1 or not all(tag.split("."))):
+        raise ValueError(f"{what} '{tag}' is not a timm pretrained tag ARCHITECTURE.TAG (e.g. regnety_160.deit_in1k)")
+
+
+def _one_of(what: str, **sources: Any) -> None:
+    given = [k for k, v in sources.items() if v is not None]
+    if len(given) != 1:
+        names = ", ".join(f"'{k}'" for k in sources)
+        raise ValueError(f"{what} needs exactly one of {names}" + (f" (got {', '.join(given)})" if given else ""))
+
+
 class TeacherConfig(Frozen):
     # timm name of the teacher network
     model: str = "regnety_160"
@@ -125,11 +140,18 @@ class TeacherConfig(Frozen):
     checkpoint: str | None = None
     # another run that trained the teacher: a variant name in a spec, resolved to its run hash
     run: str | None = None
+    # timm pretrained weights of `model`, by tag (regnety_160.deit_in1k: the paper's teacher), from the hub cache
+    pretrained: str | None = None
+    # resolution the teacher sees (None: the student's): the batch is resized to it and a ViT teacher is built for it
+    img_size: Int | None = Field(None, ge=8, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _one_source(self) -> "TeacherConfig":
-        if (self.checkpoint is None) == (self.run is None):
-            raise ValueError("a teacher needs exactly one of 'checkpoint' or 'run'")
+        _one_of("a teacher", checkpoint=self.checkpoint, run=self.run, pretrained=self.pretrained)
+        check_pretrained_tag(self.pretrained, "teacher.pretrained")
+        if self.pretrained is not None and self.pretrained.split(".")[0] != self.model:
+            raise ValueError(f"teacher.pretrained '{self.pretrained}' holds weights of "
+                             f"'{self.pretrained.split('.')[0]}', not of teacher.model '{self.model}'")
         return self
 
 
@@ -155,11 +177,17 @@ class FinetuneConfig(Frozen):
     from_run: str | None = None
     # or from a checkpoint file
     checkpoint: str | None = None
+    # or from timm pretrained weights, by tag (deit_base_patch16_224.fb_in1k), from the hub cache
+    pretrained: str | None = None
+    # start from the source's EMA weights (the run's model_ema.pt, a checkpoint's EMA entry) instead of its own
+    use_ema: Bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> "FinetuneConfig":
-        if (self.checkpoint is None) == (self.from_run is None):
-            raise ValueError("fine-tuning needs exactly one of 'from_run' or 'checkpoint'")
+        _one_of("fine-tuning", from_run=self.from_run, checkpoint=self.checkpoint, pretrained=self.pretrained)
+        check_pretrained_tag(self.pretrained, "finetune.pretrained")
+        if self.use_ema and self.pretrained is not None:
+            raise ValueError("finetune.use_ema needs a run or a checkpoint with EMA weights, not pretrained weights")
         return self
 
 

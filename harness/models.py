@@ -1,29 +1,27 @@
-"""Tiny 32-pixel models for CPU-sized ablations, registered in timm's model registry.
+"""The harness's tiny 32-px models (`harness.tiny_models`), built and registered in timm's model registry.
 
-Importing this module registers:
-
-- `deit_tiny_patch4_32` / `deit_tiny_distilled_patch4_32`: a DeiT-Ti-width ViT (dim 192, 3 heads) with patch 4
-  and 4 blocks, and its distillation-token twin (timm's `VisionTransformerDistilled`);
-- `deit_small_patch4_32` / `deit_small_distilled_patch4_32`: the same at DeiT-S width (dim 384, 6 heads), 6 blocks;
-- `resnet_tiny_32`: a small conv-bn-relu network, a fast teacher for 32-pixel images.
-
-Names follow timm's `_patch` -> `_distilled_patch` twin rule (see `harness.registry.distilled_twin`), and
-every model takes timm's usual keyword arguments (`num_classes`, `drop_rate`, `drop_path_rate`, `img_size`).
+Importing this module registers every entry of `TINY_MODELS` under its name: the ViTs as timm's
+`VisionTransformer` (or `VisionTransformerDistilled` for a distillation-token twin), the convnet as
+`TinyConvNet`. Every model takes timm's usual keyword arguments (`num_classes`, `img_size`, the dropout and
+drop-path rates), so the trainer builds them exactly as it builds timm's own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
-from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from harness.tiny_models import TINY_MODELS, TinyConvNet as TinyConvNetSpec, TinyViT
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
+def _cfg(spec: TinyViT | TinyConvNetSpec) -> dict[str, Any]:
+    vit = isinstance(spec, TinyViT)
     return {
         "url": "",
         "num_classes": 10,
@@ -34,56 +32,13 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
         "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN,
         "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "patch_embed.proj",
-        "classifier": "head",
-        **kwargs,
+        "first_conv": "patch_embed.proj" if vit else "stem.0",
+        "classifier": ("head", "head_dist") if vit and spec.distilled else ("head" if vit else "fc"),
     }
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        "deit_tiny_patch4_32": _cfg(),
-        "deit_tiny_distilled_patch4_32": _cfg(classifier=("head", "head_dist")),
-        "deit_small_patch4_32": _cfg(),
-        "deit_small_distilled_patch4_32": _cfg(classifier=("head", "head_dist")),
-        "resnet_tiny_32": _cfg(first_conv="stem.0", classifier="fc", fixed_input_size=False),
-    }
-)
-
-
-def _create_vit(variant: str, distilled: bool, pretrained: bool, **kwargs: Any) -> nn.Module:
-    kwargs.setdefault("img_size", 32)
-    kwargs.setdefault("num_classes", 10)
-    model_cls = VisionTransformerDistilled if distilled else VisionTransformer
-    return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
-
-
-_TINY = dict(patch_size=4, embed_dim=192, depth=4, num_heads=3)
-_SMALL = dict(patch_size=4, embed_dim=384, depth=6, num_heads=6)
-
-
-@register_model
-def deit_tiny_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """DeiT-Ti width, patch 4, 4 blocks, for 32-pixel images."""
-    return _create_vit("deit_tiny_patch4_32", False, pretrained, **dict(_TINY, **kwargs))
-
-
-@register_model
-def deit_tiny_distilled_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformerDistilled:
-    """The distillation-token twin of `deit_tiny_patch4_32`."""
-    return _create_vit("deit_tiny_distilled_patch4_32", True, pretrained, **dict(_TINY, **kwargs))
-
-
-@register_model
-def deit_small_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """DeiT-S width, patch 4, 6 blocks, for 32-pixel images."""
-    return _create_vit("deit_small_patch4_32", False, pretrained, **dict(_SMALL, **kwargs))
-
-
-@register_model
-def deit_small_distilled_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformerDistilled:
-    """The distillation-token twin of `deit_small_patch4_32`."""
-    return _create_vit("deit_small_distilled_patch4_32", True, pretrained, **dict(_SMALL, **kwargs))
+# read by timm's register_model: each name's pretrained cfg (no weights: "url" is empty)
+default_cfgs = generate_default_cfgs({name: _cfg(spec) for name, spec in TINY_MODELS.items()})
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -128,10 +83,29 @@ class TinyConvNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model
-def resnet_tiny_32(pretrained: bool = False, **kwargs: Any) -> TinyConvNet:
-    """A small convnet for 32-pixel images: a fast teacher (~98% on digits in about 20 s on 2 CPU cores)."""
-    for unused in ("img_size", "drop_path_rate"):
-        kwargs.pop(unused, None)
+def _build(name: str, spec: TinyViT | TinyConvNetSpec, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
     kwargs.setdefault("num_classes", 10)
-    return build_model_with_cfg(TinyConvNet, "resnet_tiny_32", pretrained, **kwargs)
+    if isinstance(spec, TinyConvNetSpec):
+        # a convnet has no token grid and no stochastic depth: it takes these arguments and ignores them
+        for unused in ("img_size", "drop_path_rate"):
+            kwargs.pop(unused, None)
+        return build_model_with_cfg(TinyConvNet, name, pretrained, widths=spec.widths, **kwargs)
+    kwargs.setdefault("img_size", 32)
+    arch = dict(patch_size=spec.patch_size, embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads)
+    model_cls = VisionTransformerDistilled if spec.distilled else VisionTransformer
+    return build_model_with_cfg(model_cls, name, pretrained, **dict(arch, **kwargs))
+
+
+def _entrypoint(name: str, spec: TinyViT | TinyConvNetSpec) -> Callable[..., nn.Module]:
+    def create(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return _build(name, spec, pretrained, kwargs)
+
+    # timm registers an entrypoint under its __name__ and files it under its __module__
+    create.__name__ = create.__qualname__ = name
+    create.__module__ = __name__
+    create.__doc__ = spec.doc
+    return create
+
+
+for _name, _spec in TINY_MODELS.items():
+    globals()[_name] = register_model(_entrypoint(_name, _spec))

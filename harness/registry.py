@@ -1,10 +1,11 @@
 """Name look-ups shared by spec validation and the trainer: models, teachers, datasets.
 
-Models are timm's registry plus the harness's tiny 32-px models (`harness/models.py` registers them in timm);
-datasets are the trainer's dataset registry (`harness/trainer/data.py`). Each look-up fails with the valid
-names. Validating a spec must not cost a `harness` command the seconds that importing timm and torch take,
-so the names are known here without importing either: the harness's own as constants (a test keeps them in
-step with the registries), timm's from a list cached once per timm version.
+Models are timm's registry plus the harness's tiny 32-px models (`harness/tiny_models.py`, which
+`harness/models.py` registers in timm); datasets are the trainer's dataset registry
+(`harness/trainer/datasets.py`). Each look-up fails with the valid names. Validating a spec must not cost a
+`harness` command the seconds that importing timm and torch take, so the names are known here without
+importing either: the harness's own from their data table, the datasets as constants (a test keeps them in
+step with the registry), timm's from a list cached once per timm version.
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ import importlib.metadata
 import os
 from pathlib import Path
 
+from harness.tiny_models import TINY_MODELS
+
 # the models harness/models.py registers in timm
-HARNESS_MODELS = (
-    "deit_tiny_patch4_32",
-    "deit_tiny_distilled_patch4_32",
-    "deit_small_patch4_32",
-    "deit_small_distilled_patch4_32",
-    "resnet_tiny_32",
-)
-# the keys of harness.trainer.data.DATASETS
+HARNESS_MODELS = tuple(TINY_MODELS)
+# the keys of harness.trainer.datasets.DATASETS
 DATASET_NAMES = ("digits", "fashion_mnist", "imagefolder", "synthetic")
 
 

@@ -10,8 +10,9 @@ import torch
 
 from harness.config import RunConfig
 from harness.registry import check_dataset
-from harness.trainer import data
-from harness.trainer.data import BatchTransform, balanced_subset_indices, build_dataset
+from harness.trainer import datasets
+from harness.trainer.batching import BatchTransform
+from harness.trainer.datasets import balanced_subset_indices, build_dataset
 
 
 def config(**kw):
@@ -22,7 +23,7 @@ def config(**kw):
 
 
 def test_registry_names():
-    assert {"digits", "fashion_mnist", "imagefolder"} <= set(data.DATASETS)
+    assert {"digits", "fashion_mnist", "imagefolder"} <= set(datasets.DATASETS)
     assert check_dataset("digits") == "digits"
     with pytest.raises(KeyError, match="known datasets"):
         check_dataset("cifar")
@@ -60,7 +61,7 @@ def test_batch_transform_shapes_and_eval_is_deterministic():
 
 
 def test_fashion_mnist_missing_package_names_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path)
+    monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         build_dataset(config(data={"name": "fashion_mnist"}))
 
@@ -86,7 +87,7 @@ def make_imagefolder(root, classes=2, per_class=4, size=40):
 
 @pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true")
 def test_imagefolder_loader_uses_workers_and_timm_transforms(tmp_path):
-    from harness.trainer.data import build_eval_loader, build_train_loader
+    from harness.trainer.loaders import build_eval_loader, build_train_loader
 
     cfg = config(data={"name": "imagefolder", "root": str(make_imagefolder(tmp_path)), "num_workers": 1},
                  augment={"repeated_aug": False})
@@ -102,8 +103,34 @@ def test_imagefolder_loader_uses_workers_and_timm_transforms(tmp_path):
     assert images.shape == (4 * 2, 3, 32, 32)
 
 
-@pytest.mark.skipif(not data.FASHION_MNIST_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(not datasets.FASHION_MNIST_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_from_the_debian_package():
     splits = build_dataset(config(data={"name": "fashion_mnist", "img_size": 28, "train_subset": 100}))
     assert len(splits.val) == 10_000 and splits.val.images.shape[1:] == (3, 28, 28)
     assert np.bincount(splits.train.targets.numpy()).tolist() == [10] * 10
+
+
+def _augment_op(transform, name):
+    from harness.trainer.transforms import _augment_ops
+
+    return next(op for op in _augment_ops(transform) if op.name == name)
+
+
+def test_posterize_to_zero_bits_gives_black_without_patching_timm():
+    """timm's increasing posterize asks for 0 bits at magnitude 10; Pillow >= 12 refuses 0 bits."""
+    from PIL import Image
+    from timm.data import auto_augment, create_transform
+
+    from harness.trainer.transforms import imagefolder_train_transform
+
+    cfg = config()
+    image = Image.new("RGB", (32, 32), (200, 120, 40))
+    for transform in (imagefolder_train_transform(cfg), BatchTransform(cfg, training=True).secondary):
+        op = _augment_op(transform, "PosterizeIncreasing")
+        op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0
+        assert op(image).getextrema() == ((0, 0), (0, 0), (0, 0))
+    # timm's own op table and a transform built by timm itself are left as timm made them
+    assert auto_augment.NAME_TO_OP["PosterizeIncreasing"] is auto_augment.posterize
+    plain = _augment_op(create_transform(32, is_training=True, auto_augment="rand-m9-mstd0.5-inc1"),
+                        "PosterizeIncreasing")
+    assert plain.aug_fn is auto_augment.posterize

@@ -20,7 +20,7 @@ def test_harness_models_are_the_ones_harness_models_registers():
 
 
 def test_dataset_names_are_the_trainers_registry():
-    from harness.trainer.data import DATASETS
+    from harness.trainer.datasets import DATASETS
 
     assert set(DATASETS) == set(registry.DATASET_NAMES)
 
@@ -47,3 +47,32 @@ def test_unknown_names_list_the_close_ones():
     assert registry.distilled_twin("deit_tiny_patch4_32") == "deit_tiny_distilled_patch4_32"
     with pytest.raises(KeyError, match="known datasets: digits, fashion_mnist, imagefolder"):
         registry.check_dataset("cifar")
+
+
+def test_validating_a_spec_imports_neither_torch_nor_timm(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from harness.spec import expand, load_spec\n"
+            "runs = expand(load_spec('ablations/distillation.yaml'), 'quick')\n"
+            "assert any(r.config.model.name == 'resnet_tiny_32' for r in runs)\n"
+            "bad = [m for m in ('torch', 'timm', 'harness.models') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    env = dict(__import__("os").environ, XDG_CACHE_HOME=str(tmp_path))
+    # the timm name cache is written once (that first call may import timm); the next validation must not
+    subprocess.run([sys.executable, "-c", "from harness.registry import timm_model_names; timm_model_names()"],
+                   check=True, env=env)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_the_report_aliases_name_every_tiny_model_and_no_unknown_one():
+    import yaml
+
+    from harness.report.definitions import reports_dir
+
+    aliases = yaml.safe_load((reports_dir() / "models.yaml").read_text())["models"]
+    named = {name for names in aliases.values() for name in names}
+    assert set(registry.HARNESS_MODELS) <= named
+    for name in named:
+        registry.check_model(name)

@@ -56,4 +56,6 @@ def fake_top1(run) -> dict[str, float]:
         out.update(top1_cls=top1 - 1.0, top1_dist=top1 - 0.5)
     if run.config.distillation.kind != "none":
         out["teacher_top1"] = 90.0
+    if run.config.ema.enabled:  # the trainer evaluates the EMA weights too
+        out["ema_top1"] = top1 + 0.5
     return out

@@ -91,3 +91,12 @@ def test_a_run_shared_by_two_specs_fills_both_tables(sqlite_store):
     assert shared == {r.hash for r in resolution if r.variant == "train_224"}
     assert table(8, store=sqlite_store).loc["none: DeiT-B", ("pre-trained 224²", "n")] == 1
     assert table(10, store=sqlite_store).loc["224² (trained)", ("ImageNet top-1", "n")] == 1
+
+
+def test_table8_ema_row_reads_the_ema_weights(sqlite_store):
+    fill(sqlite_store, "training_recipe", None, fake_top1, epochs=1)
+    df = table(8, store=sqlite_store)
+    # fake_top1: top1 60 for these variants, and the EMA weights 0.5 better
+    assert df.loc["Exp. Moving Avg.", ("pre-trained 224²", "ours")] == 60.5
+    assert df.loc["Exp. Moving Avg.", ("fine-tuned 384²", "ours")] == 60.5
+    assert df.loc["none: DeiT-B", ("pre-trained 224²", "ours")] == 60.0

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import torch.multiprocessing as mp
 
-from harness.trainer.data import SeededRepeatAugSampler
+from harness.trainer.loaders import SeededRepeatAugSampler
 
 
 def free_port() -> int:

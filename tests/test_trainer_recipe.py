@@ -17,10 +17,11 @@ from torchvision.transforms import ColorJitter
 from harness.config import RunConfig
 from harness.presets import PRESETS
 from harness.spec.overrides import apply
-from harness.trainer import engine
-from harness.trainer.data import (
-    BatchTransform, SeededRepeatAugSampler, build_dataset, build_train_sampler, imagefolder_train_transform,
-)
+from harness.trainer import models, optim
+from harness.trainer.batching import BatchTransform
+from harness.trainer.datasets import build_dataset
+from harness.trainer.loaders import SeededRepeatAugSampler, build_train_sampler
+from harness.trainer.transforms import imagefolder_train_transform
 
 DIGITS = {"data": {"name": "digits", "img_size": 32, "num_workers": 0}, "model": {"name": "deit_tiny_patch4_32"}}
 
@@ -68,13 +69,13 @@ def test_random_erasing_switch_in_both_pipelines():
 
 
 def test_mixup_cutmix_switches_and_the_loss_that_follows():
-    m = engine.build_mixup(BASE, 10)
+    m = optim.build_mixup(BASE, 10)
     assert (m.mixup_alpha, m.cutmix_alpha, m.switch_prob) == (0.8, 1.0, 0.5)
-    assert engine.build_mixup(with_presets("no_mixup"), 10).mixup_alpha == 0.0
-    assert engine.build_mixup(with_presets("no_cutmix"), 10).cutmix_alpha == 0.0
-    assert engine.build_mixup(with_presets("no_mixup_cutmix"), 10) is None
-    assert isinstance(engine.build_criterion(BASE, m, None).base_criterion, SoftTargetCrossEntropy)
-    plain = engine.build_criterion(with_presets("no_mixup_cutmix"), None, None).base_criterion
+    assert optim.build_mixup(with_presets("no_mixup"), 10).mixup_alpha == 0.0
+    assert optim.build_mixup(with_presets("no_cutmix"), 10).cutmix_alpha == 0.0
+    assert optim.build_mixup(with_presets("no_mixup_cutmix"), 10) is None
+    assert isinstance(optim.build_criterion(BASE, m, None).base_criterion, SoftTargetCrossEntropy)
+    plain = optim.build_criterion(with_presets("no_mixup_cutmix"), None, None).base_criterion
     assert isinstance(plain, LabelSmoothingCrossEntropy) and plain.smoothing == 0.1
 
 
@@ -91,31 +92,59 @@ def test_repeated_augmentation_sampler_also_in_one_process():
     assert sorted(plain) == list(range(40))
 
 
-def test_stochastic_depth_and_dropout():
-    model = engine.build_student(BASE, 10, None)
+def test_stochastic_depth():
+    model = models.build_student(BASE, 10, None)
     assert isinstance(model.blocks[-1].drop_path1, DropPath) and model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
-    assert model.head_drop.p == 0.0
-    model = engine.build_student(with_presets("no_stoch_depth", "dropout"), 10, None)
+    model = models.build_student(with_presets("no_stoch_depth"), 10, None)
     assert isinstance(model.blocks[-1].drop_path1, torch.nn.Identity)
-    assert model.head_drop.p == 0.1
+
+
+def dropout_rates(model) -> dict[str, set[float]]:
+    blocks = list(model.blocks)
+    return {
+        "pos": {model.pos_drop.p},
+        "attn_proj": {b.attn.proj_drop.p for b in blocks},
+        "mlp": {b.mlp.drop1.p for b in blocks} | {b.mlp.drop2.p for b in blocks},
+        "attn_weights": {b.attn.attn_drop.p for b in blocks},
+        "head": {model.head_drop.p},
+    }
+
+
+@pytest.mark.parametrize("name,distilled", [
+    ("deit_tiny_patch16_224", False), ("deit_tiny_patch16_224", True),
+    ("deit_tiny_patch4_32", False), ("deit_small_patch4_32", True),
+])
+def test_dropout_is_the_reference_codes(name, distilled):
+    """Table 8's "Dropout" row: timm 0.3.2's drop_rate put dropout after the position embedding, the attention
+    projection and both MLP layers, and none before the head (timm 1.x's drop_rate is head dropout only)."""
+    extra = {"model.name": name, "model.distillation_token": distilled, "data.img_size": 32}
+    rates = dropout_rates(models.build_student(with_presets("dropout", **extra), 10, None))
+    assert rates == {"pos": {0.1}, "attn_proj": {0.1}, "mlp": {0.1}, "attn_weights": {0.0}, "head": {0.0}}
+    rates = dropout_rates(models.build_student(with_presets(**extra), 10, None))
+    assert all(r == {0.0} for r in rates.values())
+
+
+def test_dropout_of_a_convnet_is_before_its_classifier():
+    config = with_presets("dropout", **{"model.name": "resnet_tiny_32", "model.drop_path": 0.0})
+    assert models.build_student(config, 10, None).drop.p == 0.1
 
 
 def test_optimizers_and_learning_rate_scaling():
-    model = engine.build_student(BASE, 10, None)
-    adamw = engine.build_optimizer(BASE, model)
+    model = models.build_student(BASE, 10, None)
+    adamw = optim.build_optimizer(BASE, model)
     assert isinstance(adamw, torch.optim.AdamW)
     assert adamw.param_groups[0]["lr"] == pytest.approx(5e-4 * 1024 / 512)
     decays = sorted({g["weight_decay"] for g in adamw.param_groups})
     assert decays == [0.0, 0.05]  # no weight decay on biases, norms, tokens and position embeddings
-    sgd = engine.build_optimizer(with_presets("sgd_pretrain"), model)
+    sgd = optim.build_optimizer(with_presets("sgd_pretrain"), model)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
     assert sgd.param_groups[0]["lr"] == pytest.approx(0.05 * 1024 / 512)
 
 
 def test_cosine_schedule_with_warmup():
     config = with_presets(**{"schedule.epochs": 10, "schedule.warmup_epochs": 2, "batch_size": 512})
-    opt = engine.build_optimizer(config, engine.build_student(config, 10, None))
-    sched = engine.build_scheduler(config, opt)
+    opt = optim.build_optimizer(config, models.build_student(config, 10, None))
+    sched = optim.build_scheduler(config, opt)
     lrs = []
     for epoch in range(10):
         sched.step(epoch)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from timm.layers import resample_abs_pos_embed
 
-from harness.trainer import TrainingDiverged, engine, train
+from harness.trainer import TrainingDiverged, models, train
 from harness.trainer.sink import MemorySink
 from tests.test_trainer import make_config, run
 
@@ -71,7 +71,7 @@ def test_finetune_at_higher_resolution_interpolates_position_embeddings(tmp_path
     run(source, tmp_path / "src")
     state = torch.load(tmp_path / "src" / "model.pt", weights_only=True)
     config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"img_size": 24}, finetune={"from_run": "src"})
-    model = engine.build_student(config, 10, lambda h: tmp_path / h)
+    model = models.build_student(config, 10, lambda h: tmp_path / h)
     expected = resample_abs_pos_embed(state["pos_embed"], [6, 6], num_prefix_tokens=1, interpolation="bicubic",
                                       antialias=False)
     assert state["pos_embed"].shape == (1, 17, 192) and model.pos_embed.shape == (1, 37, 192)

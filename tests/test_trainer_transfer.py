@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.config import DataConfig, FinetuneConfig, ModelConfig, RunConfig
-from harness.trainer.engine import build_student, create_model
+from harness.trainer.models import build_student, create_model
 
 
 def test_transfer_keeps_the_backbone_and_replaces_the_classifier(tmp_path):

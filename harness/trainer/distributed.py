@@ -104,3 +104,14 @@ def gather_shards(per_image: dict[str, torch.Tensor], shard) -> dict[str, torch.
     index = torch.cat([p[0] for p in parts])
     order = torch.argsort(index)
     return {key: torch.cat([p[1][key] for p in parts])[order] for key in per_image}
+
+
+def shared_stop(reason: str | None, device: torch.device) -> str | None:
+    """A reason to stop that any process holds, known to all of them (the reason itself in one process)."""
+    if world_size() == 1:
+        return reason
+    flag = torch.tensor([1.0 if reason else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() > 0:
+        return reason or "another process of the run was told to stop"
+    return None

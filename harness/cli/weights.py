@@ -1,0 +1,38 @@
+"""`harness weights fetch`: put the published weights a spec names into the hub cache (before going offline)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(no_args_is_help=True, help="Published (timm pretrained) weights that runs name.")
+    group.command("fetch")(fetch)
+    app.add_typer(group, name="weights")
+
+
+def fetch(
+    spec: str = typer.Argument(..., help="YAML ablation spec (or one timm pretrained tag)"),
+    profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
+) -> None:
+    """Download every pretrained weight the spec's runs name into the hub cache, printing where each is; each
+    weight that cannot be fetched is one error line (exit code 2)."""
+    from harness import weights
+    from harness.spec import SpecError
+
+    try:
+        tags = weights.spec_weights(spec, profile)
+    except (SpecError, weights.WeightsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    failed = False
+    for tag in tags:
+        try:
+            typer.echo(f"{tag}  {weights.fetch(tag)}")
+        except weights.WeightsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+    if failed:
+        raise typer.Exit(2)

@@ -1,0 +1,258 @@
+"""Train one resolved run config: `train(config, run_dir, sink, resolve_run_dir, should_stop=None)`.
+
+The run builds its data, student, teacher and optimisation (`models`, `optim`), resumes from its checkpoint
+if there is one (`checkpoint`), then trains epoch by epoch: one pass over the training set
+(`train_one_epoch`), an evaluation of the weights and of their EMA (`evaluate`), the metrics to the sink, a
+checkpoint, and one progress line on stdout. At the end it saves the weights and reports the final
+measurements (`final`). `should_stop`, asked before every training step, ends the run early with `RunStopped`
+(the last epoch's checkpoint stays, so running it again resumes).
+
+Where we differ from the reference code (facebookresearch/deit, main.py):
+- repeated augmentation also runs in a single process (the reference silently drops it there);
+- the distillation loss accepts a class-token-only student (the paper's Table 3 rows need it);
+- distillation is allowed while fine-tuning (the paper's DeiT⚗↑384 rows need it);
+- the learning-rate schedule is stepped at the start of each epoch (`step(epoch)`), so epoch 1 already uses the
+  rate after one epoch of warm-up (the reference steps `step(epoch)` after the epoch, repeating the first rate).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from timm.utils import ModelEmaV3
+from torch import nn
+
+from harness.config import RunConfig
+from harness.trainer import distributed, final
+from harness.trainer.checkpoint import CHECKPOINT, Progress, resume, rng_state, save_checkpoint, seed_everything
+from harness.trainer.datasets import build_dataset
+from harness.trainer.evaluate import EvalResult, evaluate
+from harness.trainer.loaders import build_eval_loader, build_train_loader
+from harness.trainer.models import build_student, build_teacher, is_distilled, student_name
+from harness.trainer.optim import build_criterion, build_mixup, build_optimizer, build_scheduler
+from harness.trainer.sink import MetricSink
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the message says when."""
+
+
+class RunStopped(Exception):
+    """`should_stop` gave a reason to stop (a cancellation, say); `reason` is its text."""
+
+    def __init__(self, reason: str, epoch: int, step: int) -> None:
+        super().__init__(f"stopped at epoch {epoch}, step {step}: {reason}")
+        self.reason = reason
+
+
+StopCheck = Callable[[], str | None]
+# under several processes the reason to stop is shared every this many steps (each exchange waits for the GPU)
+STOP_SYNC_STEPS = 20
+
+
+def resolve_device(config: RunConfig, local_rank: int = 0) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+@dataclass
+class Run:
+    """Everything one process needs to train and evaluate a run."""
+
+    config: RunConfig
+    env: distributed.DistEnv
+    device: torch.device
+    autocast: Callable
+    model: nn.Module
+    # the model as trained: wrapped in DDP under several processes
+    train_model: nn.Module
+    ema: ModelEmaV3 | None
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    mixup: object
+    criterion: nn.Module
+    train_loader: object
+    val_loader: object
+    val_shard: np.ndarray | None
+
+    def evaluate(self, model: nn.Module, prefix: str = "") -> EvalResult:
+        return evaluate(model, self.val_loader, self.device, self.autocast, self.val_shard, prefix=prefix)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    samples: int
+    seconds: float
+
+
+def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path],
+          should_stop: StopCheck | None = None) -> dict[str, float]:
+    """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics.
+
+    `should_stop()` is asked before every training step; a reason (not None) raises `RunStopped`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = distributed.setup(config)
+    try:
+        return _train(config, run_dir, sink, resolve_run_dir, env, should_stop or (lambda: None))
+    finally:
+        distributed.cleanup(env)
+
+
+def _device(config: RunConfig, env: distributed.DistEnv) -> torch.device:
+    device = resolve_device(config, env.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def _autocast(config: RunConfig, device: torch.device) -> Callable:
+    if config.precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Callable[[str], Path],
+              info: dict[str, str]) -> tuple[Run, nn.Module | None]:
+    """The run and its teacher (None without distillation); `info` receives where their weights came from."""
+    device = _device(config, env)
+    pin = device.type == "cuda"
+    splits = build_dataset(config)
+    if config.batch_size % env.world_size:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by {env.world_size} processes")
+    train_loader = build_train_loader(config, splits, config.batch_size // env.world_size, env.world_size,
+                                      env.rank, pin_memory=pin, device=device)
+    if len(train_loader) == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(splits.train)} images)")
+    val_shard = np.arange(env.rank, len(splits.val), env.world_size) if env.world_size > 1 else None
+    val_loader = build_eval_loader(config, splits.val, splits.in_memory, config.eval_batch_size, val_shard, pin, device)
+
+    # seeded after the data are built: a first import inside a dataset builder (scikit-learn) may draw from numpy
+    seed_everything(config.seed + env.rank)
+    model = build_student(config, splits.num_classes, resolve_run_dir, info).to(device)
+    teacher = None
+    if config.distillation.kind != "none":
+        teacher = build_teacher(config, splits.num_classes, resolve_run_dir, device, info)
+    ema = ModelEmaV3(model, decay=config.ema.decay) if config.ema.enabled else None
+    unused_head = is_distilled(model) and config.distillation.kind == "none"
+    optimizer = build_optimizer(config, model)
+    mixup = build_mixup(config, splits.num_classes)
+    run = Run(config, env, device, _autocast(config, device), model,
+              distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
+              build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher),
+              train_loader, val_loader, val_shard)
+    return run, teacher
+
+
+def _check_stop(run: Run, should_stop: StopCheck, pending: str | None, epoch: int, step: int) -> str | None:
+    """Ask `should_stop`; raise RunStopped on a reason (shared with the other processes every few steps)."""
+    reason = pending or should_stop()
+    if run.env.world_size > 1:
+        if step % STOP_SYNC_STEPS:
+            return reason
+        reason = distributed.shared_stop(reason, run.device)
+    if reason:
+        raise RunStopped(reason, epoch, step)
+    return None
+
+
+def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None) -> EpochStats:
+    """One pass over the training set; raises TrainingDiverged on a NaN or infinite loss and RunStopped when
+    `should_stop` gives a reason."""
+    run.scheduler.step(epoch)
+    run.train_loader.sampler.set_epoch(epoch)
+    run.train_model.train()
+    device = run.device
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    steps, samples, pending = 0, 0, None
+    for step, (images, targets) in enumerate(run.train_loader):
+        pending = _check_stop(run, should_stop, pending, epoch, step)
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        if run.mixup is not None:
+            images, targets = run.mixup(images, targets)
+        with run.autocast():
+            loss = run.criterion(images, run.train_model(images), targets)
+        loss_value = loss.detach()
+        # on a GPU, reading the loss waits for the step: only every 20 steps
+        if (device.type == "cpu" or step % 20 == 0) and not math.isfinite(loss_value.item()):
+            lr = run.optimizer.param_groups[0]["lr"]
+            raise TrainingDiverged(f"loss is {loss_value.item()} at epoch {epoch}, step {step} (lr {lr:.3g})")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if run.config.optimizer.clip_grad is not None:
+            nn.utils.clip_grad_norm_(run.model.parameters(), run.config.optimizer.clip_grad)
+        run.optimizer.step()
+        if run.ema is not None:
+            run.ema.update(run.model)
+        loss_sum += loss_value.float()
+        steps += 1
+        samples += images.shape[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    mean_loss = float(distributed.mean(loss_sum / max(steps, 1)))
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"loss is {mean_loss} in epoch {epoch}")
+    return EpochStats(mean_loss, samples * run.env.world_size, time.perf_counter() - t0)
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], stats: EpochStats) -> str:
+    """One line of progress for the job's log."""
+    return (f"epoch {epoch + 1}/{epochs}  train_loss {stats.loss:.4f}  top1 {metrics['top1']:.2f}  "
+            f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s")
+
+
+def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv,
+           should_stop: StopCheck) -> dict[str, float]:
+    info: dict[str, str] = {}
+    run, teacher = build_run(config, env, resolve_run_dir, info)
+    is_main = env.rank == 0
+    ckpt_path = run_dir / CHECKPOINT
+    progress = resume(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, env.rank)
+    teacher_eval = run.evaluate(teacher, prefix="teacher_") if teacher is not None else None
+
+    last_eval: EvalResult | None = None
+    for epoch in range(progress.next_epoch, config.schedule.epochs):
+        stats = train_one_epoch(run, epoch, should_stop)
+        progress.train_time_s += stats.seconds
+        progress.train_samples += stats.samples
+        last_eval = run.evaluate(run.model)
+        metrics = {"train_loss": stats.loss, "lr": run.optimizer.param_groups[0]["lr"], **last_eval.metrics,
+                   "train_img_s": stats.samples / stats.seconds}
+        if run.ema is not None:
+            metrics.update(run.evaluate(run.ema.module, prefix="ema_").metrics)
+        progress.history.append(metrics)
+        if is_main:
+            sink.log_epoch(epoch, metrics)
+            print(epoch_line(epoch, config.schedule.epochs, metrics, stats), flush=True)
+        rngs = distributed.gather_objects(rng_state())
+        if is_main:
+            save_checkpoint(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, progress, rngs)
+        distributed.barrier()
+
+    if last_eval is None:  # resumed after the last epoch: evaluate the stored weights again for the predictions
+        last_eval = run.evaluate(run.model)
+    result = dict(progress.history[-1]) if progress.history else dict(last_eval.metrics)
+    if teacher_eval is not None:
+        result["teacher_top1"] = teacher_eval.metrics["teacher_top1"]
+    if not is_main:
+        return result
+    final.save_weights(run_dir, run.model, run.ema)
+    info.update({"device": final.device_name(run.device), "model": student_name(config),
+                 "world_size": str(env.world_size), "flops_counter": "torch.utils.flop_counter, 2 FLOPs per multiply-add",
+                 "top1_unit": "percent"})
+    result.update(final.measure(config, run.model, run.device, progress, info))
+    final.report(sink, result, info, last_eval, teacher_eval)
+    return result
