@@ -68,8 +68,26 @@ def pg_url(_pg_admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         return
     yield url.set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _drop_database(engine, name)
+
+
+def _drop_database(engine, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Drop a test database; an autovacuum worker still in it (a superuser's process, which FORCE may not end
+    for us) leaves within moments."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    for attempt in range(20):
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture

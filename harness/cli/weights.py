@@ -6,10 +6,13 @@ from typing import Optional
 
 import typer
 
+from harness.cli.common import command
+
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help="Published (timm pretrained) weights that runs name.")
-    group.command("fetch")(fetch)
+    group = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
+                        help="Published (timm pretrained) weights that runs name.")
+    group.command("fetch")(command(fetch))
     app.add_typer(group, name="weights")
 
 

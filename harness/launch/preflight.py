@@ -1,4 +1,5 @@
-"""What a run needs from disk, checked before anything is written or submitted: one line per problem.
+"""What a run needs from disk or the hub cache, checked before anything is written or submitted: one line per
+problem.
 
 A missing dataset folder or checkpoint used to surface inside the job, after submission (on a cluster,
 after hours in the queue). Paths are checked on the machine that launches: local jobs run here, and SLURM
@@ -15,7 +16,11 @@ from harness.spec import PlannedRun
 
 
 def problems(runs: Iterable[PlannedRun]) -> list[str]:
-    """One line per missing file or folder a run would need, naming the run, the key and the path."""
+    """One line per missing file, folder or published weight a run would need, naming the run, the key and the
+    path (a weight: its tag and the command that fetches it)."""
+    from harness.weights import check_weights
+
+    runs = list(runs)
     found: list[str] = []
     seen: set[tuple[str, str]] = set()
     for run in runs:
@@ -23,7 +28,7 @@ def problems(runs: Iterable[PlannedRun]) -> list[str]:
             if (key, problem) not in seen:
                 seen.add((key, problem))
                 found.append(f"{run.short} {run.describe()}: {key}: {problem}")
-    return found
+    return found + check_weights(runs)
 
 
 def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:
