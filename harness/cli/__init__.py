@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from harness.cli import report, run, store
+from harness.cli import report, run, seeds, store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-for area in (run, store, report):
+for area in (run, store, report, seeds):
     area.register(app)
 
 
