@@ -213,3 +213,20 @@ def test_cli_vs_reference_seeds_and_cost(known, sqlite_url):
     line = next(x for x in res.output.splitlines() if x.startswith("distillation"))
     assert line.split()[1:] == ["small", "12", "12", "0.000", "6.000"]
     assert res.output.splitlines()[-2].split()[:1] == ["total"]
+
+
+def test_spec_costs_count_a_shared_run_once_in_the_total(sqlite_store):
+    from harness.report.cost import spec_costs
+
+    timed = lambda run: {**fake_top1(run), "train_time_s": 3600.0}  # noqa: E731
+    recipe = fill(sqlite_store, "training_recipe", None, timed, epochs=1)
+    resolution = fill(sqlite_store, "resolution", None, timed, epochs=1)
+    for run in recipe + resolution:  # one GPU each
+        sqlite_store.log_final(run.hash, {}, {"device": "NVIDIA A100", "world_size": "1"})
+    recipe, resolution = {r.hash for r in recipe}, {r.hash for r in resolution}
+    distinct = recipe | resolution
+    assert len(distinct) < len(recipe) + len(resolution)  # the 224 run (and its ↑384 fine-tune) are shared
+    df = spec_costs(store=sqlite_store).set_index("spec")
+    assert df.loc["training_recipe", "gpu_h"] == pytest.approx(len(recipe))
+    assert df.loc["resolution", "gpu_h"] == pytest.approx(len(resolution))
+    assert df.loc["total", "runs"] == len(distinct) and df.loc["total", "gpu_h"] == pytest.approx(len(distinct))

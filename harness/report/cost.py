@@ -67,21 +67,22 @@ def spec_costs(db: str | None = None, runset: RunSet | None = None, store: Any =
     and a last line `total` over distinct runs (a run shared by two specs counts once there)."""
     runset = runset if runset is not None else load(db, store)
     records = []
-    everything: dict[str, Any] = {}
+    everything: list[Any] = []
     for spec in runset.spec_names():
         ours = [r for r in runset.in_specs([spec]) if getattr(r, "source", None) is None]
         for profile in sorted({r.profile or "" for r in ours}):
             members = [r for r in ours if (r.profile or "") == profile]
-            everything.update((r.hash, r) for r in members)
+            everything += members
             records.append(_line(spec, profile or "paper-scale", members))
-    records.append(_line("total", "", list(everything.values())))
+    records.append(_line("total", "", everything))
     return pd.DataFrame.from_records(records, columns=["spec", "profile", "runs", "timed", "gpu_h", "cpu_h"])
 
 
 def _line(spec: str, profile: str, runs: list[Any]) -> dict[str, Any]:
     cost = total(runs)
-    timed = sum(run_cost(r).known for r in runs)
-    return {"spec": spec, "profile": profile, "runs": len(runs), "timed": timed,
+    distinct = {r.hash: r for r in runs}.values()
+    timed = sum(run_cost(r).known for r in distinct)
+    return {"spec": spec, "profile": profile, "runs": len(distinct), "timed": timed,
             "gpu_h": 0.0 if not cost.known else cost.gpu_h, "cpu_h": 0.0 if not cost.known else cost.cpu_h}
 
 
