@@ -30,7 +30,8 @@ span.ours { font-weight: 700; color: #0b3d91; } span.ours.missing { color: #9a9a
 span.paper { color: #555; } span.paper::before { content: "paper "; font-size: 10px; color: #888; }
 td.static span.paper::before { content: ""; }
 span.diff.pos { color: #1a7f37; } span.diff.neg { color: #b42318; }
-span.delta, span.cost { display: block; font-size: 11px; color: #555; } span.delta.marked { color: #0b3d91; font-weight: 700; }
+span.delta, span.cost { display: block; font-size: 11px; color: #555; }
+span.delta.marked { color: #0b3d91; font-weight: 700; }
 div.notes p { margin: 2px 0; font-size: 12px; color: #444; }
 figure { margin: 12px 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { font-size: 12px; color: #444; }

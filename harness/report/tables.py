@@ -205,7 +205,10 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
     return df
 
 
-def cell_samples(td: defs.TableDef, members_of: dict[tuple[str, str], list[Any]]) -> dict[tuple[str, str], sig.Samples]:
+Members = dict[tuple[str, str], list[Any]]
+
+
+def cell_samples(td: defs.TableDef, members_of: Members) -> dict[tuple[str, str], sig.Samples]:
     """{(row id, column id): [(seed, value) per run]} for the cells that runs fill."""
     rows, cols = {r.id: r for r in td.rows}, {c.id: c for c in td.columns}
     out: dict[tuple[str, str], sig.Samples] = {}
@@ -215,7 +218,8 @@ def cell_samples(td: defs.TableDef, members_of: dict[tuple[str, str], list[Any]]
     return out
 
 
-def compare_cells(td: defs.TableDef, samples: dict[tuple[str, str], sig.Samples]) -> dict[tuple[str, str], sig.Difference]:
+def compare_cells(td: defs.TableDef,
+                  samples: dict[tuple[str, str], sig.Samples]) -> dict[tuple[str, str], sig.Difference]:
     """Each filled cell of a comparable column against the reference row's cell of that column."""
     out: dict[tuple[str, str], sig.Difference] = {}
     for col in td.columns if td.reference else ():
@@ -230,7 +234,7 @@ def compare_cells(td: defs.TableDef, samples: dict[tuple[str, str], sig.Samples]
     return out
 
 
-def _devices(td: defs.TableDef, members_of: dict[tuple[str, str], list[Any]]) -> dict[str, dict[str, str]]:
+def _devices(td: defs.TableDef, members_of: Members) -> dict[str, dict[str, str]]:
     """{row label: {column label: the devices our runs measured on}} for throughput columns."""
     out: dict[str, dict[str, str]] = {}
     for row in td.rows:
@@ -304,7 +308,7 @@ def seed_note(df: pd.DataFrame, detect: float) -> str:
             f"spread; ?: fewer than two seeds to measure it): " + ("; ".join(parts) or "no row to compare") + ".")
 
 
-def _cell_costs(td: defs.TableDef, members_of: dict[tuple[str, str], list[Any]]) -> Fields:
+def _cell_costs(td: defs.TableDef, members_of: Members) -> Fields:
     fields: Fields = {}
     for col in td.columns:
         totals = [costs.total(members_of.get((row.id, col.id), [])) for row in td.rows]
