@@ -52,7 +52,9 @@ def _store(db: Optional[str]):
 def run(
     spec: Path = typer.Argument(..., help="YAML ablation spec"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and train nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
+    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few training steps of each model "
+                               "here for runs that no completed run of the store can estimate"),
     executor: str = ExecutorOption,
     max_parallel: int = typer.Option(1, min=1, help="runs trained at once by the local executor"),
     db: Optional[str] = typer.Option(None, help="store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)"),
@@ -87,14 +89,18 @@ def run(
     except SpecError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
+    slurm = _slurm_options(loaded.spec.slurm, partition, nodes, gpus_per_node, cpus_per_task, mem_gb, time_min, constraint, account, qos, array_parallelism, max_requeues, sbatch)
     if dry_run:
+        from harness.launch.estimate import dry_run_estimate
+
         store = open_store(db_url) if paths.database_exists(db_url) else None
         entries = prepare(runs, store)
         typer.echo(format_plan(entries))
         todo = sum(e.state == "to_run" for e in entries)
         typer.echo(f"{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to run (dry run: nothing trained)")
+        # on stderr: stdout stays the plan, one line per run, for scripts
+        typer.echo(dry_run_estimate(entries, store, executor, max_parallel, slurm, probe), err=True)
         return
-    slurm = _slurm_options(loaded.spec.slurm, partition, nodes, gpus_per_node, cpus_per_task, mem_gb, time_min, constraint, account, qos, array_parallelism, max_requeues, sbatch)
     root.mkdir(parents=True, exist_ok=True)
     store = open_store(db_url)
     options = LaunchOptions(executor=executor, max_parallel=max_parallel, output=root, detach=detach, slurm=slurm,

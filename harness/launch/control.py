@@ -32,6 +32,8 @@ class RunStatus:
     job_id: str | None
     elapsed_s: float | None
     error: str | None
+    # seconds a running run still needs, from its own measured epoch time (harness.launch.estimate.remaining)
+    remaining_s: float | None = None
 
 
 def reap_dead(store: Any, now: datetime | None = None) -> list[str]:
@@ -61,6 +63,8 @@ def reap_dead(store: Any, now: datetime | None = None) -> list[str]:
 
 
 def statuses(store: Any, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
+    from harness.launch.estimate import remaining
+
     now = now or datetime.now(timezone.utc)
     out = []
     for record in store.runs(spec=spec):
@@ -71,20 +75,21 @@ def statuses(store: Any, spec: str | None = None, now: datetime | None = None) -
         out.append(RunStatus(
             hash=record.hash, spec=record.spec, description=_describe(record), status=record.status,
             epoch=record.epoch, epochs=epochs, top1=top1, job_id=record.job_id,
-            elapsed_s=elapsed_s(record, now), error=record.error,
+            elapsed_s=elapsed_s(record, now), error=record.error, remaining_s=remaining(store, record),
         ))
     return out
 
 
 def format_statuses(rows: list[RunStatus]) -> str:
-    header = f"{'run':<10}  {'status':<10}  {'epoch':>7}  {'top-1':>6}  {'job':<14}  {'elapsed':>8}  what"
+    header = f"{'run':<10}  {'status':<10}  {'epoch':>7}  {'top-1':>6}  {'job':<14}  {'elapsed':>8}  {'left':>8}  what"
     lines = [header]
     for r in rows:
         epoch = f"{r.epoch + 1}/{r.epochs}" if r.epoch is not None else "-"
         top1 = f"{r.top1:.1f}" if r.top1 is not None else "-"
         elapsed = _clock(r.elapsed_s) if r.elapsed_s is not None else "-"
+        left = _clock(r.remaining_s) if r.remaining_s is not None else "-"
         lines.append(f"{r.hash[:10]}  {r.status:<10}  {epoch:>7}  {top1:>6}  {(r.job_id or '-'):<14}  "
-                     f"{elapsed:>8}  {r.spec or ''}: {r.description}")
+                     f"{elapsed:>8}  {left:>8}  {r.spec or ''}: {r.description}")
     return "\n".join(lines)
 
 
