@@ -89,7 +89,7 @@ def test_train_set_sizes_are_those_the_trainer_loads(tmp_path):
 
 def test_estimate_from_completed_runs_of_known_speed(sqlite_store):
     completed(sqlite_store, config(seed=1), 100.0)
-    completed(sqlite_store, config(seed=2), 300.0)
+    completed(sqlite_store, config(seed=2), 600.0)
     completed(sqlite_store, config(seed=3), 200.0)
     completed(sqlite_store, config(seed=4), 9999.0, device="NVIDIA H100 80GB HBM3")  # another device: not a basis
     completed(sqlite_store, config(seed=5, batch_size=32), 9999.0)  # another batch size: not a basis
@@ -97,7 +97,7 @@ def test_estimate_from_completed_runs_of_known_speed(sqlite_store):
     [e] = est.estimate_runs([todo], sqlite_store.runs(status="completed"), executor="local")
     per_epoch = 1437 // 64 * 64
     assert e.images_per_epoch == per_epoch
-    assert e.train_s == pytest.approx(24 * per_epoch / 200.0)  # the median of 100, 200, 300 img/s
+    assert e.train_s == pytest.approx(24 * per_epoch / 200.0)  # the median of 100, 200, 600 img/s
     assert e.wall_s == pytest.approx(e.train_s)  # stored times too short for a wall/training ratio
     assert e.gpu_h == 0.0 and "200 img/s measured by 3 completed run(s)" in e.basis and CPU in e.basis
     text = est.format_estimates([e])
