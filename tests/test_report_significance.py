@@ -111,9 +111,12 @@ def test_renderers_carry_the_difference(known):
     assert hard["test"] == "paired" and hard["ci_low"] == pytest.approx(df.loc[HARD, (TI, "ci_low")])
     html = render(df, "html")
     assert '<span class="delta marked">Δ +1.8 [+1.1, +2.6] *</span>' in html
-    # without the option nothing changes
-    assert "Δ" not in render(table(3, store=known), "markdown")
-    assert (TI, "delta") not in table(3, store=known).columns
+    # on by default where the table names a reference row; asked off, nothing changes
+    assert table(3, store=known).equals(df)
+    assert "Δ" not in render(table(3, store=known, vs_reference=False), "markdown")
+    assert (TI, "delta") not in table(3, store=known, vs_reference=False).columns
+    five = table(5, store=known, vs_reference=True)
+    assert ("DeiT-Ti", "delta") not in five.columns and any("no reference row" in n for n in five.attrs["notes"])
 
 
 def test_every_ablation_table_names_its_reference_row():
@@ -195,9 +198,13 @@ def test_cli_vs_reference_seeds_and_cost(known, sqlite_url):
     from harness.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["report", "--table", "3", "--vs-reference", "--db", sqlite_url])
+    res = runner.invoke(app, ["report", "--table", "3", "--profile", "small", "--db", sqlite_url])
     assert res.exit_code == 0, res.output
     assert "Δ +1.8 [+1.1, +2.6] *" in res.output and "reference" in res.output
+    res = runner.invoke(app, ["report", "--table", "3", "--no-vs-reference", "--db", sqlite_url])
+    assert res.exit_code == 0 and "Δ" not in res.output
+    res = runner.invoke(app, ["report", "--table", "5", "--vs-reference", "--db", sqlite_url])
+    assert res.exit_code == 0 and "names no reference row" in res.output
     res = runner.invoke(app, ["report", "--table", "3", "--detect", "0.5", "--db", sqlite_url])
     assert res.exit_code == 0 and "DeiT– hard distillation: 5 (has 3)" in res.output
     res = runner.invoke(app, ["seeds", "ablations/distillation.yaml", "--detect", "0.5", "--db", sqlite_url])

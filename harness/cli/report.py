@@ -35,8 +35,9 @@ def report(
     spec: Optional[str] = typer.Option(None, help="read this spec's runs instead of the table's own spec"),
     profile: Optional[str] = typer.Option(None, help="show this profile's runs ('paper-scale': runs without one)"),
     source: Optional[str] = typer.Option(None, help="show results imported under this source name"),
-    vs_reference: bool = typer.Option(False, "--vs-reference",
-                                      help="each cell's difference to the reference row, 95% interval over seeds"),
+    vs_reference: Optional[bool] = typer.Option(
+        None, "--vs-reference/--no-vs-reference",
+        help="each cell's difference to the reference row, 95% interval over seeds (default: tables that name one)"),
     detect: Optional[float] = typer.Option(None, min=0.0, help="footnote: seeds each row needs to resolve a "
                                            "difference of this many points (implies --vs-reference)"),
     cost: bool = typer.Option(False, "--cost", help="GPU-hours per cell; without --table/--all: per spec"),

@@ -4,9 +4,9 @@ Each cell reads `ours vs paper (ours − paper)`; ours is `mean ± std (n=K)` wh
 "—" when none does, never a number of our own invention. Descriptive columns show the paper's text. A throughput
 cell reads `ours on OUR DEVICE vs paper on THE PAPER'S DEVICE`, without a difference.
 
-Tables built with `vs_reference` add `; Δ +1.0 [+0.4, +1.6] *` (the difference to the reference row, its 95%
-interval, * when it excludes 0), `; reference` on the reference row, `; Δ +1.0 (n = 1: no interval)` where a
-side has one seed. Tables built with `cost` add `; 0.52 GPU-h` (or CPU-h for CPU runs).
+Tables compared with their reference row (`vs_reference`, the default where a table names one) add
+`; Δ +1.0 [+0.4, +1.6] *` (the difference to the reference row, its 95% interval, * when it excludes 0),
+`; reference` on the reference row, and `; Δ +1.0 (n = 1: no interval)` where a side has one seed. Tables built with `cost` add `; 0.52 GPU-h` (or CPU-h for CPU runs).
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ are a two-level index `(column label, field)` with fields
 - `paper`: the paper's value (NaN where the paper prints none); `diff`: ours − paper (NaN for a throughput
   column: ours and the paper's were measured on different devices, named in `df.attrs["devices"]`).
 
-With `vs_reference=True` (tables whose definition names a `reference` row), each column also has
-`delta` (the cell's mean minus the reference row's, in the same column), `ci_low`, `ci_high` (its 95% interval
-over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference"); `n` is the
-cell's seed count as always (see `harness.report.significance`). With `detect=D` also `need`: the seeds the cell
+By default (`vs_reference=None`) a table whose definition names a `reference` row (Tables 2, 3, 8, 10) also has,
+per column, `delta` (the cell's mean minus the reference row's in that column), `ci_low`, `ci_high` (its 95%
+interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference",
+or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With `detect=D` also `need`: the seeds the cell
 needs to resolve a difference of D points. With `cost=True` each column also has `gpu_h` and `cpu_h`: the
 GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
 
@@ -185,7 +185,7 @@ def select_runs(td: defs.TableDef, runset: RunSet, spec: str | None, profile: st
 
 
 def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
-               source: str | None = None, vs_reference: bool = False, cost: bool = False,
+               source: str | None = None, vs_reference: bool | None = None, cost: bool = False,
                detect: float | None = None) -> pd.DataFrame:
     origin, used = select_runs(td, runset, spec, profile, source)
     notes: list[str] = []
@@ -194,6 +194,8 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
     df = _frame(td, {key: summarize(v for _, v in values) for key, values in samples.items()})
     df.attrs.update(_attrs(td, origin, used, notes))
     df.attrs["devices"] = _devices(td, members_of)
+    if vs_reference is None:
+        vs_reference = td.reference is not None or detect is not None
     if vs_reference:
         df = _with_fields(df, td, _comparisons(td, samples, detect))
         notes.extend(_reference_notes(td, df, detect))
@@ -395,15 +397,16 @@ def _prediction_pairs(td: defs.TableDef, used: list[Any]) -> tuple[str | None, l
 
 
 def table(n: int, db: str | None = None, spec: str | None = None, profile: str | None = None,
-          source: str | None = None, runset: RunSet | None = None, store: Any = None, vs_reference: bool = False,
+          source: str | None = None, runset: RunSet | None = None, store: Any = None, vs_reference: bool | None = None,
           cost: bool = False, detect: float | None = None) -> pd.DataFrame:
     """The paper's Table `n` rebuilt from the store at `db` (see the module docstring for the layout).
 
     `spec` replaces the table's own spec(s); `profile` shows one profile's runs (`paper-scale` for runs without
     a profile); `source` shows one imported source. By default the table shows our paper-scale runs when any
     exist, else the profile filling most cells, else imported results; `df.attrs['origin']` says which.
-    `vs_reference` adds each cell's difference to the reference row with its interval, `detect` the seeds
-    needed to resolve that many points, `cost` the GPU-hours of each cell (Table 4 takes none of them).
+    `vs_reference` (default: where the table names a reference row) adds each cell's difference to that row with
+    its interval, `detect` the seeds needed to resolve that many points, `cost` the GPU-hours of each cell
+    (Table 4 takes none of them).
     """
     if n not in defs.TABLES:
         raise KeyError(f"no Table {n}; tables: {', '.join(map(str, defs.TABLES))}")
@@ -412,7 +415,7 @@ def table(n: int, db: str | None = None, spec: str | None = None, profile: str |
         runset = load(db, store)
     if td.kind == "disagreement":
         return build_disagreement(td, runset, spec, profile, source)
-    return build_grid(td, runset, spec, profile, source, vs_reference or detect is not None, cost, detect)
+    return build_grid(td, runset, spec, profile, source, vs_reference, cost, detect)
 
 
 def tables(db: str | None = None, spec: str | None = None, profile: str | None = None,
