@@ -194,7 +194,7 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
 
 def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
     """Time a few training steps of the run's model here (see `harness.launch.probe`)."""
-    from harness.launch.probe import probe_img_s
+    from harness.launch.probe import STEPS, probe_img_s
 
     try:
         img_s = probe_img_s(config, target.world_size, threads=target.threads) * target.world_size
@@ -202,8 +202,8 @@ def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Spe
         return Speed(None, f"probe of {key_text(key)} failed here: {type(exc).__name__}: {str(exc)[:120]}")
     here = target.device if target.threads else "this machine's device"
     scaled = f" × {target.world_size} processes (linear scaling assumed)" if target.world_size > 1 else ""
-    return Speed(img_s, f"{img_s:.0f} img/s probed: 3 training steps of {key_text(key)} on {here}{scaled}, "
-                        "random images (no data loading, evaluation or start-up: training time only)")
+    return Speed(img_s, f"{img_s:.0f} img/s probed: median of {STEPS} training steps of {key_text(key)} on "
+                        f"{here}{scaled}, random images (no data loading, evaluation or start-up: training only)")
 
 
 def no_basis(key: tuple[Any, ...], target: Target) -> Speed:

@@ -1,14 +1,16 @@
 """Time a few training steps of a run's model on this machine: a speed basis for runs nothing stored yet.
 
 `probe_img_s(config)` builds the run's student (and, when it distils, its teacher with random weights) with the
-trainer's own builders, and times `steps` training steps after one warm-up step: forward, Mixup/CutMix, the
+trainer's own builders, and times `steps` training steps after `WARMUP` untimed ones: forward, Mixup/CutMix, the
 run's loss (the teacher's forward included), backward and the optimizer step, on random images of the run's
-resolution at its per-process batch size. Data loading and augmentation are not timed, nor is evaluation.
-Imports torch and the trainer, so only `harness run --dry-run --probe` loads it.
+resolution at its per-process batch size. The median step counts: one step slowed by a neighbour's process (a
+shared machine) or a first-use kernel choice moves it little. Data loading, augmentation and evaluation are not
+timed. Imports torch and the trainer, so only `harness run --dry-run --probe` loads it.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,7 +28,12 @@ def num_classes(config: RunConfig) -> int:
     return NUM_CLASSES.get(config.data.name, 1000)
 
 
-def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = 3, threads: int | None = None) -> float:
+# untimed first steps: memory allocation, kernel selection, lazy initialisation
+WARMUP = 2
+STEPS = 5
+
+
+def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = STEPS, threads: int | None = None) -> float:
     """Training images/s of one process of `config` on this machine (see the module docstring)."""
     import torch
 
@@ -52,8 +59,8 @@ def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = 3, threads:
         size = config.data.img_size
         images = torch.randn(batch, 3, size, size, device=device)
         targets = torch.randint(0, classes, (batch,), device=device)
-        seconds = 0.0
-        for step in range(steps + 1):
+        seconds = []
+        for step in range(WARMUP + steps):
             start = time.perf_counter()
             x, y = mixup(images, targets) if mixup is not None else (images, targets)
             bf16 = config.precision == "bf16"
@@ -64,8 +71,8 @@ def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = 3, threads:
             optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if step:  # the first step pays for allocation and kernel selection
-                seconds += time.perf_counter() - start
-        return batch * steps / seconds
+            if step >= WARMUP:
+                seconds.append(time.perf_counter() - start)
+        return batch / statistics.median(seconds)
     finally:
         torch.set_num_threads(previous)
