@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE=1
 "$PY" - <<'PY'
 import time, torch
 import harness.models  # noqa: F401
-from harness.trainer.engine import create_model
+from harness.trainer.models import create_model
 from harness.trainer.measure import measure_throughput
 dev = torch.device("cuda")
 print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}")

@@ -26,8 +26,10 @@ def planned(spec: str, profile: str | None):
 
 
 def fill(store, spec: str, profile: str | None, metrics: MetricsFn, epochs: int = 3,
-         predictions: Callable[[object], dict[str, np.ndarray]] | None = None) -> list:
-    """Register and complete every run of `spec`/`profile`; returns the PlannedRuns."""
+         predictions: Callable[[object], dict[str, np.ndarray]] | None = None,
+         ending: Callable[[object], str] | None = None) -> list:
+    """Register and complete every run of `spec`/`profile` (or end it as `ending(run)` says: completed,
+    failed or cancelled); returns the PlannedRuns."""
     loaded, runs = planned(spec, profile)
     store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
     store.register_runs(loaded.spec.name, runs)
@@ -42,7 +44,7 @@ def fill(store, spec: str, profile: str | None, metrics: MetricsFn, epochs: int 
         store.log_final(run.hash, final, {"device": "cpu (test)", "top1_unit": "percent"})
         for name, array in (predictions(run) if predictions else {}).items():
             store.log_predictions(run.hash, name, array)
-        assert store.finish(run.hash, TEST_OWNER.token, "completed")
+        assert store.finish(run.hash, TEST_OWNER.token, ending(run) if ending else "completed")
     return runs
 
 

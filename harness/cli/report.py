@@ -28,6 +28,12 @@ def report(
     spec: Optional[str] = typer.Option(None, help="read this spec's runs instead of the table's own spec"),
     profile: Optional[str] = typer.Option(None, help="show this profile's runs ('paper-scale': runs without one)"),
     source: Optional[str] = typer.Option(None, help="show results imported under this source name"),
+    vs_reference: Optional[bool] = typer.Option(
+        None, "--vs-reference/--no-vs-reference",
+        help="each cell's difference to the reference row, 95% interval over seeds (default: tables that name one)"),
+    detect: Optional[float] = typer.Option(None, min=0.0, help="footnote: seeds each row needs to resolve a "
+                                           "difference of this many points (implies --vs-reference)"),
+    cost: bool = typer.Option(False, "--cost", help="GPU-hours per cell; without --table/--all: per spec"),
 ) -> None:
     """Print (or write) the paper's tables with our numbers beside the paper's."""
     from harness.report import FORMATS, TABLES, render
@@ -37,27 +43,34 @@ def report(
     if fmt not in FORMATS:
         typer.echo(f"error: unknown format '{fmt}'; formats: {', '.join(FORMATS)}", err=True)
         raise typer.Exit(2)
+    if cost and table is None and not all_:
+        from harness.report.cost import format_costs, spec_costs
+
+        typer.echo(format_costs(spec_costs(store=_open(db))))
+        return
     if (table is None) == (not all_):
-        typer.echo("error: give --table N or --all", err=True)
+        typer.echo("error: give --table N, --all or --cost", err=True)
         raise typer.Exit(2)
     if table is not None and table not in TABLES:
         typer.echo(f"error: no Table {table}; tables: {', '.join(map(str, TABLES))}", err=True)
         raise typer.Exit(2)
     store = _open(db)
     runset = load(store=store)
+    options = {"vs_reference": vs_reference, "detect": detect, "cost": cost}
     if all_ and out is not None:
         from harness.report.page import write_page
 
         out.mkdir(parents=True, exist_ok=True)
-        page = write_page(out, runset=runset, spec=spec, profile=profile)
+        page = write_page(out, runset=runset, spec=spec, profile=profile, table_options=options)
         suffix = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}[fmt]
         for n in TABLES:
-            df = build(n, runset=runset, spec=spec, profile=profile, source=source)
+            df = build(n, runset=runset, spec=spec, profile=profile, source=source, **options)
             (out / f"table{n}.{suffix}").write_text(render(df, fmt), encoding="utf-8")
         typer.echo(f"wrote {page} and table files ({suffix}) to {out}")
         return
     numbers = [table] if table is not None else list(TABLES)
-    texts = [render(build(n, runset=runset, spec=spec, profile=profile, source=source), fmt) for n in numbers]
+    texts = [render(build(n, runset=runset, spec=spec, profile=profile, source=source, **options), fmt)
+             for n in numbers]
     text = "\n".join(texts)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

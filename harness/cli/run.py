@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
 def run(
     spec: Path = typer.Argument(..., help="YAML ablation spec"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and train nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
+    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few training steps of each model "
+                               "here for runs that no completed run of the store can estimate"),
     executor: Executor = "auto", max_parallel: MaxParallel = 1, threads: Threads = None,
     db: Db = None, output: Output = None, detach: Detach = False,
     partition: Partition = None, nodes: Nodes = None, gpus_per_node: GpusPerNode = None,
@@ -41,18 +43,22 @@ def run(
     runs = expand(loaded, profile)
     root = paths.output_root(output)
     db_url = store_url(db, output)
+    slurm = slurm_options(loaded.spec.slurm, dict(
+        partition=partition, nodes=nodes, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+        time_min=time_min, constraint=constraint, account=account, qos=qos, array_parallelism=array_parallelism,
+        max_requeues=max_requeues, sbatch=sbatch))
     if dry_run:
+        from harness.launch.estimate import dry_run_estimate
+
         store = open_store(db_url, create=False) if paths.database_exists(db_url) else None
         entries = prepare(runs, store)
         typer.echo(format_plan(entries))
         todo = sum(e.state == "to_run" for e in entries)
         typer.echo(f"{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to run "
                    "(dry run: nothing trained)")
+        # on stderr: stdout stays the plan, one line per run, for scripts
+        typer.echo(dry_run_estimate(entries, store, executor, max_parallel, slurm, probe), err=True)
         return
-    slurm = slurm_options(loaded.spec.slurm, dict(
-        partition=partition, nodes=nodes, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-        time_min=time_min, constraint=constraint, account=account, qos=qos, array_parallelism=array_parallelism,
-        max_requeues=max_requeues, sbatch=sbatch))
     options = LaunchOptions(executor=executor, max_parallel=max_parallel, output=root, detach=detach, slurm=slurm,
                             threads=threads)
     root.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 # the last lines of a log worth reading for the cause of a job's death
 TAIL_BYTES = 64 * 1024
-# `OSError: [Errno 28] No space left on device`, `harness.trainer.engine.TrainingDiverged: loss is nan ...`
+# `OSError: [Errno 28] No space left on device`, `harness.trainer.loop.TrainingDiverged: loss is nan ...`
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Diverged|Exit|Lost|Stopped)\b.*")
 
 

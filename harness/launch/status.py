@@ -23,9 +23,13 @@ class RunStatus:
     error: str | None
     # where an active run's owner is (a launcher's host, a job's node)
     host: str | None = None
+    # seconds a running run still needs, from its own measured epoch time (harness.launch.estimate.remaining)
+    remaining_s: float | None = None
 
 
 def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
+    from harness.launch.estimate import remaining
+
     now = now or datetime.now(timezone.utc)
     out = []
     for record in store.runs(spec=spec):
@@ -35,7 +39,7 @@ def statuses(store: RunStore, spec: str | None = None, now: datetime | None = No
             hash=record.hash, spec=record.spec, description=describe(record), status=record.status,
             epoch=record.epoch, epochs=(record.config.get("schedule") or {}).get("epochs"),
             top1=latest_top1(store, record), job_id=record.job_id, elapsed_s=elapsed_s(record, now),
-            error=record.error, host=record.host or record.owner_host,
+            error=record.error, host=record.host or record.owner_host, remaining_s=remaining(store, record),
         ))
     return out
 

@@ -16,6 +16,10 @@ column's match):
   run's axis coordinates first, then in its resolved config. A value is one allowed value or a list of them;
   `null` means unset, `"*"` means set to anything, and `{re: PATTERN}` a regular expression (searched,
   case-insensitive) on the value's text.
+
+An ablation table names its `reference` row, the row every other row is compared with (`harness report
+--vs-reference`, `harness.report.significance`). A throughput column names the `paper_device` the paper measured on:
+its cells show both devices rather than a difference.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ class Column:
     static: bool = False
     # values an imported paper result takes where the match alone does not say (e.g. for a `re` match)
     witness: dict[str, Any] = field(default_factory=dict)
+    # a throughput column: the device the paper measured on; such cells show both devices and no ours − paper
+    # difference, since the numbers of two different devices do not subtract
+    paper_device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class TableDef:
     # extra settings of a special kind (Table 4: which variants and heads are compared)
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    # id of the row every other row of an ablation is compared with (`reference:`; None: not an ablation)
+    reference: str | None = None
 
     def column(self, cid: str) -> Column:
         return next(c for c in self.columns if c.id == cid)
@@ -171,7 +180,8 @@ def _load_table(number: int, root_text: str) -> TableDef:
     columns = tuple(
         Column(id=str(c["id"]), label=str(c.get("label", c["id"])), match=dict(c.get("match") or {}),
                metric=c.get("metric"), scale=float(c.get("scale", 1.0)), digits=c.get("digits"),
-               static=bool(c.get("static", False)), witness=dict(c.get("witness") or {}))
+               static=bool(c.get("static", False)), witness=dict(c.get("witness") or {}),
+               paper_device=c.get("paper_device"))
         for c in data["columns"]
     )
     rows = tuple(
@@ -188,6 +198,9 @@ def _load_table(number: int, root_text: str) -> TableDef:
     for rid in paper.values:
         if rid not in {r.id for r in rows}:
             raise DefinitionError(f"{path}: the paper's row '{rid}' is not a row of the table")
+    reference = data.get("reference")
+    if reference is not None and reference not in {r.id for r in rows}:
+        raise DefinitionError(f"{path}: the reference row '{reference}' is not a row of the table")
     info_ids, info_labels = [], {}
     for item in data.get("info_columns") or []:
         (cid, label), = (item.items() if isinstance(item, dict) else [(item, item)])
@@ -195,13 +208,14 @@ def _load_table(number: int, root_text: str) -> TableDef:
         info_labels[str(cid)] = str(label)
     extra = {k: v for k, v in data.items() if k not in {
         "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "unit", "caption",
-        "info_columns", "row_header", "paper"}}
+        "info_columns", "row_header", "paper", "reference"}}
     return TableDef(
         number=int(data["table"]), title=str(data.get("title") or paper.title), kind=str(data.get("kind", "grid")),
         columns=columns, rows=rows, specs=_str_list(data.get("specs")), metric=str(data.get("metric", "top1")),
         digits=int(data.get("digits", 1)), unit=str(data.get("unit", "")),
         caption=" ".join(str(data.get("caption", "")).split()), info_columns=tuple(info_ids), info_labels=info_labels,
         row_header=str(data.get("row_header", "")), paper=paper, extra=extra, path=str(path),
+        reference=None if reference is None else str(reference),
     )
 
 

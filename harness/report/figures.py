@@ -63,8 +63,9 @@ def figure1_data(db: str | None = None, runset: RunSet | None = None, profile: s
                            "top1": paper_acc})
         ours_tp, ours_acc = df.loc[label, ("throughput (im/s)", "ours")], df.loc[label, ("ImNet top-1", "ours")]
         if not (pd.isna(ours_tp) or pd.isna(ours_acc)):
-            points.append({"model": label, "family": fam, "who": f"ours ({df.attrs.get('origin')})",
-                           "throughput": ours_tp, "top1": ours_acc})
+            device = df.attrs.get("devices", {}).get(label, {}).get("throughput (im/s)")
+            who = f"ours ({df.attrs.get('origin')}" + (f"; {device})" if device else ")")
+            points.append({"model": label, "family": fam, "who": who, "throughput": ours_tp, "top1": ours_acc})
     out = pd.DataFrame.from_records(points, columns=["model", "family", "who", "throughput", "top1"])
     out.attrs["origin"] = df.attrs.get("origin")
     return out

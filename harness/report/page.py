@@ -30,6 +30,8 @@ span.ours { font-weight: 700; color: #0b3d91; } span.ours.missing { color: #9a9a
 span.paper { color: #555; } span.paper::before { content: "paper "; font-size: 10px; color: #888; }
 td.static span.paper::before { content: ""; }
 span.diff.pos { color: #1a7f37; } span.diff.neg { color: #b42318; }
+span.delta, span.cost { display: block; font-size: 11px; color: #555; }
+span.delta.marked { color: #0b3d91; font-weight: 700; }
 div.notes p { margin: 2px 0; font-size: 12px; color: #444; }
 figure { margin: 12px 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { font-size: 12px; color: #444; }
@@ -42,8 +44,10 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def build_page(db: str | None = None, spec: str | None = None, profile: str | None = None,
-               store: Any = None, runset: RunSet | None = None, figures: bool = True) -> str:
-    """The whole report as one HTML document (a string)."""
+               store: Any = None, runset: RunSet | None = None, figures: bool = True,
+               table_options: dict[str, Any] | None = None) -> str:
+    """The whole report as one HTML document (a string); `table_options` go to every `table` call
+    (`vs_reference`, `detect`, `cost`)."""
     from harness.report import figures as figs
     from harness.report.render import to_html
     from harness.report.tables import table
@@ -53,7 +57,7 @@ def build_page(db: str | None = None, spec: str | None = None, profile: str | No
     nav = ['<a href="#figure-1">Figure 1</a>'] + [f'<a href="#section-{n}">Table {n}</a>' for n in defs.TABLES]
     nav.append('<a href="#curves">Training curves</a>')
     for n in defs.TABLES:
-        df = table(n, runset=runset, spec=spec, profile=profile)
+        df = table(n, runset=runset, spec=spec, profile=profile, **(table_options or {}))
         parts.append(f'<section id="section-{n}"><h2>Table {n}</h2>')
         parts.append(to_html(df))
         if figures and n in CHARTED:

@@ -1,7 +1,12 @@
 """Rendering a rebuilt table (a DataFrame from `harness.report.tables`) as Markdown, LaTeX, CSV or HTML.
 
 Each cell reads `ours vs paper (ours − paper)`; ours is `mean ± std (n=K)` when K runs (seeds) fill it and
-"—" when none does, never a number of our own invention. Descriptive columns show the paper's text.
+"—" when none does, never a number of our own invention. Descriptive columns show the paper's text. A throughput
+cell reads `ours on OUR DEVICE vs paper on THE PAPER'S DEVICE`, without a difference.
+
+Tables compared with their reference row (`vs_reference`, the default where a table names one) add
+`; Δ +1.0 [+0.4, +1.6] *` (the difference to the reference row, its 95% interval, * when it excludes 0),
+`; reference` on the reference row, and `; Δ +1.0 (n = 1: no interval)` where a side has one seed. Tables built with `cost` add `; 0.52 GPU-h` (or CPU-h for CPU runs).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import math
 from typing import Any
 
 import pandas as pd
+
+from harness.report import significance as sig
+from harness.report.cost import RunCost, hours_text
 
 FORMATS = ("markdown", "latex", "csv", "html")
 DASH = "—"
@@ -37,7 +45,8 @@ def cell_parts(df: pd.DataFrame, row: str, col: str) -> dict[str, str | None]:
     digits = df.attrs.get("digits", {}).get(col, 1)
     static_raw = df.attrs.get("static_values", {}).get(row, {}).get(col)
     if col in df.attrs.get("static", []):
-        return {"ours": None, "paper": _paper_text(static_raw, digits) or DASH, "diff": None, "static": "1"}
+        return {"ours": None, "paper": _paper_text(static_raw, digits) or DASH, "diff": None, "static": "1",
+                "delta": None, "cost": None}
     mean = df.loc[row, (col, "ours")]
     std = df.loc[row, (col, "std")]
     n = int(df.loc[row, (col, "n")]) if not pd.isna(df.loc[row, (col, "n")]) else 0
@@ -52,7 +61,37 @@ def cell_parts(df: pd.DataFrame, row: str, col: str) -> dict[str, str | None]:
     raw = df.attrs.get("paper_raw", {}).get(row, {}).get(col)
     paper_txt = None if pd.isna(paper) else _paper_text(raw if isinstance(raw, (int, float)) else float(paper), digits)
     diff_txt = None if (pd.isna(diff) or ours == DASH) else f"{diff:+.{digits}f}"
-    return {"ours": ours, "paper": paper_txt, "diff": diff_txt, "static": None}
+    device = df.attrs.get("devices", {}).get(row, {}).get(col)
+    if device and ours != DASH:
+        ours += f" on {device}"
+    paper_device = df.attrs.get("paper_devices", {}).get(col)
+    if paper_device and paper_txt is not None:
+        paper_txt += f" on {paper_device}"
+    return {"ours": ours, "paper": paper_txt, "diff": diff_txt, "static": None,
+            "delta": _delta_text(df, row, col, digits), "cost": _cost_text(df, row, col)}
+
+
+def _delta_text(df: pd.DataFrame, row: str, col: str, digits: int) -> str | None:
+    """`Δ +1.0 [+0.4, +1.6] *`, `reference`, `Δ +1.0 (n = 1: no interval)`, or None (not compared)."""
+    if (col, "test") not in df.columns:
+        return None
+    test = df.loc[row, (col, "test")]
+    if test == sig.REFERENCE:
+        return "reference"
+    if not test:
+        return None
+    delta, low, high = (df.loc[row, (col, f)] for f in ("delta", "ci_low", "ci_high"))
+    text = f"Δ {delta:+.{digits}f}"
+    if pd.isna(low):
+        return f"{text} ({test})"
+    mark = " *" if sig.Difference(delta, low, high, test).marked else ""
+    return f"{text} [{low:+.{digits}f}, {high:+.{digits}f}]{mark}"
+
+
+def _cost_text(df: pd.DataFrame, row: str, col: str) -> str | None:
+    if (col, "gpu_h") not in df.columns:
+        return None
+    return hours_text(RunCost(df.loc[row, (col, "gpu_h")], df.loc[row, (col, "cpu_h")]))
 
 
 def cell_text(df: pd.DataFrame, row: str, col: str) -> str:
@@ -64,6 +103,9 @@ def cell_text(df: pd.DataFrame, row: str, col: str) -> str:
         text += f" vs {p['paper']}"
         if p["diff"] is not None:
             text += f" ({p['diff']})"
+    for extra in (p["delta"], p["cost"]):
+        if extra is not None:
+            text += f"; {extra}"
     return text
 
 
@@ -130,7 +172,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
                   "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "---", "−": "--",
-                  "²": r"$^2$", "⋆": r"$^\star$", "✓": r"\checkmark", "✗": r"$\times$"}
+                  "²": r"$^2$", "⋆": r"$^\star$", "✓": r"\checkmark", "✗": r"$\times$", "Δ": r"$\Delta$"}
 
 
 def _tex(text: Any) -> str:
@@ -154,19 +196,29 @@ def to_latex(df: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
+OPTIONAL_FIELDS = ("delta", "ci_low", "ci_high", "test", "need", "gpu_h", "cpu_h")
+
+
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per cell: table, row, column, ours, std, n, paper, diff, origin."""
+    """One line per cell: table, row, column, ours, std, n, paper, diff, origin; then `device` and
+    `paper_device` for throughput columns and the fields `vs_reference` / `cost` added, where present."""
     records = []
+    devices, paper_devices = df.attrs.get("devices", {}), df.attrs.get("paper_devices", {})
     for row in df.index:
         for col in df.attrs.get("column_labels", []):
             if col in df.attrs.get("static", []):
                 continue
-            records.append({
+            record = {
                 "table": df.attrs.get("table"), "row": row, "column": col,
                 "ours": df.loc[row, (col, "ours")], "std": df.loc[row, (col, "std")],
                 "n": int(df.loc[row, (col, "n")]), "paper": df.loc[row, (col, "paper")],
                 "diff": df.loc[row, (col, "diff")], "origin": df.attrs.get("origin") or "",
-            })
+            }
+            if paper_devices:
+                record["device"] = devices.get(row, {}).get(col, "")
+                record["paper_device"] = paper_devices.get(col, "")
+            record.update({f: df.loc[row, (col, f)] for f in OPTIONAL_FIELDS if (col, f) in df.columns})
+            records.append(record)
     return pd.DataFrame.from_records(records)
 
 
@@ -205,6 +257,11 @@ def to_html(df: pd.DataFrame, standalone: bool = False) -> str:
             if p["diff"] is not None:
                 sign = "neg" if p["diff"].startswith("-") else "pos"
                 inner += f' <span class="diff {sign}">({html.escape(p["diff"])})</span>'
+            if p["delta"] is not None:
+                marked = " marked" if p["delta"].endswith("*") else ""
+                inner += f' <span class="delta{marked}">{html.escape(p["delta"])}</span>'
+            if p["cost"] is not None:
+                inner += f' <span class="cost">{html.escape(p["cost"])}</span>'
             cells.append(f"<td>{inner}</td>")
         h.append("<tr>" + "".join(cells) + "</tr>")
     h.append("</tbody></table>")

@@ -5,7 +5,15 @@ are a two-level index `(column label, field)` with fields
 
 - `ours`: the mean over the runs (seeds) that fill the cell, NaN when no run does ("—" when rendered);
 - `std`: their standard deviation (ddof=1; NaN for a single run); `n`: how many runs;
-- `paper`: the paper's value (NaN where the paper prints none); `diff`: ours − paper.
+- `paper`: the paper's value (NaN where the paper prints none); `diff`: ours − paper (NaN for a throughput
+  column: ours and the paper's were measured on different devices, named in `df.attrs["devices"]`).
+
+By default (`vs_reference=None`) a table whose definition names a `reference` row (Tables 2, 3, 8, 10) also has,
+per column, `delta` (the cell's mean minus the reference row's in that column), `ci_low`, `ci_high` (its 95%
+interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference",
+or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With `detect=D` also `need`: the seeds the cell
+needs to resolve a difference of D points. With `cost=True` each column also has `gpu_h` and `cpu_h`: the
+GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
 
 Descriptive columns (Table 3's supervision marks, Table 8's ✓/✗) come first as `(name, "")`. Everything
 else a renderer needs sits in `df.attrs`: the table number, title, caption, which origin of runs it shows
@@ -21,7 +29,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from harness.report import cost as costs
 from harness.report import definitions as defs
+from harness.report import significance as sig
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
 
 FIELDS = ("ours", "std", "n", "paper", "diff")
@@ -127,13 +137,15 @@ def _frame(td: defs.TableDef, cells: Cells) -> pd.DataFrame:
         data[(col.label, "std")] = [g[1] for g in got]
         data[(col.label, "n")] = [int(g[2]) for g in got]
         data[(col.label, "paper")] = paper
-        data[(col.label, "diff")] = [g[0] - p for g, p in zip(got, paper)]
+        # two devices' throughputs do not subtract: a throughput column shows both numbers and both devices
+        data[(col.label, "diff")] = [math.nan if col.paper_device else g[0] - p for g, p in zip(got, paper)]
     df = pd.DataFrame(data, index=pd.Index([r.label for r in td.rows], name=td.row_header or None))
     df.columns = pd.MultiIndex.from_tuples(list(data))
     return df
 
 
 def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: list[str]) -> dict[str, Any]:
+    reference = next((r.label for r in td.rows if r.id == td.reference), None)
     return {
         "table": td.number,
         "title": td.title,
@@ -156,10 +168,12 @@ def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: lis
         "info_columns": [td.info_labels.get(name, name) for name in td.info_columns],
         "notes": notes,
         "specs": list(td.specs),
+        "reference": reference,
+        "paper_devices": {c.label: c.paper_device for c in td.columns if c.paper_device},
     }
 
 
-def _select(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | None,
+def select_runs(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | None,
             source: str | None) -> tuple[Origin | None, list[Any]]:
     """The table's origin and runs: those of its spec(s) (or `spec`), one origin (see `choose_origin`)."""
     specs = [spec] if spec else list(td.specs)
@@ -171,18 +185,138 @@ def _select(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | 
 
 
 def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
-               source: str | None = None) -> pd.DataFrame:
-    origin, used = _select(td, runset, spec, profile, source)
-    cells: Cells = {}
+               source: str | None = None, vs_reference: bool | None = None, cost: bool = False,
+               detect: float | None = None) -> pd.DataFrame:
+    origin, used = select_runs(td, runset, spec, profile, source)
     notes: list[str] = []
-    rows, cols = {r.id: r for r in td.rows}, {c.id: c for c in td.columns}
-    for (rid, cid), members in cell_runs(td, used).items():
-        row, col = rows[rid], cols[cid]
-        metric = row.metric or col.metric or td.metric
-        cells[(rid, cid)] = summarize(run_value(r, metric, col.scale) for r in members)
-    df = _frame(td, cells)
+    members_of = cell_runs(td, used)
+    samples = cell_samples(td, members_of)
+    df = _frame(td, {key: summarize(v for _, v in values) for key, values in samples.items()})
     df.attrs.update(_attrs(td, origin, used, notes))
+    df.attrs["devices"] = _devices(td, members_of)
+    if vs_reference is None:
+        vs_reference = td.reference is not None or detect is not None
+    if vs_reference:
+        df = _with_fields(df, td, _comparisons(td, samples, detect))
+        notes.extend(_reference_notes(td, df, detect))
+    if cost:
+        df = _with_fields(df, td, _cell_costs(td, members_of))
+        spent = costs.hours_text(costs.total(used))
+        notes.append(f"Cost: {spent or 'no stored training time'} for the {len(used)} runs shown "
+                     "(stored training time × processes; a run filling several cells counts once).")
     return df
+
+
+Members = dict[tuple[str, str], list[Any]]
+
+
+def cell_samples(td: defs.TableDef, members_of: Members) -> dict[tuple[str, str], sig.Samples]:
+    """{(row id, column id): [(seed, value) per run]} for the cells that runs fill."""
+    rows, cols = {r.id: r for r in td.rows}, {c.id: c for c in td.columns}
+    out: dict[tuple[str, str], sig.Samples] = {}
+    for (rid, cid), members in members_of.items():
+        metric = rows[rid].metric or cols[cid].metric or td.metric
+        out[(rid, cid)] = [(r.seed, run_value(r, metric, cols[cid].scale)) for r in members]
+    return out
+
+
+def compare_cells(td: defs.TableDef,
+                  samples: dict[tuple[str, str], sig.Samples]) -> dict[tuple[str, str], sig.Difference]:
+    """Each filled cell of a comparable column against the reference row's cell of that column."""
+    out: dict[tuple[str, str], sig.Difference] = {}
+    for col in td.columns if td.reference else ():
+        ref = samples.get((td.reference, col.id))
+        if not ref or col.static or (col.metric or "").startswith("config:"):
+            continue  # nothing to compare with, or a configuration value rather than a measurement
+        for row in td.rows:
+            cell = samples.get((row.id, col.id))
+            if cell:
+                out[(row.id, col.id)] = sig.Difference(math.nan, math.nan, math.nan, sig.REFERENCE) \
+                    if row.id == td.reference else sig.difference(cell, ref)
+    return out
+
+
+def _devices(td: defs.TableDef, members_of: Members) -> dict[str, dict[str, str]]:
+    """{row label: {column label: the devices our runs measured on}} for throughput columns."""
+    out: dict[str, dict[str, str]] = {}
+    for row in td.rows:
+        for col in td.columns:
+            members = members_of.get((row.id, col.id), [])
+            names = sorted({str((getattr(r, "info", None) or {}).get("device")) for r in members
+                            if (getattr(r, "info", None) or {}).get("device")})
+            if col.paper_device and names:
+                out.setdefault(row.label, {})[col.label] = ", ".join(names)
+    return out
+
+
+Fields = dict[tuple[str, str], list[Any]]
+
+
+def _with_fields(df: pd.DataFrame, td: defs.TableDef, extra: Fields) -> pd.DataFrame:
+    """`df` with more fields per column, each column's fields kept together; attrs kept."""
+    attrs = dict(df.attrs)
+    added = pd.DataFrame(extra, index=df.index)
+    added.columns = pd.MultiIndex.from_tuples(list(extra))
+    out = pd.concat([df, added], axis=1)
+    order = [key for key in df.columns if key[1] == ""]
+    for col in td.columns:
+        order += [key for key in out.columns if key[0] == col.label]
+    out = out[order]
+    out.attrs = attrs
+    return out
+
+
+def _comparisons(td: defs.TableDef, samples: dict[tuple[str, str], sig.Samples], detect: float | None) -> Fields:
+    """delta, ci_low, ci_high, test (and need) per cell, against the reference row of the same column."""
+    names = ("delta", "ci_low", "ci_high", "test") + (("need",) if detect is not None else ())
+    compared = compare_cells(td, samples)
+    empty = sig.Difference(math.nan, math.nan, math.nan, "")
+    fields: Fields = {}
+    for col in td.columns:
+        values: dict[str, list[Any]] = {name: [] for name in names}
+        for row in td.rows:
+            result = compared.get((row.id, col.id), empty)
+            need = sig.seeds_needed(result.sd, detect, paired=result.test == sig.PAIRED) if detect else None
+            for name, value in zip(names, (result.delta, result.low, result.high, result.test,
+                                           math.nan if need is None else need)):
+                values[name].append(value)
+        fields.update({(col.label, name): values[name] for name in names})
+    return fields
+
+
+def _reference_notes(td: defs.TableDef, df: pd.DataFrame, detect: float | None) -> list[str]:
+    if td.reference is None:
+        return [f"Table {td.number} names no reference row: no differences shown."]
+    label = next(r.label for r in td.rows if r.id == td.reference)
+    out = [f"Δ: difference to '{label}' (mean over seeds) with its 95% confidence interval: paired by seed where "
+           "both cells hold the same seeds, Welch's otherwise; * : the interval excludes 0."]
+    if detect is not None:
+        out.append(seed_note(df, detect))
+    return out
+
+
+def seed_note(df: pd.DataFrame, detect: float) -> str:
+    """One line: how many seeds each row needs (its most demanding column) to resolve `detect` points."""
+    parts = []
+    for row in df.index:
+        needs = [(df.loc[row, (c, "need")], int(df.loc[row, (c, "n")])) for c in df.attrs["column_labels"]
+                 if (c, "need") in df.columns and df.loc[row, (c, "test")] not in ("", sig.REFERENCE)]
+        if not needs:
+            continue
+        known = [n for n in needs if not pd.isna(n[0])]
+        need, has = max(known) if known else (None, max(h for _, h in needs))
+        parts.append(f"{row}: {'?' if need is None else int(need)} (has {has})")
+    return (f"Seeds to resolve a {detect:g}-point difference at 95% confidence and 80% power (from the stored "
+            f"spread; ?: fewer than two seeds to measure it): " + ("; ".join(parts) or "no row to compare") + ".")
+
+
+def _cell_costs(td: defs.TableDef, members_of: Members) -> Fields:
+    fields: Fields = {}
+    for col in td.columns:
+        totals = [costs.total(members_of.get((row.id, col.id), [])) for row in td.rows]
+        fields[(col.label, "gpu_h")] = [t.gpu_h for t in totals]
+        fields[(col.label, "cpu_h")] = [t.cpu_h for t in totals]
+    return fields
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,7 +337,7 @@ def disagreement(a: np.ndarray, b: np.ndarray) -> float:
 
 def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
                        source: str | None = None) -> pd.DataFrame:
-    origin, used = _select(td, runset, spec, profile, source)
+    origin, used = select_runs(td, runset, spec, profile, source)
     notes: list[str] = []
     classifiers: dict[str, list[str]] = td.extra["classifiers"]
     ids = [r.id for r in td.rows]
@@ -263,12 +397,16 @@ def _prediction_pairs(td: defs.TableDef, used: list[Any]) -> tuple[str | None, l
 
 
 def table(n: int, db: str | None = None, spec: str | None = None, profile: str | None = None,
-          source: str | None = None, runset: RunSet | None = None, store: Any = None) -> pd.DataFrame:
+          source: str | None = None, runset: RunSet | None = None, store: Any = None, vs_reference: bool | None = None,
+          cost: bool = False, detect: float | None = None) -> pd.DataFrame:
     """The paper's Table `n` rebuilt from the store at `db` (see the module docstring for the layout).
 
     `spec` replaces the table's own spec(s); `profile` shows one profile's runs (`paper-scale` for runs without
     a profile); `source` shows one imported source. By default the table shows our paper-scale runs when any
     exist, else the profile filling most cells, else imported results; `df.attrs['origin']` says which.
+    `vs_reference` (default: where the table names a reference row) adds each cell's difference to that row with
+    its interval, `detect` the seeds needed to resolve that many points, `cost` the GPU-hours of each cell
+    (Table 4 takes none of them).
     """
     if n not in defs.TABLES:
         raise KeyError(f"no Table {n}; tables: {', '.join(map(str, defs.TABLES))}")
@@ -277,11 +415,11 @@ def table(n: int, db: str | None = None, spec: str | None = None, profile: str |
         runset = load(db, store)
     if td.kind == "disagreement":
         return build_disagreement(td, runset, spec, profile, source)
-    return build_grid(td, runset, spec, profile, source)
+    return build_grid(td, runset, spec, profile, source, vs_reference, cost, detect)
 
 
 def tables(db: str | None = None, spec: str | None = None, profile: str | None = None,
-           source: str | None = None, store: Any = None) -> dict[int, pd.DataFrame]:
-    """Every table, reading the store once."""
+           source: str | None = None, store: Any = None, **options: Any) -> dict[int, pd.DataFrame]:
+    """Every table, reading the store once (`options`: those of `table`)."""
     runset = load(db, store)
-    return {n: table(n, spec=spec, profile=profile, source=source, runset=runset) for n in defs.TABLES}
+    return {n: table(n, spec=spec, profile=profile, source=source, runset=runset, **options) for n in defs.TABLES}

@@ -1,0 +1,334 @@
+"""What a plan will cost before it is spent: wall time and GPU-hours per run, and what each estimate rests on.
+
+A run's training time is epochs × images per epoch / training images per second:
+
+- **images per epoch** come from the training-set size, known without loading any data: the sizes of the
+  in-memory datasets (`TRAIN_IMAGES`; a test checks them against the trainer's builders), `data.train_subset`,
+  or the files under an imagefolder's `train/`; then the trainer's sampler arithmetic (repeated augmentation
+  keeps an epoch at the dataset's size, rounded down to 256 images; the loader drops the last partial batch);
+- **images per second** come from completed runs in the store with the same model, resolution, batch size,
+  precision and teacher, on the same device with the same number of processes (`final["train_img_s"]`, the
+  median over those runs); their wall time over training time (evaluation, start-up, the throughput measurement)
+  scales training time to wall time. Or, with `probe`, from timing a few training steps of each distinct model
+  on this machine (`harness.launch.probe`), which covers training steps only.
+
+A run with neither basis gets no estimate and says so. GPU-hours are wall time × the GPUs a run holds on the
+executor (SLURM: nodes × GPUs per node; local: one GPU per run where the machine has GPUs, none on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import statistics
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.config import RunConfig
+
+# training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
+TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000}
+SYNTHETIC_DEFAULT = 4096
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".jpe")
+# timm's RepeatAugSampler keeps an epoch at the dataset's size rounded down to a multiple of this
+RA_ROUND = 256
+
+
+@lru_cache(maxsize=32)
+def _count_images(folder: str) -> int:
+    return sum(1 for _, _, files in os.walk(folder) for f in files if f.lower().endswith(IMAGE_SUFFIXES))
+
+
+def train_set_size(config: RunConfig) -> tuple[int | None, str]:
+    """(training images, how that is known) without loading any data; None where it cannot be known here."""
+    d = config.data
+    if d.name == "synthetic":
+        return d.train_subset or SYNTHETIC_DEFAULT, "synthetic set size"
+    if d.name in TRAIN_IMAGES:
+        full, how = TRAIN_IMAGES[d.name], f"{d.name}: {TRAIN_IMAGES[d.name]} training images"
+    elif d.name == "imagefolder" and d.root and (Path(d.root) / "train").is_dir():
+        full = _count_images(str(Path(d.root) / "train"))
+        how = f"{full} image files under {Path(d.root) / 'train'}"
+    else:
+        return None, f"size of {d.name} {d.root or ''} unknown here".replace("  ", " ")
+    if d.train_subset is not None and d.train_subset < full:
+        return d.train_subset, f"{how}, subset {d.train_subset}"
+    return full, how
+
+
+def images_per_epoch(train_images: int, config: RunConfig, world_size: int = 1) -> int:
+    """Images one epoch trains on, over all processes: the trainer's sampler and drop-last loader, as arithmetic."""
+    if config.augment.repeated_aug:
+        if train_images >= RA_ROUND:
+            per_rank = train_images // RA_ROUND * RA_ROUND // world_size
+        else:
+            per_rank = math.ceil(train_images / world_size)
+        per_rank = min(per_rank, math.ceil(train_images * config.augment.repeated_aug_repeats / world_size))
+    else:
+        per_rank = math.ceil(train_images / world_size)
+    batch = config.batch_size // world_size
+    return per_rank // batch * batch * world_size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# where runs will train
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the planned runs would train."""
+
+    executor: str
+    # the device name a completed run stores in info["device"]; None: any GPU (SLURM nodes are not known here)
+    device: str | None
+    # GPUs one run holds, and the processes it runs (one per GPU)
+    gpus: int
+    world_size: int = 1
+    # CPU threads of one local run (the launcher splits the cores between parallel runs)
+    threads: int | None = None
+
+    def runs_on(self, stored_device: str) -> bool:
+        if self.device is None:
+            return not stored_device.startswith("cpu")
+        if self.device == "cpu":
+            return stored_device.startswith("cpu")
+        return stored_device == self.device
+
+    @property
+    def describe(self) -> str:
+        where = self.device or "a GPU of the cluster's"
+        return f"{self.executor} executor, {where}, {self.gpus} GPU(s) and {self.world_size} process(es) per run"
+
+
+def local_gpu_name() -> str | None:
+    """The name of this machine's first GPU (as torch reports it), None without one."""
+    from harness.launch.executors import local_gpu_ids
+
+    ids = local_gpu_ids()
+    if not ids or not shutil.which("nvidia-smi"):
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", str(ids[0])],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None
+
+
+def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any = None,
+               gpu_name: str | None = None) -> Target:
+    """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu."""
+    from harness.launch.executors import resolve_executor
+
+    name = resolve_executor(executor)
+    if name == "slurm" and slurm is not None:
+        gpus = slurm.nodes * slurm.gpus_per_node
+        return Target(name, "cpu" if runs_cpu or not gpus else None, 0 if runs_cpu else gpus,
+                      slurm.nodes * slurm.tasks_per_node)
+    gpu = None if runs_cpu else (gpu_name or local_gpu_name())
+    if gpu:
+        return Target(name, gpu, 1)
+    # as the launcher: parallel CPU runs split the cores instead of oversubscribing them
+    threads = max(1, (os.cpu_count() or 1) // max(1, max_parallel))
+    return Target(name, f"cpu ({threads} threads)", 0, 1, threads)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training speed: measured by completed runs, or probed here
+
+
+def speed_key(config: dict[str, Any]) -> tuple[Any, ...]:
+    """What training speed depends on: model (and distillation token), resolution, batch, precision, teacher."""
+    model, data, dist = config.get("model") or {}, config.get("data") or {}, config.get("distillation") or {}
+    teacher = (dist.get("teacher") or {}).get("model") if dist.get("kind", "none") != "none" else None
+    return (model.get("name"), bool(model.get("distillation_token")), data.get("img_size"),
+            config.get("batch_size"), config.get("precision", "fp32"), teacher)
+
+
+def key_text(key: tuple[Any, ...]) -> str:
+    name, token, size, batch, precision, teacher = key
+    return (f"{name}{' + distillation token' if token else ''}, {size} px, batch {batch}, {precision}, "
+            + (f"teacher {teacher}" if teacher else "no teacher"))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Training images/s (all processes) and what it rests on; img_s None: no basis."""
+
+    img_s: float | None
+    basis: str
+    # wall time / training time of the runs measured (None: training time only)
+    wall_ratio: float | None = None
+
+
+def _wall_ratio(record: Any) -> float | None:
+    seconds = (record.final or {}).get("train_time_s")
+    if not seconds or record.started_at is None or record.ended_at is None:
+        return None
+    return (record.ended_at - record.started_at).total_seconds() / seconds
+
+
+def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any]) -> Speed | None:
+    """The median training images/s of completed runs with this key on the target's device and process count."""
+    found = []
+    for r in records:
+        info, img_s = r.info or {}, (r.final or {}).get("train_img_s")
+        if r.status != "completed" or r.source is not None or not img_s or math.isnan(img_s):
+            continue
+        if speed_key(r.config) == key and target.runs_on(str(info.get("device", ""))) \
+                and str(info.get("world_size", "1")) == str(target.world_size):
+            found.append(r)
+    if not found:
+        return None
+    ratios = [x for x in (_wall_ratio(r) for r in found) if x is not None and x >= 1.0]
+    devices = sorted({r.info.get("device", "") for r in found})
+    img_s = statistics.median(r.final["train_img_s"] for r in found)
+    basis = (f"{img_s:.0f} img/s measured by {len(found)} completed run(s) of {key_text(key)} on "
+             f"{', '.join(devices)} ({target.world_size} process(es))")
+    ratio = statistics.median(ratios) if ratios else None
+    basis += f"; wall = training × {ratio:.2f}, their wall/training ratio" if ratio else "; training time only"
+    return Speed(img_s, basis, ratio)
+
+
+def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
+    """Time a few training steps of the run's model here (see `harness.launch.probe`)."""
+    from harness.launch.probe import STEPS, probe_img_s
+
+    try:
+        img_s = probe_img_s(config, target.world_size, threads=target.threads) * target.world_size
+    except Exception as exc:  # out of memory, a model that cannot be built here: no basis, and why
+        return Speed(None, f"probe of {key_text(key)} failed here: {type(exc).__name__}: {str(exc)[:120]}")
+    here = target.device if target.threads else "this machine's device"
+    scaled = f" × {target.world_size} processes (linear scaling assumed)" if target.world_size > 1 else ""
+    return Speed(img_s, f"{img_s:.0f} img/s probed: median of {STEPS} training steps of {key_text(key)} on "
+                        f"{here}{scaled}, random images (no data loading, evaluation or start-up: training only)")
+
+
+def no_basis(key: tuple[Any, ...], target: Target) -> Speed:
+    return Speed(None, f"no basis: no completed run of {key_text(key)} on {target.device or 'a GPU'} with "
+                       f"{target.world_size} process(es) in the store; --probe times a few steps here")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the plan's estimate
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One run's estimate; times and GPU-hours None where there is no basis."""
+
+    run: Any
+    target: Target
+    images_per_epoch: int | None
+    train_s: float | None
+    wall_s: float | None
+    gpu_h: float | None
+    # what the speed rests on, and what the images per epoch rest on
+    basis: str
+    size_basis: str
+
+
+def estimate_run(run: Any, speed: Speed, target: Target) -> Estimate:
+    config: RunConfig = run.config
+    size, size_basis = train_set_size(config)
+    per_epoch = images_per_epoch(size, config, target.world_size) if size is not None else None
+    if speed.img_s is None or per_epoch is None:
+        basis = speed.basis if speed.img_s is None else f"no basis: {size_basis}"
+        return Estimate(run, target, per_epoch, None, None, None, basis, size_basis)
+    train_s = config.schedule.epochs * per_epoch / speed.img_s
+    wall_s = train_s * (speed.wall_ratio or 1.0)
+    return Estimate(run, target, per_epoch, train_s, wall_s, wall_s * target.gpus / 3600, speed.basis, size_basis)
+
+
+def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "auto", max_parallel: int = 1,
+                  slurm: Any = None, probe: bool = False, gpu_name: str | None = None) -> list[Estimate]:
+    """An estimate per planned run (`harness.spec.PlannedRun`), from the store's completed `records` or a probe."""
+    records = list(records)
+    targets: dict[bool, Target] = {}
+    speeds: dict[tuple[Any, ...], Speed] = {}
+    out = []
+    for run in runs:
+        cpu = run.config.device == "cpu"
+        if cpu not in targets:
+            targets[cpu] = target_for(executor, cpu, max_parallel, slurm, gpu_name)
+        target = targets[cpu]
+        key = speed_key(run.config.as_json())
+        if (key, target) not in speeds:
+            speeds[(key, target)] = measured_speed(key, target, records) or (
+                probed_speed(run.config, key, target) if probe else no_basis(key, target))
+        out.append(estimate_run(run, speeds[(key, target)], target))
+    return out
+
+
+def clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def format_estimates(estimates: list[Estimate]) -> str:
+    """Per run: epochs, images per epoch, wall time, GPU-hours and a numbered basis; the total; the bases."""
+    if not estimates:
+        return "Estimate: nothing to run."
+    bases = list(dict.fromkeys(e.basis for e in estimates))
+    lines = [f"Estimate on the {t.describe}:" for t in dict.fromkeys(e.target for e in estimates)]
+    lines.append(f"{'run':<10}  {'epochs':>6}  {'img/epoch':>9}  {'wall':>9}  {'GPU-h':>8}  basis")
+    for e in estimates:
+        wall = clock(e.wall_s) if e.wall_s is not None else "?"
+        gpu_h = f"{e.gpu_h:.2f}" if e.gpu_h is not None else "?"
+        per_epoch = e.images_per_epoch if e.images_per_epoch is not None else "?"
+        lines.append(f"{e.run.short:<10}  {e.run.config.schedule.epochs:>6}  {per_epoch:>9}  {wall:>9}  "
+                     f"{gpu_h:>8}  [{bases.index(e.basis) + 1}]")
+    done = [e for e in estimates if e.wall_s is not None]
+    missing = len(estimates) - len(done)
+    lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {clock(sum(e.wall_s for e in done)):>9}  "
+                 f"{sum(e.gpu_h for e in done):>8.2f}  {len(done)} of {len(estimates)} runs estimated"
+                 + (f"; {missing} without a basis not counted" if missing else "")
+                 + " (run one after another; parallel runs share the wall time)")
+    lines += [f"[{i}] {basis}" for i, basis in enumerate(bases, 1)]
+    sizes = sorted({e.size_basis for e in estimates})
+    lines.append("Images per epoch, from the training-set size known without loading data: " + "; ".join(sizes))
+    return "\n".join(lines)
+
+
+def dry_run_estimate(entries: Iterable[Any], store: Any, executor: str, max_parallel: int = 1, slurm: Any = None,
+                     probe: bool = False) -> str:
+    """What `harness run --dry-run` prints below the plan: the estimate of the runs still to run."""
+    todo = [e.run for e in entries if e.state == "to_run"]
+    records = store.runs(status="completed") if store is not None and todo else []
+    return format_estimates(estimate_runs(todo, records, executor, max_parallel, slurm, probe))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a running run's remaining time
+
+
+def remaining_s(record: Any, epoch_img_s: list[float], now: datetime | None = None) -> float | None:
+    """Seconds a running run still needs: its remaining epochs × its own measured epoch time.
+
+    The epoch time is images per epoch / the run's mean training images/s over its last three logged epochs
+    (training only, and robust to a resume); where the training-set size is unknown here, it is the time since
+    the run (re)started over the epochs it logged (which counts evaluation, but also epochs done before a resume).
+    """
+    epochs = ((record.config or {}).get("schedule") or {}).get("epochs")
+    if record.status != "running" or record.epoch is None or not epochs:
+        return None
+    left = max(0, epochs - (record.epoch + 1))
+    config = RunConfig.model_validate(record.config)
+    size, _ = train_set_size(config)
+    speeds = [v for v in epoch_img_s if v and not math.isnan(v)][-3:]
+    if size is not None and speeds:
+        return left * images_per_epoch(size, config) / statistics.fmean(speeds)
+    if record.started_at is None:
+        return None
+    start = record.started_at if record.started_at.tzinfo else record.started_at.replace(tzinfo=timezone.utc)
+    return left * ((now or datetime.now(timezone.utc)) - start).total_seconds() / (record.epoch + 1)
+
+
+def remaining(store: Any, record: Any) -> float | None:
+    """`remaining_s` of a stored run, reading its per-epoch training speed from the store."""
+    if record.status != "running":
+        return None
+    speeds = [v for _, _, _, v in store.metrics([record.hash], names=["train_img_s"])]
+    return remaining_s(record, speeds)
