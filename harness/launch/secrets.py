@@ -13,7 +13,7 @@ import contextlib
 import os
 from typing import Iterator
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 PASSWORD_ENV = "PGPASSWORD"
 
@@ -23,7 +23,10 @@ def job_url(url: str) -> str:
     parsed = make_url(url) if "://" in url else None
     if parsed is None or parsed.password is None:
         return url
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) would keep the password: None there means "unchanged"
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                      parsed.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def password_of(url: str) -> str | None:
