@@ -34,7 +34,7 @@ def run(
     max_requeues: MaxRequeues = None, sbatch: Sbatch = None,
 ) -> None:
     """Train every run of SPEC that the store does not hold yet."""
-    from harness.launch import LaunchOptions, format_plan, launch, prepare
+    from harness.launch import LaunchOptions, format_plan, launch_spec, prepare
     from harness.spec import expand, load_spec, validate_profiles
     from harness.store import open_store
 
@@ -61,8 +61,7 @@ def run(
         return
     options = LaunchOptions(executor=executor, max_parallel=max_parallel, output=root, detach=detach, slurm=slurm,
                             threads=threads)
-    root.mkdir(parents=True, exist_ok=True)
-    result = launch(loaded, runs, open_store(db_url), db_url, options, progress=typer.echo)
+    result = launch_spec(loaded, runs, db_url, options, progress=typer.echo)
     done = sum(e.state == "done" for e in result.entries)
     typer.echo(f"{len(result.entries)} runs: {done} already done, {len(result.submitted)} trained now, "
                f"{len(result.elsewhere)} in flight elsewhere, {len(result.failures)} failed")

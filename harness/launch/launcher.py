@@ -69,14 +69,32 @@ def prepare(runs: list[PlannedRun], store: RunStore | None) -> list[PlanEntry]:
     return plan(runs, {r.hash: r.status for r in records}, liveness.judge(records))
 
 
+def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options: LaunchOptions,
+                progress: Progress = print) -> LaunchResult:
+    """`harness run`: like `launch`, but a store or output folder that does not exist yet is created only once
+    the runs to train are known to have every file they need."""
+    from harness.store import open_store
+
+    if paths.database_exists(db_url):
+        return launch(loaded, runs, open_store(db_url, create=False), db_url, options, progress)
+    entries = prepare(runs, None)
+    check_files([e.run for e in entries])
+    Path(options.output).mkdir(parents=True, exist_ok=True)
+    return launch(loaded, runs, open_store(db_url), db_url, options, progress)
+
+
+def check_files(runs: list[PlannedRun]) -> None:
+    """PreflightError, one line per problem, when runs lack a file, a folder or published weights."""
+    problems = preflight.problems(runs)
+    if problems:
+        raise PreflightError("\n".join(problems))
+
+
 def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: str,
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
-    to_run = [e.run for e in entries if e.state == "to_run"]
-    problems = preflight.problems(to_run)
-    if problems:
-        raise PreflightError("\n".join(problems))
+    check_files([e.run for e in entries if e.state == "to_run"])
     store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
     store.register_runs(loaded.spec.name, [e.run for e in entries])
     result = LaunchResult(entries)

@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from harness.store.errors import StoreError
 
@@ -80,6 +80,14 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 def make_engine(url: URL) -> Engine:
+    try:
+        return _make_engine(url)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StoreError(f"cannot open the results store at {display_url(url)}: no database driver "
+                         f"'{url.drivername}' ({redact(str(exc)).splitlines()[0]})") from None
+
+
+def _make_engine(url: URL) -> Engine:
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
@@ -91,11 +91,7 @@ class Store(RunLifecycle):
         self.url = db.parse_url(url)
         if self.url.get_backend_name() not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.display_url}: use sqlite:///FILE or postgresql+psycopg://...")
-        try:
-            self.engine = db.make_engine(self.url)
-        except (NoSuchModuleError, ImportError) as exc:
-            raise StoreError(f"cannot open the results store at {self.display_url}: no database driver "
-                             f"'{self.url.drivername}' ({db.redact(str(exc)).splitlines()[0]})") from None
+        self.engine = db.make_engine(self.url)
         self._writer = db.writer(self.engine)
         self._ids: dict[str, int] = {}
         self._ids_lock = threading.Lock()
