@@ -94,7 +94,8 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: 
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
-    check_files([e.run for e in entries if e.state == "to_run"])
+    to_run = [e.run for e in entries if e.state == "to_run"]
+    check_files(to_run)
     store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
     store.register_runs(loaded.spec.name, [e.run for e in entries])
     result = LaunchResult(entries)

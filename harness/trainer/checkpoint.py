@@ -17,6 +17,7 @@ import errno
 import os
 import random
 import secrets
+import shutil
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -75,20 +76,41 @@ class CheckpointError(OSError):
     """A checkpoint or weights file could not be written; the message names the file and the OS's reason."""
 
 
+# free bytes below which a failed write is put down to a full disk
+NEARLY_FULL = 1 << 20
+
+
 def save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException as exc:
+        free = _free_bytes(path.parent)  # measured before the partial file is removed
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        # torch reports a failed write inside its zip writer as a RuntimeError, without an errno
         if isinstance(exc, (OSError, RuntimeError)):
-            code = getattr(exc, "errno", None) or errno.EIO
-            cause = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)
+            code, cause = _cause(exc, free)
             raise CheckpointError(code, f"could not write {path}: {cause}") from exc
         raise
+
+
+def _cause(exc: BaseException, free: int | None) -> tuple[int, str]:
+    """errno and words for a failed write. torch's zip writer reports a full disk as a RuntimeError about file
+    positions, without an errno: the free space left says what it was."""
+    code = getattr(exc, "errno", None)
+    if code:
+        return code, os.strerror(code)
+    if free is not None and free < NEARLY_FULL:
+        return errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({free:,} bytes free)"
+    return errno.EIO, str(exc)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, ema, progress: Progress,
