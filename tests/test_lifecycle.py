@@ -125,16 +125,26 @@ def test_a_crashed_launch_is_recovered_by_the_next_one_within_seconds(tmp_path):
     assert "running" not in set(statuses(out).values()) and "queued" not in set(statuses(out).values())
 
 
+INTERRUPTIONS = {
+    # `kill PID`: SIGTERM to the launcher alone
+    "SIGTERM": lambda launch: launch.send_signal(signal.SIGTERM),
+    # Ctrl-C twice in a terminal: SIGINT to the whole foreground group, the second during the cleanup
+    "Ctrl-C twice": lambda launch: [os.killpg(launch.pid, signal.SIGINT), time.sleep(0.3),
+                                    os.killpg(launch.pid, signal.SIGINT)],
+}
+
+
 @pytest.mark.slow
-def test_sigterm_ends_the_jobs_and_says_what_became_of_each_run(tmp_path):
+@pytest.mark.parametrize("how", sorted(INTERRUPTIONS))
+def test_an_interrupted_launch_ends_its_jobs_and_says_what_became_of_each_run(tmp_path, how):
     path, out = spec(tmp_path, epochs=30), tmp_path / "out"
     launch = harness("run", path, "--output", out, "--executor", "local")
     wait_for(lambda: started_runs(out) >= 1, 120, "the launch to start training")
-    launch.send_signal(signal.SIGTERM)
+    INTERRUPTIONS[how](launch)
     text = finish(launch, timeout=60)
     assert launch.returncode == 130, text
-    assert "interrupted by SIGTERM" in text and "Traceback" not in text, text
-    assert text.count("cancelled: its job") == 1 and text.count("not started: pending again") == 2, text
+    assert "interrupted by SIG" in text and "Traceback" not in text, text
+    assert text.count("cancelled: ") == 1 and text.count("not started: pending again") == 2, text
     found = sorted(statuses(out).values())
     assert found == ["cancelled", "pending", "pending"], found
     # nothing of the launch is left running
