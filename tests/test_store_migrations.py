@@ -122,3 +122,19 @@ def test_a_database_that_is_not_a_store_is_refused(sqlite_url):
         open_store(sqlite_url)
     with pytest.raises(StoreError, match="not a harness results store"):
         upgrade_store(sqlite_url)
+
+
+def test_runs_trained_with_the_old_dropout_are_marked_for_training_again(store_url):
+    """Revision 0003: `model.dropout` changed meaning (reference placement instead of timm 1.x's head dropout)."""
+    assert upgrade_store(store_url, "0002") == (None, "0002")
+    engine = make_engine(parse_url(store_url))
+    with engine.begin() as conn:
+        conn.execute(runs.insert(), [
+            {"id": i, "hash": f"{i:064x}", "config": {"model": {"name": "deit_tiny_patch4_32", "dropout": d}},
+             "status": "completed", "created_at": NOW, "updated_at": NOW} for i, d in ((1, 0.1), (2, 0.0))])
+    engine.dispose()
+    upgrade_store(store_url)
+    with open_store(store_url) as store:
+        by_hash = {r.hash: r for r in store.runs()}
+    assert by_hash[f"{1:064x}"].status == "failed" and "reference's dropout" in by_hash[f"{1:064x}"].error
+    assert by_hash[f"{2:064x}"].status == "completed"
