@@ -192,3 +192,18 @@ def test_retry_rebuilds_failed_runs_with_their_stored_dependencies(sqlite_store,
     assert sorted(again) == sorted([student.hash, other.hash])
     assert again[student.hash].depends_on == (teacher.hash,) and again[other.hash].depends_on == ()
     assert again[student.hash].config == student.config
+
+
+def test_a_slurm_job_that_cannot_be_asked_about_lives_until_it_started_and_fell_silent(sqlite_store, planned,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no squeue, no sacct: a machine that only shares the store
+    runs = registered(sqlite_store, planned)
+    far = Owner(token="far", host="login-node", pid=1, started=1.0)
+    for run in runs[:2]:
+        assert sqlite_store.claim(run.hash, far, lease=timedelta(seconds=1))
+        assert sqlite_store.record_submission(run.hash, far.token, "slurm:4242")
+    assert sqlite_store.mark_started(runs[1].hash, far.token, "gpu-node", {}, lease=timedelta(seconds=1))
+    later = datetime.now(timezone.utc) + timedelta(days=2)
+    verdicts = judge(sqlite_store.runs(), later)
+    assert verdicts[runs[0].hash].alive and "waits in the queue" in verdicts[runs[0].hash].why
+    assert not verdicts[runs[1].hash].alive

@@ -3,7 +3,8 @@
 A run in an active state (harness/states.py) is alive while whoever owns it is, judged by the most direct
 evidence there is, in this order:
 
-1. its SLURM job, when SLURM can be asked: alive while the job is pending, running or requeued;
+1. its SLURM job, when SLURM can be asked: alive while the job is pending, running or requeued (where SLURM
+   cannot be asked, a job still waiting in the queue is presumed alive: it has no heartbeat yet);
 2. its local job's process, when the run was launched from this machine: alive while that process (same
    pid *and* same start time) runs, so a crash is seen at once, not minutes later;
 3. its launcher's process, on this machine, while nothing is submitted yet;
@@ -54,6 +55,10 @@ def _verdict(record, now: datetime, slurm_states: dict[str, str]) -> Verdict:
         end = "cancelled" if status == "cancelled" else "failed"
         return Verdict(False, f"SLURM job {job} ended {state}" if state != queue.UNLISTED
                        else f"SLURM no longer knows job {job}", end)
+    if job is not None and record.status in ("submitted", "requeued"):
+        # SLURM cannot be asked from here (a laptop sharing the store): a job may wait in its queue for days
+        # without a heartbeat, so only a job that started and then fell silent counts as dead
+        return Verdict(True, f"SLURM job {job} waits in the queue, as far as can be told here (no squeue)")
     here = processes.hostname()
     pid = queue.local_pid(record.job_id)
     if pid is not None and record.owner_host == here and record.job_started is not None:
