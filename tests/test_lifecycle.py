@@ -74,9 +74,12 @@ def statuses(out: Path) -> dict[str, str]:
 
 
 def started_runs(out: Path) -> int:
-    if not (out / "harness.db").exists():
+    from harness.store import StoreError
+
+    try:
+        return sum(s in ("running", "completed") for s in statuses(out).values())
+    except StoreError:  # not created yet, or being created this moment
         return 0
-    return sum(s in ("running", "completed") for s in statuses(out).values())
 
 
 @pytest.mark.slow
@@ -151,3 +154,23 @@ def test_an_interrupted_launch_ends_its_jobs_and_says_what_became_of_each_run(tm
     time.sleep(1)
     leftover = subprocess.run(["pgrep", "-f", f"submitit.*{out}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+@pytest.mark.slow
+def test_a_job_killed_by_kill_9_fails_its_run_with_that_cause(tmp_path):
+    import psutil
+
+    path, out = spec(tmp_path, epochs=30), tmp_path / "out"
+    launch = harness("run", path, "--output", out, "--executor", "local")
+    wait_for(lambda: started_runs(out) >= 1, 120, "the launch to start training")
+    with open_store(f"sqlite:///{out / 'harness.db'}", create=False) as store:
+        running = next(r for r in store.runs() if r.status == "running")
+    controller = psutil.Process(int(running.job_id.split(":")[1]))
+    for task in controller.children(recursive=True):
+        task.kill()  # the training process only, as the out-of-memory killer would
+    text = finish(launch)
+    assert launch.returncode == 1, text
+    with open_store(f"sqlite:///{out / 'harness.db'}", create=False) as store:
+        record = store.get_run(running.hash)
+    assert record.status == "failed" and "killed" in record.error, record.error
+    assert "submitit" not in record.error.lower().split("killed")[0], record.error

@@ -215,8 +215,11 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
         job = submitted.get(run.hash)
         if job is None:
             continue
-        store.record_submission(run.hash, token, stored_job_id("slurm", str(job.job_id)),
-                                log_path=str(job.paths.stderr))
+        if not store.record_submission(run.hash, token, stored_job_id("slurm", str(job.job_id)),
+                                       log_path=str(job.paths.stderr)):
+            cancel_jobs([str(job.job_id)])  # cancelled while it was being submitted: it must not train
+            progress(f"{run.short}  cancelled as it was submitted: SLURM job {job.job_id} scancelled  {run.describe()}")
+            continue
         waits = [d[:10] for d in run.depends_on if d in planned or d in queued]
         progress(f"{run.short}  submitted (SLURM job {job.job_id}" + (f", after {', '.join(waits)})" if waits else ")")
                  + f"  {run.describe()}")
