@@ -5,7 +5,6 @@ the job once the store refuses a beat."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from harness.spec import PlannedRun
 from harness.states import Owner
 from harness.trainer import RunStopped
 from tests.runstate import TEST_OWNER, drive
+from tests.slurm_fixtures import wait_until
 from tests.test_trainer import make_config
 
 # a short heartbeat, so that a cancellation is seen within a training step or two
@@ -34,12 +34,7 @@ def job(url: str, config, tmp_path) -> RunJob:
 
 
 def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
-    return value
+    return wait_until(condition, timeout, what, every_s=0.02)
 
 
 def test_a_run_whose_trainer_raises_ends_failed_with_the_exception_text(sqlite_store, sqlite_url, tmp_path):
