@@ -17,6 +17,7 @@ from harness.launch.launcher import claim_runs, new_owner
 from harness.launch.local import run_locally
 from harness.spec import expand, load_spec
 from tests.local_jobs import TimedJob, importable_by_jobs  # noqa: F401 (a fixture)
+from tests.test_lifecycle import SPEC as LIFECYCLE
 from tests.test_spec import write
 
 
@@ -59,27 +60,16 @@ def test_local_runs_train_n_at_once_each_on_its_own_gpu(tmp_path, sqlite_url, pl
             assert a["gpus"] != b["gpus"], (a, b)  # two jobs at once never share a GPU
 
 
-# a teacher that fails as soon as its job builds its data (a batch larger than its 64 training images) and a
-# student that needs it
-DEPENDENT = """
-name: dependent
-base:
-  data: {name: digits, img_size: 16, num_workers: 0, train_subset: 64}
-  model.name: deit_tiny_patch4_32
-  device: cpu
-  batch_size: 32
-  eval_batch_size: 200
-  schedule: {epochs: 1, warmup_epochs: 0}
-  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0}
-  throughput: {protocols: []}
-  distillation:
-    teacher: {model: resnet_tiny_32, run: teacher}
-variants:
+# the lifecycle tests' runs (16-px digits, one epoch) as a teacher that fails as soon as its job builds its data
+# (a batch larger than its 64 training images) and a student that needs it
+DEPENDENT = LIFECYCLE.replace("name: lifecycle", "name: dependent").replace("EPOCHS", "1").replace(
+    "seeds: [0, 1, 2]", """variants:
   teacher:
-    set: {model.name: resnet_tiny_32, distillation.teacher: null, batch_size: 128}
+    set: {batch_size: 128}
   student:
-    set: {distillation.kind: hard, model.distillation_token: true}
-"""
+    set: {model.name: deit_tiny_patch4_32, model.distillation_token: true,
+          distillation: {kind: hard, teacher: {model: resnet_tiny_32, run: teacher}}}
+""")
 
 
 def test_a_student_whose_teacher_failed_is_not_run_and_says_why(tmp_path, sqlite_url):
