@@ -3,7 +3,8 @@
 `TimedJob` moves its run through the store as a real job does (started, then completed, under the launch's
 owner token) but trains nothing: it writes down when it ran and which GPUs it was shown, so a test can tell
 how many jobs ran at once and on which GPU. It is module-level so that a job process can unpickle it
-(`importable_by_jobs` puts the repository on the jobs' PYTHONPATH).
+(conftest's `importable_by_jobs` puts the repository on the jobs' PYTHONPATH); it imports little, so that a
+job starts soon after it is submitted.
 """
 
 from __future__ import annotations
@@ -13,15 +14,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def importable_by_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
 
 
 @dataclass
@@ -34,19 +26,19 @@ class TimedJob:
     # the job holds on until this many jobs have started (at most `hold_s`), so that jobs meant to run
     # together overlap however slowly a loaded machine starts them
     together: int = 1
-    hold_s: float = 20.0
+    hold_s: float = 10.0
     # then it works this long
-    seconds: float = 0.5
+    seconds: float = 0.1
 
     def __call__(self) -> None:
+        start = time.time()
+        folder = Path(self.folder)
+        (folder / f"{self.run_hash}.start").write_text(str(start))
         from harness.store import open_store
 
         store = open_store(self.db_url, create=False)
         if not store.mark_started(self.run_hash, self.owner, "test-host", {}):
             raise RuntimeError(f"run {self.run_hash[:10]} is not this job's")
-        start = time.time()
-        folder = Path(self.folder)
-        (folder / f"{self.run_hash}.start").write_text(str(start))
         deadline = time.monotonic() + self.hold_s
         while len(list(folder.glob("*.start"))) < self.together and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.spec import expand, load_spec
 from harness.store import open_store
-from tests.local_jobs import importable_by_jobs  # noqa: F401 (a fixture)
 from tests.runstate import drive
 from tests.test_launch_control import here_owner, registered, sleeper
 from tests.test_lifecycle import SPEC as LIFECYCLE

@@ -16,7 +16,7 @@ from harness.launch import LaunchOptions, LaunchResult, launch
 from harness.launch.launcher import claim_runs, new_owner
 from harness.launch.local import run_locally
 from harness.spec import expand, load_spec
-from tests.local_jobs import TimedJob, importable_by_jobs  # noqa: F401 (a fixture)
+from tests.local_jobs import TimedJob
 from tests.test_lifecycle import SPEC as LIFECYCLE
 from tests.test_spec import write
 
@@ -45,7 +45,10 @@ def test_local_runs_train_n_at_once_each_on_its_own_gpu(tmp_path, sqlite_url, pl
     assert [r.hash for r in claimed] == [r.hash for r in runs]
     folder = tmp_path / "seen"
     folder.mkdir()
-    jobs = {r.hash: TimedJob(sqlite_url, r.hash, owner.token, str(folder), together=at_once) for r in runs}
+    # the first job ends once the first round has started; the others of that round work on until the next job
+    # has started beside them, on the one GPU the first job freed
+    together = [at_once] + [at_once + 1] * (at_once - 1) + [0] * (n_runs - at_once)
+    jobs = {r.hash: TimedJob(sqlite_url, r.hash, owner.token, str(folder), together=n) for r, n in zip(runs, together)}
 
     run_locally("local", claimed, jobs, store, owner, tmp_path / "out", max_parallel, 0.05, lines.append, result)
 
