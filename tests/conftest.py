@@ -8,12 +8,15 @@
 - `store_url`: parametrized over both backends ("sqlite", "postgresql").
 - `store` / `sqlite_store`: an open store at `store_url` / on a SQLite file, closed afterwards.
 - `planned`: a function making PlannedRuns without spec files or model look-ups.
+- `importable_by_jobs`: the repository on PYTHONPATH, so that the processes of submitit's local executor can
+  unpickle job callables defined under tests/ (tests/local_jobs.py).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -141,3 +144,9 @@ def _planned(n: int = 4, spec: str = "ablation", profile: str | None = "quick", 
 @pytest.fixture
 def planned():  # type: ignore[no-untyped-def]
     return _planned
+
+
+@pytest.fixture
+def importable_by_jobs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    repo = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))

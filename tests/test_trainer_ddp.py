@@ -6,6 +6,7 @@ import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -22,27 +23,49 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from harness.trainer import train
+    from harness.trainer import distributed, train
     from harness.trainer.sink import MemorySink
     from tests.test_trainer import make_config
 
+    # this process's model as built (each rank seeds its own) and as trained: only rank 0 saves its weights
+    seen = {}
+    wrap = distributed.wrap
+
+    def keep(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.update(model=model, initial={k: v.clone() for k, v in model.state_dict().items()})
+        seen["wrapped"] = wrap(model, *args, **kwargs)
+        return seen["wrapped"]
+
+    distributed.wrap = keep
     config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"train_subset": 64},
                          augment={"repeated_aug": True}, batch_size=32)
     sink = MemorySink()
     final = train(config, os.path.join(out, "run"), sink, lambda h: None)
+    torch.save({"initial": seen["initial"], "trained": seen["model"].state_dict()}, os.path.join(out, f"rank{rank}.pt"))
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump({"final": final, "epochs": list(sink.epochs),
+        json.dump({"final": final, "epochs": list(sink.epochs), "wrapped": type(seen["wrapped"]).__name__,
                    "predictions": {k: v.tolist() for k, v in sink.predictions.items()}}, f)
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_two_processes_on_gloo(tmp_path):
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0["wrapped"] == r1["wrapped"] == "DistributedDataParallel"
     assert r0["epochs"] == [0] and r1["epochs"] == []  # only rank 0 reports
     assert r0["final"]["top1"] == r1["final"]["top1"]  # both see the gathered evaluation
+    assert r0["final"]["train_loss"] == r1["final"]["train_loss"]  # the mean over both processes' batches
     assert len(r0["predictions"]["cls"]) == 360 and len(r0["predictions"]["target"]) == 360
     assert (tmp_path / "run" / "model.pt").exists()
+    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    # the ranks start from different weights and end with the same ones: DDP gave both rank 0's weights and
+    # averaged their gradients at every step
+    assert not same(w0["initial"], w1["initial"])
+    assert same(w0["trained"], w1["trained"]) and not same(w0["trained"], w0["initial"])
 
 
 def test_distributed_repeated_augmentation_sampler_spreads_repeats_over_ranks():
@@ -57,29 +80,31 @@ def test_distributed_repeated_augmentation_sampler_spreads_repeats_over_ranks():
     assert shards[0][0] == shards[1][0] == shards[0][1]
 
 
-def test_task_layout_from_submitit_and_torchrun(monkeypatch):
+def test_task_layout_from_submitit_and_torchrun():
     from harness.trainer import distributed
 
-    # set, then deleted: monkeypatch then restores each to its state before the test, even when detect() exports it
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                "SUBMITIT_EXECUTOR"):
-        monkeypatch.setenv(var, "unset")
-        monkeypatch.delenv(var)
-    assert distributed.detect() == (1, 0, 0)
-    # a 2-task job of submitit's local executor, seen from its second task
-    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
-    for var, value in {"SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1", "SUBMITIT_LOCAL_LOCALID": "1",
-                       "SUBMITIT_LOCAL_JOB_ID": "123", "SUBMITIT_LOCAL_NODEID": "0",
-                       "SUBMITIT_LOCAL_JOB_NUM_NODES": "1"}.items():
-        monkeypatch.setenv(var, value)
-    assert distributed.detect() == (2, 1, 1)
-    assert os.environ["WORLD_SIZE"] == "2" and os.environ["RANK"] == "1" and os.environ["MASTER_PORT"]
-    # torchrun's variables take precedence
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    monkeypatch.setenv("RANK", "3")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    assert distributed.detect() == (4, 3, 1)
-
-
-def test_environment_is_restored_after_the_layout_test():
-    assert os.environ.get("WORLD_SIZE") in (None, "1")
+    before = dict(os.environ)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # set, then deleted: monkeypatch then restores each to its state before the test, even when detect()
+        # exports it
+        for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                    "SUBMITIT_EXECUTOR"):
+            monkeypatch.setenv(var, "unset")
+            monkeypatch.delenv(var)
+        assert distributed.detect() == (1, 0, 0)
+        # a 2-task job of submitit's local executor, seen from its second task
+        monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+        for var, value in {"SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1", "SUBMITIT_LOCAL_LOCALID": "1",
+                           "SUBMITIT_LOCAL_JOB_ID": "123", "SUBMITIT_LOCAL_NODEID": "0",
+                           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1"}.items():
+            monkeypatch.setenv(var, value)
+        assert distributed.detect() == (2, 1, 1)
+        assert os.environ["WORLD_SIZE"] == "2" and os.environ["RANK"] == "1" and os.environ["MASTER_PORT"]
+        # torchrun's variables take precedence
+        monkeypatch.setenv("WORLD_SIZE", "4")
+        monkeypatch.setenv("RANK", "3")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        assert distributed.detect() == (4, 3, 1)
+    # nothing of the layouts above is left for the tests after this one (a WORLD_SIZE of 2 would make every
+    # later run wait for a second process)
+    assert dict(os.environ) == before and os.environ.get("WORLD_SIZE") in (None, "1")

@@ -109,6 +109,8 @@ class RunJob(submitit.helpers.Checkpointable):
     max_requeues: int = 0
     # torch CPU threads (None: torch's default, which honours OMP_NUM_THREADS)
     threads: int | None = None
+    # seconds between heartbeats while it trains
+    heartbeat_s: float = HEARTBEAT_S
 
     def __call__(self) -> dict[str, float]:
         from harness.provenance import collect
@@ -136,7 +138,7 @@ class RunJob(submitit.helpers.Checkpointable):
 
         if not store.mark_started(self.run_hash, self.owner, hostname(), collect()):
             raise ClaimLost(_not_ours(store, self.run_hash))
-        heartbeat = Heartbeat(store, self.run_hash, self.owner).start()
+        heartbeat = Heartbeat(store, self.run_hash, self.owner, self.heartbeat_s).start()
         try:
             final = train(run_config, directory, StoreSink(store, self.run_hash, heartbeat), resolve,
                           should_stop=heartbeat.should_stop)

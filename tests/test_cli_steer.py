@@ -1,0 +1,128 @@
+"""`harness status`, `logs`, `cancel` and `retry` through the command line (typer's CliRunner) on a real SQLite
+store: what each prints and its exit code."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.spec import expand, load_spec
+from harness.store import open_store
+from tests.runstate import drive
+from tests.test_launch_control import here_owner, registered, sleeper
+from tests.test_lifecycle import SPEC as LIFECYCLE
+from tests.test_spec import write
+
+runner = CliRunner()
+
+# the lifecycle tests' spec with one seed: one run that trains in a second or two
+SPEC = LIFECYCLE.replace("EPOCHS", "1").replace("seeds: [0, 1, 2]", "seeds: [0]")
+
+
+def harness(*args: object):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def row_of(table: str, run_hash: str) -> str:
+    """The table's row of the run, its words joined by single spaces (with the lines its last column wrapped to)."""
+    lines = table.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(run_hash[:10]))
+    end = next((i for i in range(at + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return " ".join(" ".join(lines[at:end]).split())
+
+
+def test_status_shows_each_runs_state_and_marks_a_run_whose_local_job_died_failed(sqlite_store, sqlite_url, planned):
+    done, died, waiting = registered(sqlite_store, planned)
+    drive(sqlite_store, done.hash, "completed")
+    job = sleeper()
+    owner = here_owner()
+    assert sqlite_store.claim(died.hash, owner)
+    assert sqlite_store.record_submission(died.hash, owner.token, f"local:{job.pid}",
+                                          job_started=psutil.Process(job.pid).create_time())
+    job.kill()
+    job.wait()
+
+    result = harness("status", "ablation", "--db", sqlite_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split()[:2] == ["run", "status"]
+    assert row_of(result.stdout, done.hash).split()[1] == "completed"
+    assert row_of(result.stdout, waiting.hash).split()[1] == "pending"
+    row = row_of(result.stdout, died.hash)
+    assert row.split()[1:3] == ["failed", "-"] and f"local:{job.pid}" in row
+    assert f"its job's process {job.pid} on {owner.host} is gone" in row, row
+    assert sqlite_store.get_run(died.hash).status == "failed"
+
+
+@pytest.mark.slow  # its job process imports torch: about 10 s
+def test_logs_print_the_epoch_lines_of_a_run_that_trained(tmp_path, importable_by_jobs):
+    out = tmp_path / "out"
+    trained = harness("run", write(tmp_path, SPEC), "--executor", "local", "--threads", 1, "--output", out)
+    assert trained.exit_code == 0, trained.output
+    run = expand(load_spec(write(tmp_path, SPEC)))[0]
+
+    result = harness("logs", run.hash[:10], "--output", out)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"==> {out / 'submitit'}") and "_log.out <==" in result.stdout
+    epoch = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch) == 1 and epoch[0].startswith("epoch 1/1  train_loss ") and " top1 " in epoch[0], result.stdout
+    unknown = harness("logs", "zzzzzz", "--output", out)
+    assert unknown.exit_code == 2 and unknown.stderr == "error: no spec or run matches 'zzzzzz'\n"
+
+
+def test_cancel_a_pending_run(sqlite_store, sqlite_url, planned):
+    runs = registered(sqlite_store, planned)
+
+    result = harness("cancel", runs[0].hash[:10], "--db", sqlite_url)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"cancelled 1 run(s)\n  {runs[0].hash[:10]}  no job was submitted yet\n"
+    assert [sqlite_store.get_run(r.hash).status for r in runs] == ["cancelled", "pending", "pending"]
+    assert sqlite_store.get_run(runs[0].hash).error == "cancelled by the user"
+    again = harness("cancel", runs[0].hash[:10], "--db", sqlite_url)
+    assert again.exit_code == 0 and again.stdout == "cancelled 0 run(s)\n"
+    unknown = harness("cancel", "zzzzzz", "--db", sqlite_url)
+    assert unknown.exit_code == 2 and unknown.stderr == "error: no spec or run matches 'zzzzzz'\n"
+
+
+def registered_from_spec(tmp_path, url: str, text: str):  # type: ignore[no-untyped-def]
+    loaded = load_spec(write(tmp_path, text))
+    store = open_store(url)
+    store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
+    store.register_runs(loaded.spec.name, expand(loaded))
+    return store, expand(loaded)[0]
+
+
+def test_retry_failed_resubmits_a_failed_run_that_then_completes(tmp_path, sqlite_url):
+    store, run = registered_from_spec(tmp_path, sqlite_url, SPEC)
+    drive(store, run.hash, "failed", error="it failed once")
+    args = ("--executor", "debug", "--threads", 1, "--db", sqlite_url, "--output", tmp_path / "out")
+    refused = harness("retry", *args)
+    assert refused.exit_code == 2 and "--failed" in refused.stderr and store.get_run(run.hash).status == "failed"
+
+    result = harness("retry", "--failed", *args)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "1 resubmitted, 0 in flight elsewhere, 0 failed again"
+    assert f"{run.short}  completed, top-1 " in result.stdout, result.stdout
+    record = store.get_run(run.hash)
+    assert record.status == "completed" and record.error is None and 0 <= record.final["top1"] <= 100
+    nothing = harness("retry", "--failed", *args)
+    assert nothing.exit_code == 0 and nothing.stdout == "nothing to retry\n"
+
+
+def test_retry_of_a_run_that_fails_again_exits_1_naming_it(tmp_path, sqlite_url):
+    # a batch larger than the 64 training images: the run fails as its job builds its data
+    store, run = registered_from_spec(tmp_path, sqlite_url, SPEC.replace("batch_size: 32", "batch_size: 128"))
+    drive(store, run.hash, "failed", error="it failed once")
+
+    result = harness("retry", "--failed", "--executor", "debug", "--threads", 1, "--db", sqlite_url,
+                     "--output", tmp_path / "out")
+
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[-1] == "1 resubmitted, 0 in flight elsewhere, 1 failed again"
+    assert result.stderr.startswith(f"failed: {run.short} {run.describe()}: ValueError: batch_size 128 is larger")
+    assert store.get_run(run.hash).status == "failed"

@@ -1,0 +1,99 @@
+"""The local launch (harness/launch/local.py): runs trained at once, one GPU each, and a student whose teacher failed.
+
+The slot tests give `run_locally` runs claimed in a real store and stand-in jobs (tests/local_jobs.py) that
+run as submitit's real local processes; GPUs are simulated through CUDA_VISIBLE_DEVICES, which is all
+`local_gpu_ids` and submitit read.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import pytest
+
+from harness.launch import LaunchOptions, LaunchResult, launch
+from harness.launch.launcher import claim_runs, new_owner
+from harness.launch.local import run_locally
+from harness.spec import expand, load_spec
+from tests.local_jobs import TimedJob
+from tests.test_lifecycle import SPEC as LIFECYCLE
+from tests.test_spec import write
+
+
+def max_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most spans (start, end) that hold at one moment."""
+    return max(sum(s <= start < e for s, e in spans) for start, _ in spans)
+
+
+@pytest.mark.parametrize("visible, max_parallel, n_runs, at_once", [
+    ("0,1,2", 3, 5, 3),  # one run per GPU; the 4th and 5th take GPUs freed by the first ones
+    ("0,1,2", 2, 3, 2),  # --max-parallel below the GPU count
+    ("0,1", 3, 3, 2),    # fewer GPUs than --max-parallel: one run per GPU, never two on one
+])
+def test_local_runs_train_n_at_once_each_on_its_own_gpu(tmp_path, sqlite_url, planned, monkeypatch,
+                                                        importable_by_jobs, visible, max_parallel, n_runs, at_once):
+    from harness.store import open_store
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    store = open_store(sqlite_url)
+    runs = planned(n_runs)
+    store.register_experiment("ablation", "name: ablation\n", "ablation.yaml")
+    store.register_runs("ablation", runs)
+    owner, result, lines = new_owner(), LaunchResult([]), []
+    claimed = claim_runs(store, runs, owner, result, lines.append)
+    assert [r.hash for r in claimed] == [r.hash for r in runs]
+    folder = tmp_path / "seen"
+    folder.mkdir()
+    # the first job ends once the first round has started; the others of that round work on until the next job
+    # has started beside them, on the one GPU the first job freed
+    together = [at_once] + [at_once + 1] * (at_once - 1) + [0] * (n_runs - at_once)
+    jobs = {r.hash: TimedJob(sqlite_url, r.hash, owner.token, str(folder), together=n) for r, n in zip(runs, together)}
+
+    run_locally("local", claimed, jobs, store, owner, tmp_path / "out", max_parallel, 0.05, lines.append, result)
+
+    assert result.ok and sorted(result.submitted) == sorted(jobs), [f.error for f in result.failures]
+    assert {r.status for r in store.runs()} == {"completed"}
+    seen = [json.loads((folder / f"{h}.json").read_text()) for h in jobs]
+    assert max_at_once([(s["start"], s["end"]) for s in seen]) == at_once, seen
+    gpus = visible.split(",")
+    assert all(s["gpus"] in gpus for s in seen), seen  # a single GPU each, one of the machine's
+    for a, b in combinations(seen, 2):
+        if a["start"] < b["end"] and b["start"] < a["end"]:
+            assert a["gpus"] != b["gpus"], (a, b)  # two jobs at once never share a GPU
+
+
+# the lifecycle tests' runs (16-px digits, one epoch) as a teacher that fails as soon as its job builds its data
+# (a batch larger than its 64 training images) and a student that needs it
+DEPENDENT = LIFECYCLE.replace("name: lifecycle", "name: dependent").replace("EPOCHS", "1").replace(
+    "seeds: [0, 1, 2]", """variants:
+  teacher:
+    set: {batch_size: 128}
+  student:
+    set: {model.name: deit_tiny_patch4_32, model.distillation_token: true,
+          distillation: {kind: hard, teacher: {model: resnet_tiny_32, run: teacher}}}
+""")
+
+
+def test_a_student_whose_teacher_failed_is_not_run_and_says_why(tmp_path, sqlite_url):
+    from harness.store import open_store
+
+    loaded = load_spec(write(tmp_path, DEPENDENT))
+    runs = expand(loaded)
+    teacher = next(r for r in runs if r.variant == "teacher")
+    student = next(r for r in runs if r.variant == "student")
+    assert student.depends_on == (teacher.hash,)
+    store = open_store(sqlite_url)
+    options = LaunchOptions(executor="debug", output=tmp_path / "out", poll_s=0.05, threads=1)
+    lines: list[str] = []
+
+    result = launch(loaded, runs, store, sqlite_url, options, progress=lines.append)
+
+    assert result.submitted == [teacher.hash]  # the student never went to an executor
+    assert store.get_run(teacher.hash).status == "failed"
+    record = store.get_run(student.hash)
+    assert record.status == "failed" and record.job_id is None
+    assert record.error == f"run {teacher.hash[:10]} that this run needs is failed", record.error
+    failures = {f.run.hash: f.error for f in result.failures}
+    assert failures[student.hash] == record.error and "larger than the training set" in failures[teacher.hash]
+    assert any(student.short in line and f"failed: run {teacher.hash[:10]}" in line for line in lines), lines
