@@ -196,6 +196,14 @@ def test_committed_paper_csv_is_up_to_date(tmp_path):
                                "paper.write_csv('reports/paper/deit_paper_results.csv')\""
 
 
+def test_paper_csv_rows_flatten_the_config_and_leave_out_empty_mappings():
+    run = paper._Run({"spec": "s", "variant": "v"}, {"model": {"name": "deit_b", "distillation_token": True},
+                                                     "finetune": None, "augment": {}})
+    (row,) = paper.rows([run])
+    assert {k: v for k, v in row.items() if k.startswith("config.")} == {
+        "config.model.name": "deit_b", "config.model.distillation_token": "true", "config.finetune": ""}
+
+
 def test_paper_import_api_matches_the_csv(sqlite_store):
     assert paper.import_paper(sqlite_store) == len(paper.paper_runs())
     df = table(3, store=sqlite_store)

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from harness import dotted
+
 TABLES = (1, 2, 3, 4, 5, 7, 8, 10)
 
 
@@ -226,27 +228,20 @@ def all_tables(root: Path | None = None) -> list[TableDef]:
 # ---------------------------------------------------------------------------------------------------------------
 # matching runs to cells
 
-MISSING = object()
-
-
 def lookup(run: Any, key: str) -> Any:
+    """A run's value at a dotted key: its axis coordinate, else its resolved config's; `dotted.MISSING` if neither."""
     coords = run.coords or {}
     if key in coords:
         return coords[key]
-    node: Any = run.config or {}
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
+    return dotted.get(run.config or {}, key, dotted.MISSING)
 
 
 def _value_ok(actual: Any, wanted: Any) -> bool:
     if isinstance(wanted, list):
         return any(_value_ok(actual, w) for w in wanted)
     if wanted is None:
-        return actual is None or actual is MISSING
-    if actual is MISSING:
+        return actual is None or actual is dotted.MISSING
+    if actual is dotted.MISSING:
         return False
     if wanted == "*":
         return actual is not None

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from harness import dotted
 from harness.report import cost as costs
 from harness.report import definitions as defs
 from harness.report import significance as sig
@@ -51,7 +52,7 @@ def run_value(run: Any, metric: str, scale: float = 1.0) -> float:
     if metric.startswith("config:"):
         key = metric.split(":", 1)[1]
         value = defs.lookup(run, key)
-        return math.nan if value is defs.MISSING else _num(value) * scale
+        return math.nan if value is dotted.MISSING else _num(value) * scale
     # accuracies are stored in percent (the trainer's `top1_unit` info), like the paper prints them
     return _num((run.final or {}).get(metric)) * scale
 
