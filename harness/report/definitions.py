@@ -91,7 +91,6 @@ class TableDef:
     specs: tuple[str, ...]
     metric: str
     digits: int
-    unit: str
     caption: str
     info_columns: tuple[str, ...]
     row_header: str
@@ -100,12 +99,8 @@ class TableDef:
     info_labels: dict[str, str] = field(default_factory=dict)
     # extra settings of a special kind (Table 4: which variants and heads are compared)
     extra: dict[str, Any] = field(default_factory=dict)
-    path: str = ""
     # id of the row every other row of an ablation is compared with (`reference:`; None: not an ablation)
     reference: str | None = None
-
-    def column(self, cid: str) -> Column:
-        return next(c for c in self.columns if c.id == cid)
 
 
 @dataclass(frozen=True)
@@ -116,7 +111,6 @@ class PaperTable:
     verified: str
     columns: tuple[str, ...]
     values: dict[str, dict[str, float | str | None]]
-    spread: dict[str, dict[str, float | None]]
 
     def value(self, row: str, column: str) -> float | str | None:
         return self.values.get(row, {}).get(column)
@@ -145,12 +139,11 @@ def load_paper(path: Path) -> PaperTable:
         if len(row) != len(columns):
             raise DefinitionError(f"{path}: row '{rid}' has {len(row)} values for {len(columns)} columns")
         values[str(rid)] = dict(zip(columns, row))
-    spread = {str(rid): dict(zip(columns, row)) for rid, row in (data.get("spread") or {}).items()}
     for key in ("source", "verified"):
         if not data.get(key):
             raise DefinitionError(f"{path}: every reference file names its '{key}'")
     return PaperTable(int(data["table"]), str(data.get("title", "")), " ".join(str(data["source"]).split()),
-                      " ".join(str(data["verified"]).split()), columns, values, spread)
+                      " ".join(str(data["verified"]).split()), columns, values)
 
 
 @lru_cache(maxsize=4)
@@ -209,20 +202,16 @@ def _load_table(number: int, root_text: str) -> TableDef:
         info_ids.append(str(cid))
         info_labels[str(cid)] = str(label)
     extra = {k: v for k, v in data.items() if k not in {
-        "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "unit", "caption",
+        "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "caption",
         "info_columns", "row_header", "paper", "reference"}}
     return TableDef(
         number=int(data["table"]), title=str(data.get("title") or paper.title), kind=str(data.get("kind", "grid")),
         columns=columns, rows=rows, specs=_str_list(data.get("specs")), metric=str(data.get("metric", "top1")),
-        digits=int(data.get("digits", 1)), unit=str(data.get("unit", "")),
+        digits=int(data.get("digits", 1)),
         caption=" ".join(str(data.get("caption", "")).split()), info_columns=tuple(info_ids), info_labels=info_labels,
-        row_header=str(data.get("row_header", "")), paper=paper, extra=extra, path=str(path),
+        row_header=str(data.get("row_header", "")), paper=paper, extra=extra,
         reference=None if reference is None else str(reference),
     )
-
-
-def all_tables(root: Path | None = None) -> list[TableDef]:
-    return [load_table(n, root) for n in TABLES]
 
 
 # ---------------------------------------------------------------------------------------------------------------

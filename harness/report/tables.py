@@ -35,9 +35,6 @@ from harness.report import definitions as defs
 from harness.report import significance as sig
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
 
-FIELDS = ("ours", "std", "n", "paper", "diff")
-
-
 def _num(value: Any) -> float:
     if value is None:
         return math.nan
@@ -145,7 +142,7 @@ def _frame(td: defs.TableDef, cells: Cells) -> pd.DataFrame:
     return df
 
 
-def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: list[str]) -> dict[str, Any]:
+def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any]) -> dict[str, Any]:
     reference = next((r.label for r in td.rows if r.id == td.reference), None)
     return {
         "table": td.number,
@@ -167,7 +164,6 @@ def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: lis
         "static_values": {r.label: {c.label: td.paper.value(r.id, c.id) for c in td.columns if c.static}
                           for r in td.rows},
         "info_columns": [td.info_labels.get(name, name) for name in td.info_columns],
-        "notes": notes,
         "specs": list(td.specs),
         "reference": reference,
         "paper_devices": {c.label: c.paper_device for c in td.columns if c.paper_device},
@@ -189,22 +185,23 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
                source: str | None = None, vs_reference: bool | None = None, cost: bool = False,
                detect: float | None = None) -> pd.DataFrame:
     origin, used = select_runs(td, runset, spec, profile, source)
-    notes: list[str] = []
     members_of = cell_runs(td, used)
     samples = cell_samples(td, members_of)
     df = _frame(td, {key: summarize(v for _, v in values) for key, values in samples.items()})
-    df.attrs.update(_attrs(td, origin, used, notes))
+    df.attrs.update(_attrs(td, origin, used))
     df.attrs["devices"] = _devices(td, members_of)
+    notes: list[str] = []
     if vs_reference is None:
         vs_reference = td.reference is not None or detect is not None
     if vs_reference:
         df = _with_fields(df, td, _comparisons(td, samples, detect))
-        notes.extend(_reference_notes(td, df, detect))
+        notes += _reference_notes(td, df, detect)
     if cost:
         df = _with_fields(df, td, _cell_costs(td, members_of))
         spent = costs.hours_text(costs.total(used))
         notes.append(f"Cost: {spent or 'no stored training time'} for the {len(used)} runs shown "
                      "(stored training time × processes; a run filling several cells counts once).")
+    df.attrs["notes"] = notes
     return df
 
 
@@ -374,7 +371,8 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
         if size_label:
             notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
     df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
-    df.attrs.update(_attrs(td, origin, shown, notes))
+    df.attrs.update(_attrs(td, origin, shown))
+    df.attrs["notes"] = notes
     return df
 
 
