@@ -233,7 +233,7 @@ def test_renderers(small_store):
     assert len(tidy_back) == 6 * 4 and len(tidy(df)) == 24
     html = render(df, "html")
     assert html.startswith("<!DOCTYPE html>") and 'id="table-3"' in html and "<td>" in html
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown format 'rtf'; formats: markdown, latex, csv, html"):
         render(df, "rtf")
 
 
@@ -256,3 +256,5 @@ def test_cli_report(small_store, sqlite_url, tmp_path):
                 ["report", "--table", "3", "--db", f"sqlite:///{tmp_path / 'none.db'}"]):
         res = runner.invoke(app, bad)
         assert res.exit_code == 2, (bad, res.output)
+    res = runner.invoke(app, ["report", "--table", "9", "--db", sqlite_url])
+    assert res.output == "error: no Table 9; tables: 1, 2, 3, 4, 5, 7, 8, 10\n"

@@ -120,6 +120,20 @@ class DefinitionError(ValueError):
     """A table definition or reference file that does not hold together."""
 
 
+class UnknownName(KeyError, ValueError):
+    """A table, format or figure the report does not have; the message names those it has."""
+
+    def __str__(self) -> str:
+        # KeyError would print the message quoted, as if it were the missing key
+        return str(self.args[0]) if self.args else ""
+
+
+def check_table(number: int) -> int:
+    if number not in TABLES:
+        raise UnknownName(f"no Table {number}; tables: {', '.join(map(str, TABLES))}")
+    return number
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DefinitionError(f"{path}: file not found")

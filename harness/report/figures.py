@@ -21,10 +21,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from harness.report.definitions import UnknownName  # noqa: E402
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile  # noqa: E402
 from harness.report.tables import table  # noqa: E402
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
+# the paper's figures drawn here (Figure 1: throughput against top-1)
+FIGURES = (1,)
 
 _FAMILIES = (("efficientnet", "EfficientNet"), ("regnety", "RegNetY"), ("resnet", "ResNet"),
              ("kdforaa", "KDforAA"), ("vit_", "ViT"))
@@ -217,11 +220,17 @@ def _heatmap(df: pd.DataFrame) -> plt.Figure:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def file_format(path: str | Path) -> str:
+    """The figure format a file name asks for (its suffix); UnknownName for one that is not drawn."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise UnknownName(f"unknown figure format '.{fmt}'; formats: {', '.join('.' + f for f in FIGURE_FORMATS)}")
+    return fmt
+
+
 def save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in FIGURE_FORMATS:
-        raise ValueError(f"unknown figure format '.{fmt}'; formats: {', '.join('.' + f for f in FIGURE_FORMATS)}")
+    fmt = file_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format=fmt, dpi=120)
     plt.close(fig)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness.report import significance as sig
 from harness.report.cost import RunCost, hours_text
+from harness.report.definitions import UnknownName
 
 FORMATS = ("markdown", "latex", "csv", "html")
 DASH = "—"
@@ -275,13 +276,19 @@ def to_html(df: pd.DataFrame, standalone: bool = False) -> str:
             f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
 
 
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UnknownName(f"unknown format '{fmt}'; formats: {', '.join(FORMATS)}")
+    return fmt
+
+
 def render(df: pd.DataFrame, fmt: str = "markdown") -> str:
+    """The table as text in `fmt` (one of FORMATS; html: a page of its own, with styles)."""
+    check_format(fmt)
     if fmt == "markdown":
         return to_markdown(df)
     if fmt == "latex":
         return to_latex(df)
     if fmt == "csv":
         return to_csv(df)
-    if fmt == "html":
-        return to_html(df, standalone=True)
-    raise ValueError(f"unknown format '{fmt}'; formats: {', '.join(FORMATS)}")
+    return to_html(df, standalone=True)

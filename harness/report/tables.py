@@ -407,9 +407,7 @@ def table(n: int, db: str | None = None, spec: str | None = None, profile: str |
     its interval, `detect` the seeds needed to resolve that many points, `cost` the GPU-hours of each cell
     (Table 4 takes none of them).
     """
-    if n not in defs.TABLES:
-        raise KeyError(f"no Table {n}; tables: {', '.join(map(str, defs.TABLES))}")
-    td = defs.load_table(n)
+    td = defs.load_table(defs.check_table(n))
     if runset is None:
         runset = load(db, store)
     if td.kind == "disagreement":
