@@ -20,6 +20,11 @@ column's match):
 An ablation table names its `reference` row, the row every other row is compared with (`harness report
 --vs-reference`, `harness.report.significance`). A throughput column names the `paper_device` the paper measured on:
 its cells show both devices rather than a difference.
+
+A cell's paper resolution (`TableDef.paper_img_size`: a run at another resolution stands in for the paper's run,
+see `harness.report.setting`) is the one the paper prints in the table's image-size column (`metric:
+"config:data.img_size"`), else the `img_size` of the row, of the column or of the table; where none is given
+it is not checked.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class Column:
     # a throughput column: the device the paper measured on; such cells show both devices and no ours − paper
     # difference, since the numbers of two different devices do not subtract
     paper_device: str | None = None
+    # the paper's resolution for this column's runs (e.g. 384 for a ↑384 column); None: the table's
+    img_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class Row:
     # a group heading shown before this row (e.g. "Convnets")
     group: str | None = None
     witness: dict[str, Any] = field(default_factory=dict)
+    # the paper's resolution for this row's runs; None: the column's or the table's
+    img_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,18 @@ class TableDef:
     extra: dict[str, Any] = field(default_factory=dict)
     # id of the row every other row of an ablation is compared with (`reference:`; None: not an ablation)
     reference: str | None = None
+    # the resolution of the paper's runs, unless a row or column says otherwise; None: not checked
+    img_size: int | None = None
+
+    def paper_img_size(self, row_id: str, col_id: str) -> int | None:
+        """The resolution the paper's run of a cell trained at (see the module docstring); None: not known."""
+        sizes = [c for c in self.columns if c.metric == "config:data.img_size"]
+        printed = self.paper.value(row_id, sizes[0].id) if sizes else None
+        if isinstance(printed, (int, float)):
+            return int(printed)
+        row = next(r for r in self.rows if r.id == row_id)
+        col = next(c for c in self.columns if c.id == col_id)
+        return next((s for s in (row.img_size, col.img_size, self.img_size) if s is not None), None)
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,10 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return (str(value),)
 
 
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def load_table(number: int, root: Path | None = None) -> TableDef:
     """Table `number`'s definition and reference numbers (read once per process)."""
     return _load_table(number, str(root or reports_dir()))
@@ -190,14 +215,14 @@ def _load_table(number: int, root_text: str) -> TableDef:
         Column(id=str(c["id"]), label=str(c.get("label", c["id"])), match=dict(c.get("match") or {}),
                metric=c.get("metric"), scale=float(c.get("scale", 1.0)), digits=c.get("digits"),
                static=bool(c.get("static", False)), witness=dict(c.get("witness") or {}),
-               paper_device=c.get("paper_device"))
+               paper_device=c.get("paper_device"), img_size=_int(c.get("img_size")))
         for c in data["columns"]
     )
     rows = tuple(
         Row(id=str(r["id"]), label=str(r.get("label", r["id"])),
             match=dict(r["match"]) if r.get("match") is not None else None,
             metric=r.get("metric"), info={str(k): str(v) for k, v in (r.get("info") or {}).items()},
-            group=r.get("group"), witness=dict(r.get("witness") or {}))
+            group=r.get("group"), witness=dict(r.get("witness") or {}), img_size=_int(r.get("img_size")))
         for r in data["rows"]
     )
     known_cols = {c.id for c in columns}
@@ -217,14 +242,14 @@ def _load_table(number: int, root_text: str) -> TableDef:
         info_labels[str(cid)] = str(label)
     extra = {k: v for k, v in data.items() if k not in {
         "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "caption",
-        "info_columns", "row_header", "paper", "reference"}}
+        "info_columns", "row_header", "paper", "reference", "img_size"}}
     return TableDef(
         number=int(data["table"]), title=str(data.get("title") or paper.title), kind=str(data.get("kind", "grid")),
         columns=columns, rows=rows, specs=_str_list(data.get("specs")), metric=str(data.get("metric", "top1")),
         digits=int(data.get("digits", 1)),
         caption=" ".join(str(data.get("caption", "")).split()), info_columns=tuple(info_ids), info_labels=info_labels,
         row_header=str(data.get("row_header", "")), paper=paper, extra=extra,
-        reference=None if reference is None else str(reference),
+        reference=None if reference is None else str(reference), img_size=_int(data.get("img_size")),
     )
 
 

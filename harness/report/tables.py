@@ -11,13 +11,15 @@ are a two-level index `(column label, field)` with fields
 By default (`vs_reference=None`) a table whose definition names a `reference` row (Tables 2, 3, 8, 10) also has,
 per column, `delta` (the cell's mean minus the reference row's in that column), `ci_low`, `ci_high` (its 95%
 interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference",
-or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With `detect=D` also `need`: the seeds the cell
-needs to resolve a difference of D points. With `cost=True` each column also has `gpu_h` and `cpu_h`: the
-GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
+or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With
+`detect=D` also `need`: the seeds the cell needs to resolve a difference of D points. With `cost=True` each
+column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
 
 Descriptive columns (Table 3's supervision marks, Table 8's ✓/✗) come first as `(name, "")`. Everything
 else a renderer needs sits in `df.attrs`: the table number, title, caption, which origin of runs it shows
-(`origin`: paper scale, a profile, or an imported source), the paper's source, and the runs used.
+(`origin`: paper scale, a profile, or an imported source), the paper's source, and the runs used. Where any
+run shown stands in for the paper's setting (`harness.report.setting`), `stand_ins` says what the runs were
+(datasets, resolutions, epochs, models, teachers) and the caption starts with it; else `stand_ins` is None.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pandas as pd
 from harness import dotted
 from harness.report import cost as costs
 from harness.report import definitions as defs
+from harness.report import setting
 from harness.report import significance as sig
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
 
@@ -142,12 +145,14 @@ def _frame(td: defs.TableDef, cells: Cells) -> pd.DataFrame:
     return df
 
 
-def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any]) -> dict[str, Any]:
+def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], stand_ins: str | None) -> dict[str, Any]:
     reference = next((r.label for r in td.rows if r.id == td.reference), None)
     return {
         "table": td.number,
         "title": td.title,
-        "caption": td.caption,
+        # what the runs were, where they are not the paper's setting, then the definition's caption
+        "caption": " ".join(text for text in (stand_ins, td.caption) if text),
+        "stand_ins": stand_ins,
         "origin": origin.label if origin else None,
         "profile": origin.profile if origin else None,
         "source": origin.source if origin else None,
@@ -188,7 +193,8 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
     members_of = cell_runs(td, used)
     samples = cell_samples(td, members_of)
     df = _frame(td, {key: summarize(v for _, v in values) for key, values in samples.items()})
-    df.attrs.update(_attrs(td, origin, used))
+    stand_ins = setting.caption((r, td.paper_img_size(rid, cid)) for (rid, cid), rs in members_of.items() for r in rs)
+    df.attrs.update(_attrs(td, origin, used, stand_ins))
     df.attrs["devices"] = _devices(td, members_of)
     notes: list[str] = []
     if vs_reference is None:
@@ -371,7 +377,7 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
         if size_label:
             notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
     df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
-    df.attrs.update(_attrs(td, origin, shown))
+    df.attrs.update(_attrs(td, origin, shown, setting.caption((r, td.img_size) for r in shown)))
     df.attrs["notes"] = notes
     return df
 
