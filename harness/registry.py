@@ -60,13 +60,22 @@ def check_model(name: str) -> str:
     raise KeyError(f"unknown model '{name}'{hint}")
 
 
-def distilled_twin(name: str) -> str:
-    """The distillation-token twin of a DeiT-style model name (deit_tiny_patch16_224 -> deit_tiny_distilled_patch16_224)."""
+def twin_name(name: str) -> str | None:
+    """The name of a DeiT-style model's distillation-token twin (deit_tiny_patch16_224 ->
+    deit_tiny_distilled_patch16_224; a twin is its own), unchecked; None for a name without '_patch'."""
     if "_distilled_" in name:
-        return check_model(name)
+        return name
     twin = name.replace("_patch", "_distilled_patch", 1)
-    if twin == name:
+    return None if twin == name else twin
+
+
+def distilled_twin(name: str) -> str:
+    """The distillation-token twin of a DeiT-style model name, checked against the known models."""
+    twin = twin_name(name)
+    if twin is None:
         raise KeyError(f"model '{name}' has no distillation-token twin (only DeiT-style '_patch' models have one)")
+    if twin == name:
+        return check_model(name)
     try:
         return check_model(twin)
     except KeyError:

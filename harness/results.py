@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from harness import dotted
 from harness.store import RunRecord, Store, open_store
 
 BASE_COLUMNS = ["hash", "spec", "variant", "label", "profile", "seed", "status", "source", "epoch", "host",
@@ -69,29 +70,18 @@ def frame(records: Sequence[RunRecord]) -> pd.DataFrame:
         block = block[[c for c in block.columns if c not in taken]]
         taken.update(block.columns)
         blocks.append(block)
+    # one list per dotted config key, a value (or None) per record
     columns: dict[str, list[Any]] = {}
     for row, rec in enumerate(records):
-        _flatten(rec.config, "config.", columns, row)
+        for name, item in dotted.flatten(rec.config, "config.").items():
+            column = columns.setdefault(name, [])
+            column.extend([None] * (row - len(column)))
+            # a list cell becomes a tuple, which hashes: pandas can group by it and compare it
+            column.append(tuple(item) if isinstance(item, list) else item)
     for values in columns.values():
         values.extend([None] * (len(records) - len(values)))
     blocks.append(pd.DataFrame(columns, index=base.index))
     return pd.concat(blocks, axis=1)
-
-
-def _flatten(value: dict[str, Any], prefix: str, columns: dict[str, list[Any]], row: int) -> None:
-    """Append a nested config's leaves to `columns` (dotted name -> one value per row so far)."""
-    for key, item in value.items():
-        kind = type(item)
-        if kind is dict and item:
-            _flatten(item, prefix + key + ".", columns, row)
-            continue
-        name = prefix + key
-        column = columns.get(name)
-        if column is None:
-            column = columns[name] = [None] * row
-        elif len(column) < row:
-            column.extend([None] * (row - len(column)))
-        column.append(tuple(item) if kind is list else item)
 
 
 def parse_where(where: Where) -> list[tuple[str, Any]]:

@@ -47,7 +47,7 @@ def test_curves_and_bars(filled, tmp_path):
     _check(figures.save(figures.curves("distillation", runset=runset), tmp_path / "c.png"), "png")
     for n in (2, 3, 4, 5, 7, 8, 10):
         _check(figures.save(figures.bars(n, runset=runset), tmp_path / f"t{n}.svg"), "svg")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unknown figure format '\.gif'"):
         figures.save(figures.bars(3, runset=runset), tmp_path / "t3.gif")
 
 

@@ -49,6 +49,12 @@ def test_unknown_names_list_the_close_ones():
         registry.check_dataset("cifar")
 
 
+def test_twin_names_follow_the_rule_without_a_model_look_up():
+    assert registry.twin_name("deit_base_patch16_384") == "deit_base_distilled_patch16_384"
+    assert registry.twin_name("deit_tiny_distilled_patch4_32") == "deit_tiny_distilled_patch4_32"
+    assert registry.twin_name("resnet_tiny_32") is None
+
+
 def test_validating_a_spec_imports_neither_torch_nor_timm(tmp_path):
     import subprocess
     import sys

@@ -24,7 +24,7 @@ from tests.runstate import drive
 
 def test_report_imports_no_torch_or_models():
     code = ("import sys, harness.report, harness.report.tables, harness.report.render, harness.report.figures, "
-            "harness.report.page, harness.report.paper\n"
+            "harness.report.page, harness.report.paper, harness.report.output, harness.report.setting\n"
             "bad = [m for m in ('torch', 'timm', 'torchvision', 'harness.models', 'harness.trainer') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -196,6 +196,14 @@ def test_committed_paper_csv_is_up_to_date(tmp_path):
                                "paper.write_csv('reports/paper/deit_paper_results.csv')\""
 
 
+def test_paper_csv_rows_flatten_the_config_and_leave_out_empty_mappings():
+    run = paper._Run({"spec": "s", "variant": "v"}, {"model": {"name": "deit_b", "distillation_token": True},
+                                                     "finetune": None, "augment": {}})
+    (row,) = paper.rows([run])
+    assert {k: v for k, v in row.items() if k.startswith("config.")} == {
+        "config.model.name": "deit_b", "config.model.distillation_token": "true", "config.finetune": ""}
+
+
 def test_paper_import_api_matches_the_csv(sqlite_store):
     assert paper.import_paper(sqlite_store) == len(paper.paper_runs())
     df = table(3, store=sqlite_store)
@@ -225,7 +233,7 @@ def test_renderers(small_store):
     assert len(tidy_back) == 6 * 4 and len(tidy(df)) == 24
     html = render(df, "html")
     assert html.startswith("<!DOCTYPE html>") and 'id="table-3"' in html and "<td>" in html
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown format 'rtf'; formats: markdown, latex, csv, html"):
         render(df, "rtf")
 
 
@@ -248,3 +256,5 @@ def test_cli_report(small_store, sqlite_url, tmp_path):
                 ["report", "--table", "3", "--db", f"sqlite:///{tmp_path / 'none.db'}"]):
         res = runner.invoke(app, bad)
         assert res.exit_code == 2, (bad, res.output)
+    res = runner.invoke(app, ["report", "--table", "9", "--db", sqlite_url])
+    assert res.output == "error: no Table 9; tables: 1, 2, 3, 4, 5, 7, 8, 10\n"

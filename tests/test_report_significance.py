@@ -165,6 +165,9 @@ def test_cost_per_cell_from_stored_time_and_processes(known):
     assert df.loc["DeiT-Ti", ("#params (M)", "gpu_h")] == pytest.approx(3 * 0.5 * 4)
     assert df.loc["DeiT-Ti", ("#params (M)", "cpu_h")] == 0.0
     assert "6 GPU-h" in render(df, "markdown")
+    shown = len(df.attrs["runs"])
+    total = f"{shown * 0.5 * 4:.3g} GPU-h"
+    assert f"Cost: {total} for the {shown} runs shown" in " ".join(df.attrs["notes"])
     cpu = table(3, store=known, cost=True)  # the distillation runs are CPU runs ("cpu (test)")
     assert cpu.loc[HARD, (TI, "gpu_h")] == 0.0 and cpu.loc[HARD, (TI, "cpu_h")] == pytest.approx(1.5)
     assert "1.5 CPU-h" in render(cpu, "markdown")

@@ -37,6 +37,20 @@ def test_runs_is_one_wide_row_per_run(filled):
     assert str(df["started_at"].dtype).startswith("datetime64")
 
 
+def test_configs_of_different_shapes_fill_aligned_columns(sqlite_store):
+    from harness.store import NewRun
+
+    shapes = {"a": {"model": {"name": "x"}, "betas": [0.9, 0.999]}, "b": {"schedule": {"epochs": 3}, "augment": {}}}
+    sqlite_store.import_runs("shapes", [
+        NewRun(hash=name * 64, config=config, profile=None, variant=name, label=name, coords={}, seed=0,
+               status="completed", source="elsewhere", final={"top1": 1.0}) for name, config in shapes.items()])
+    df = results.runs(sqlite_store).set_index("variant")
+    assert df.loc["a", "config.model.name"] == "x" and pd.isna(df.loc["b", "config.model.name"])
+    assert pd.isna(df.loc["a", "config.schedule.epochs"]) and df.loc["b", "config.schedule.epochs"] == 3
+    # a list is a tuple (hashable: pandas groups by it); an empty mapping is a value of its own
+    assert df.loc["a", "config.betas"] == (0.9, 0.999) and df.loc["b", "config.augment"] == {}
+
+
 def test_runs_filters(filled):
     store, runs = filled
     url = store.url.render_as_string(hide_password=False)

@@ -167,3 +167,12 @@ def test_a_run_without_distillation_drops_the_teacher(tmp_path):
     runs = expand(load_spec(write(tmp_path, SPEC)), "quick")
     plain = [r for r in runs if r.variant == "plain"]
     assert plain and all(r.config.distillation.teacher is None and r.depends_on == () for r in plain)
+
+
+def test_overrides_nest_dotted_keys_and_merge_those_that_reach_one_mapping():
+    from harness.spec.overrides import apply, nest
+
+    assert nest({"a.b": 1, "a": {"c": 2}, "x": {"y.z": 3}}) == {"a": {"b": 1, "c": 2}, "x": {"y": {"z": 3}}}
+    # a value on the way to a later key is replaced by a mapping
+    assert nest({"a": 1, "a.b": 2}) == {"a": {"b": 2}}
+    assert apply({"a": {"b": 0, "d": 4}}, {"a.b": 1}) == {"a": {"b": 1, "d": 4}}

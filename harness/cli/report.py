@@ -7,16 +7,12 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import command, open_existing_store
+from harness.cli.common import command, fail, open_existing_store
 
 
 def register(app: typer.Typer) -> None:
     app.command("report")(command(report))
     app.command("plot")(command(plot))
-
-
-def _open(db: Optional[str]):  # type: ignore[no-untyped-def]
-    return open_existing_store(db)
 
 
 def report(
@@ -36,48 +32,28 @@ def report(
     cost: bool = typer.Option(False, "--cost", help="GPU-hours per cell; without --table/--all: per spec"),
 ) -> None:
     """Print (or write) the paper's tables with our numbers beside the paper's."""
-    from harness.report import FORMATS, TABLES, render
+    from harness.report import TABLES, output
     from harness.report.runs import load
-    from harness.report.tables import table as build
 
-    if fmt not in FORMATS:
-        typer.echo(f"error: unknown format '{fmt}'; formats: {', '.join(FORMATS)}", err=True)
-        raise typer.Exit(2)
+    output.check(fmt, [table] if table is not None else [])  # before the store is opened
     if cost and table is None and not all_:
         from harness.report.cost import format_costs, spec_costs
 
-        typer.echo(format_costs(spec_costs(store=_open(db))))
+        typer.echo(format_costs(spec_costs(store=open_existing_store(db))))
         return
     if (table is None) == (not all_):
-        typer.echo("error: give --table N, --all or --cost", err=True)
-        raise typer.Exit(2)
-    if table is not None and table not in TABLES:
-        typer.echo(f"error: no Table {table}; tables: {', '.join(map(str, TABLES))}", err=True)
-        raise typer.Exit(2)
-    store = _open(db)
-    runset = load(store=store)
-    options = {"vs_reference": vs_reference, "detect": detect, "cost": cost}
-    if all_ and out is not None:
-        from harness.report.page import write_page
-
-        out.mkdir(parents=True, exist_ok=True)
-        page = write_page(out, runset=runset, spec=spec, profile=profile, table_options=options)
-        suffix = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}[fmt]
-        for n in TABLES:
-            df = build(n, runset=runset, spec=spec, profile=profile, source=source, **options)
-            (out / f"table{n}.{suffix}").write_text(render(df, fmt), encoding="utf-8")
-        typer.echo(f"wrote {page} and table files ({suffix}) to {out}")
-        return
+        fail("give --table N, --all or --cost")
     numbers = [table] if table is not None else list(TABLES)
-    texts = [render(build(n, runset=runset, spec=spec, profile=profile, source=source, **options), fmt)
-             for n in numbers]
-    text = "\n".join(texts)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {out}")
+    runset = load(store=open_existing_store(db))
+    options = {"spec": spec, "profile": profile, "source": source, "vs_reference": vs_reference, "detect": detect,
+               "cost": cost}
+    if all_ and out is not None:
+        page = output.write_all(out, fmt, runset, **options)[0]
+        typer.echo(f"wrote {page} and table files ({output.SUFFIXES[fmt]}) to {out}")
+    elif out is not None:
+        typer.echo(f"wrote {output.write_tables(out, numbers, fmt, runset, **options)}")
     else:
-        typer.echo(text, nl=False)
+        typer.echo(output.tables_text(numbers, fmt, runset, **options), nl=False)
 
 
 def plot(
@@ -90,32 +66,11 @@ def plot(
     profile: Optional[str] = typer.Option(None, help="show this profile's runs ('paper-scale': runs without one)"),
 ) -> None:
     """Draw Figure 1, a spec's training curves, or a table's bar chart."""
-    from harness.report import TABLES
+    from harness.report import output
     from harness.report.runs import load
 
-    chosen = [x is not None for x in (figure, curves, bars)]
-    if sum(chosen) != 1:
-        typer.echo("error: give exactly one of --figure 1, --curves SPEC, --bars N", err=True)
-        raise typer.Exit(2)
-    if figure is not None and figure != 1:
-        typer.echo("error: only Figure 1 is drawn (--figure 1)", err=True)
-        raise typer.Exit(2)
-    if bars is not None and bars not in TABLES:
-        typer.echo(f"error: no Table {bars}; tables: {', '.join(map(str, TABLES))}", err=True)
-        raise typer.Exit(2)
-    if out is None:
-        name = "figure1" if figure else (f"curves_{curves}" if curves else f"table{bars}")
-        out = Path(f"{name}.png")
-    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        typer.echo(f"error: unknown figure format '{out.suffix}'; use .png, .svg or .pdf", err=True)
-        raise typer.Exit(2)
-    from harness.report import figures
-
-    runset = load(store=_open(db))
-    if figure:
-        fig = figures.figure1(runset=runset, profile=profile)
-    elif curves:
-        fig = figures.curves(curves, runset=runset, profile=profile, metric=metric)
-    else:
-        fig = figures.bars(int(bars), runset=runset, profile=profile)  # type: ignore[arg-type]
-    typer.echo(f"wrote {figures.save(fig, out)}")
+    if sum(x is not None for x in (figure, curves, bars)) != 1:
+        fail("give exactly one of --figure 1, --curves SPEC, --bars N")
+    path = output.plot_path(out, figure, curves, bars)  # before the store is opened
+    runset = load(store=open_existing_store(db))
+    typer.echo(f"wrote {output.plot(path, figure, curves, bars, runset, profile=profile, metric=metric)}")

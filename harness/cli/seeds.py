@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from harness.cli.report import _open
+from harness.cli.common import open_existing_store
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +39,7 @@ def seeds(
     if not numbers:
         typer.echo(f"error: spec '{name}' fills no table with a reference row", err=True)
         raise typer.Exit(2)
-    store = _open(db)
+    store = open_existing_store(db)
     texts = [format_plan(seed_plan(n, detect, spec=name, profile=profile, store=store, alpha=1 - confidence,
                                    power=power)) for n in numbers]
     typer.echo("\n\n".join(texts))

@@ -6,7 +6,8 @@
 
 Reads only the results store (`harness.store`); imports no torch, timm or models. Table layouts and the
 paper's numbers are data files under `reports/` (see `harness.report.definitions`). Figures (`figures`)
-and the one-page HTML report (`page`) import matplotlib/seaborn on first use.
+and the one-page HTML report (`page`) import matplotlib/seaborn on first use. `output` prints and writes
+tables, the page and figures to files: what `harness report` and `harness plot` call.
 """
 
 from harness.report.definitions import TABLES, load_table

@@ -20,6 +20,11 @@ column's match):
 An ablation table names its `reference` row, the row every other row is compared with (`harness report
 --vs-reference`, `harness.report.significance`). A throughput column names the `paper_device` the paper measured on:
 its cells show both devices rather than a difference.
+
+A cell's paper resolution (`TableDef.paper_img_size`: a run at another resolution stands in for the paper's run,
+see `harness.report.setting`) is the one the paper prints in the table's image-size column (`metric:
+"config:data.img_size"`), else the `img_size` of the row, of the column or of the table; where none is given
+it is not checked.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from harness import dotted
 
 TABLES = (1, 2, 3, 4, 5, 7, 8, 10)
 
@@ -63,6 +70,8 @@ class Column:
     # a throughput column: the device the paper measured on; such cells show both devices and no ours − paper
     # difference, since the numbers of two different devices do not subtract
     paper_device: str | None = None
+    # the paper's resolution for this column's runs (e.g. 384 for a ↑384 column); None: the table's
+    img_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,8 @@ class Row:
     # a group heading shown before this row (e.g. "Convnets")
     group: str | None = None
     witness: dict[str, Any] = field(default_factory=dict)
+    # the paper's resolution for this row's runs; None: the column's or the table's
+    img_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,6 @@ class TableDef:
     specs: tuple[str, ...]
     metric: str
     digits: int
-    unit: str
     caption: str
     info_columns: tuple[str, ...]
     row_header: str
@@ -98,12 +108,20 @@ class TableDef:
     info_labels: dict[str, str] = field(default_factory=dict)
     # extra settings of a special kind (Table 4: which variants and heads are compared)
     extra: dict[str, Any] = field(default_factory=dict)
-    path: str = ""
     # id of the row every other row of an ablation is compared with (`reference:`; None: not an ablation)
     reference: str | None = None
+    # the resolution of the paper's runs, unless a row or column says otherwise; None: not checked
+    img_size: int | None = None
 
-    def column(self, cid: str) -> Column:
-        return next(c for c in self.columns if c.id == cid)
+    def paper_img_size(self, row_id: str, col_id: str) -> int | None:
+        """The resolution the paper's run of a cell trained at (see the module docstring); None: not known."""
+        sizes = [c for c in self.columns if c.metric == "config:data.img_size"]
+        printed = self.paper.value(row_id, sizes[0].id) if sizes else None
+        if isinstance(printed, (int, float)):
+            return int(printed)
+        row = next(r for r in self.rows if r.id == row_id)
+        col = next(c for c in self.columns if c.id == col_id)
+        return next((s for s in (row.img_size, col.img_size, self.img_size) if s is not None), None)
 
 
 @dataclass(frozen=True)
@@ -114,7 +132,6 @@ class PaperTable:
     verified: str
     columns: tuple[str, ...]
     values: dict[str, dict[str, float | str | None]]
-    spread: dict[str, dict[str, float | None]]
 
     def value(self, row: str, column: str) -> float | str | None:
         return self.values.get(row, {}).get(column)
@@ -122,6 +139,20 @@ class PaperTable:
 
 class DefinitionError(ValueError):
     """A table definition or reference file that does not hold together."""
+
+
+class UnknownName(KeyError, ValueError):
+    """A table, format or figure the report does not have; the message names those it has."""
+
+    def __str__(self) -> str:
+        # KeyError would print the message quoted, as if it were the missing key
+        return str(self.args[0]) if self.args else ""
+
+
+def check_table(number: int) -> int:
+    if number not in TABLES:
+        raise UnknownName(f"no Table {number}; tables: {', '.join(map(str, TABLES))}")
+    return number
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -143,12 +174,11 @@ def load_paper(path: Path) -> PaperTable:
         if len(row) != len(columns):
             raise DefinitionError(f"{path}: row '{rid}' has {len(row)} values for {len(columns)} columns")
         values[str(rid)] = dict(zip(columns, row))
-    spread = {str(rid): dict(zip(columns, row)) for rid, row in (data.get("spread") or {}).items()}
     for key in ("source", "verified"):
         if not data.get(key):
             raise DefinitionError(f"{path}: every reference file names its '{key}'")
     return PaperTable(int(data["table"]), str(data.get("title", "")), " ".join(str(data["source"]).split()),
-                      " ".join(str(data["verified"]).split()), columns, values, spread)
+                      " ".join(str(data["verified"]).split()), columns, values)
 
 
 @lru_cache(maxsize=4)
@@ -166,6 +196,10 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return (str(value),)
 
 
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def load_table(number: int, root: Path | None = None) -> TableDef:
     """Table `number`'s definition and reference numbers (read once per process)."""
     return _load_table(number, str(root or reports_dir()))
@@ -181,14 +215,14 @@ def _load_table(number: int, root_text: str) -> TableDef:
         Column(id=str(c["id"]), label=str(c.get("label", c["id"])), match=dict(c.get("match") or {}),
                metric=c.get("metric"), scale=float(c.get("scale", 1.0)), digits=c.get("digits"),
                static=bool(c.get("static", False)), witness=dict(c.get("witness") or {}),
-               paper_device=c.get("paper_device"))
+               paper_device=c.get("paper_device"), img_size=_int(c.get("img_size")))
         for c in data["columns"]
     )
     rows = tuple(
         Row(id=str(r["id"]), label=str(r.get("label", r["id"])),
             match=dict(r["match"]) if r.get("match") is not None else None,
             metric=r.get("metric"), info={str(k): str(v) for k, v in (r.get("info") or {}).items()},
-            group=r.get("group"), witness=dict(r.get("witness") or {}))
+            group=r.get("group"), witness=dict(r.get("witness") or {}), img_size=_int(r.get("img_size")))
         for r in data["rows"]
     )
     known_cols = {c.id for c in columns}
@@ -207,46 +241,35 @@ def _load_table(number: int, root_text: str) -> TableDef:
         info_ids.append(str(cid))
         info_labels[str(cid)] = str(label)
     extra = {k: v for k, v in data.items() if k not in {
-        "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "unit", "caption",
-        "info_columns", "row_header", "paper", "reference"}}
+        "table", "title", "kind", "columns", "rows", "specs", "metric", "digits", "caption",
+        "info_columns", "row_header", "paper", "reference", "img_size"}}
     return TableDef(
         number=int(data["table"]), title=str(data.get("title") or paper.title), kind=str(data.get("kind", "grid")),
         columns=columns, rows=rows, specs=_str_list(data.get("specs")), metric=str(data.get("metric", "top1")),
-        digits=int(data.get("digits", 1)), unit=str(data.get("unit", "")),
+        digits=int(data.get("digits", 1)),
         caption=" ".join(str(data.get("caption", "")).split()), info_columns=tuple(info_ids), info_labels=info_labels,
-        row_header=str(data.get("row_header", "")), paper=paper, extra=extra, path=str(path),
-        reference=None if reference is None else str(reference),
+        row_header=str(data.get("row_header", "")), paper=paper, extra=extra,
+        reference=None if reference is None else str(reference), img_size=_int(data.get("img_size")),
     )
-
-
-def all_tables(root: Path | None = None) -> list[TableDef]:
-    return [load_table(n, root) for n in TABLES]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # matching runs to cells
 
-MISSING = object()
-
-
 def lookup(run: Any, key: str) -> Any:
+    """A run's value at a dotted key: its axis coordinate, else its resolved config's; `dotted.MISSING` if neither."""
     coords = run.coords or {}
     if key in coords:
         return coords[key]
-    node: Any = run.config or {}
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
+    return dotted.get(run.config or {}, key, dotted.MISSING)
 
 
 def _value_ok(actual: Any, wanted: Any) -> bool:
     if isinstance(wanted, list):
         return any(_value_ok(actual, w) for w in wanted)
     if wanted is None:
-        return actual is None or actual is MISSING
-    if actual is MISSING:
+        return actual is None or actual is dotted.MISSING
+    if actual is dotted.MISSING:
         return False
     if wanted == "*":
         return actual is not None

@@ -21,10 +21,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from harness.report.definitions import UnknownName  # noqa: E402
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile  # noqa: E402
 from harness.report.tables import table  # noqa: E402
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
+# the paper's figures drawn here (Figure 1: throughput against top-1)
+FIGURES = (1,)
 
 _FAMILIES = (("efficientnet", "EfficientNet"), ("regnety", "RegNetY"), ("resnet", "ResNet"),
              ("kdforaa", "KDforAA"), ("vit_", "ViT"))
@@ -143,48 +146,16 @@ def bars(n: int, db: str | None = None, runset: RunSet | None = None, profile: s
     df = table(n, runset=runset, profile=profile, spec=spec)
     if n == 4:
         return _heatmap(df)
-    static = set(df.attrs.get("static", []))
-    records = []
-    for label in df.index:
-        for col in df.attrs["column_labels"]:
-            if col in static:
-                continue
-            records.append({"row": label, "column": col, "ours": df.loc[label, (col, "ours")],
-                            "std": df.loc[label, (col, "std")], "paper": df.loc[label, (col, "paper")]})
-    data = pd.DataFrame.from_records(records)
-    # only accuracy-like columns share an axis; Tables 1, 5, 7 and 10 also hold sizes and throughputs
-    keep = [c for c in df.attrs["column_labels"] if c not in static and not any(
-        w in c for w in ("param", "size", "throughput", "im/s", "im/sec", "resolution"))]
-    data = data[data["column"].isin(keep)]
-    # with runs of ours: only the rows and columns they fill; without: the paper's values
-    with_ours = data[data["ours"].notna()]
-    if with_ours.empty:
-        shown = data[data["paper"].notna()]
-    else:
-        shown = data[data["row"].isin(set(with_ours["row"])) & data["column"].isin(set(with_ours["column"]))]
+    shown = _bar_data(df)
     height = max(3.6, 0.42 * shown["row"].nunique() * max(1, shown["column"].nunique()) ** 0.5 + 1.5)
     fig, ax = _new((8, min(height, 14)))
     if shown.empty:
         _empty(ax, f"Table {n}: nothing to draw")
         return fig
     order = [r for r in df.index if r in set(shown["row"])]
-    hue_order = [c for c in keep if c in set(shown["column"])]
+    hue_order = [c for c in df.attrs["column_labels"] if c in set(shown["column"])]
     if shown["ours"].notna().any():
-        sns.barplot(data=shown, y="row", x="ours", hue="column", order=order, hue_order=hue_order, ax=ax,
-                    errorbar=None, orient="h")
-        # error bars (std across seeds) and the paper's values, placed on each bar
-        for container, col in zip(ax.containers, hue_order):
-            sub = shown[shown["column"] == col].set_index("row")
-            for bar, row in zip(container, order):
-                y = bar.get_y() + bar.get_height() / 2
-                if row in sub.index:
-                    std, paper = sub.loc[row, "std"], sub.loc[row, "paper"]
-                    if not pd.isna(std) and not pd.isna(bar.get_width()):
-                        ax.errorbar(bar.get_width(), y, xerr=std, color="0.15", capsize=2, lw=1)
-                    if not pd.isna(paper):
-                        ax.plot([paper], [y], marker="|", markersize=12, mew=2, color="black")
-        ax.plot([], [], marker="|", ls="", markersize=12, mew=2, color="black", label="paper")
-        ax.legend(fontsize=8, loc="lower right")
+        _ours_bars(ax, shown, order, hue_order)
         ax.set_xlabel(f"top-1 (%), ours ({df.attrs.get('origin')}); black tick: paper")
     else:
         sns.barplot(data=shown, y="row", x="paper", hue="column", order=order, hue_order=hue_order, ax=ax,
@@ -198,6 +169,43 @@ def bars(n: int, db: str | None = None, runset: RunSet | None = None, profile: s
     ax.set_ylabel("")
     ax.set_title(f"Table {n}: {df.attrs.get('title')}", fontsize=10)
     return fig
+
+
+def _bar_data(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per (row, column) to draw: row, column, ours, std, paper. With runs of ours: only the rows and
+    columns they fill; without: the paper's values."""
+    static = set(df.attrs.get("static", []))
+    # only accuracy-like columns share an axis; Tables 1, 5, 7 and 10 also hold sizes and throughputs
+    keep = [c for c in df.attrs["column_labels"] if c not in static and not any(
+        w in c for w in ("param", "size", "throughput", "im/s", "im/sec", "resolution"))]
+    data = pd.DataFrame.from_records(
+        [{"row": label, "column": col, "ours": df.loc[label, (col, "ours")], "std": df.loc[label, (col, "std")],
+          "paper": df.loc[label, (col, "paper")]} for label in df.index for col in keep],
+        columns=["row", "column", "ours", "std", "paper"])
+    with_ours = data[data["ours"].notna()]
+    if with_ours.empty:
+        return data[data["paper"].notna()]
+    return data[data["row"].isin(set(with_ours["row"])) & data["column"].isin(set(with_ours["column"]))]
+
+
+def _ours_bars(ax: plt.Axes, shown: pd.DataFrame, order: list[str], hue_order: list[str]) -> None:
+    """Our bars, each with its spread across seeds as an error bar and the paper's value as a black tick."""
+    sns.barplot(data=shown, y="row", x="ours", hue="column", order=order, hue_order=hue_order, ax=ax,
+                errorbar=None, orient="h")
+    # seaborn draws one container of bars per column, in hue order, one bar per row in `order`
+    for container, col in zip(ax.containers, hue_order):
+        sub = shown[shown["column"] == col].set_index("row")
+        for bar, row in zip(container, order):
+            if row not in sub.index:
+                continue
+            y = bar.get_y() + bar.get_height() / 2
+            std, paper = sub.loc[row, "std"], sub.loc[row, "paper"]
+            if not pd.isna(std) and not pd.isna(bar.get_width()):
+                ax.errorbar(bar.get_width(), y, xerr=std, color="0.15", capsize=2, lw=1)
+            if not pd.isna(paper):
+                ax.plot([paper], [y], marker="|", markersize=12, mew=2, color="black")
+    ax.plot([], [], marker="|", ls="", markersize=12, mew=2, color="black", label="paper")
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _heatmap(df: pd.DataFrame) -> plt.Figure:
@@ -217,11 +225,17 @@ def _heatmap(df: pd.DataFrame) -> plt.Figure:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def file_format(path: str | Path) -> str:
+    """The figure format a file name asks for (its suffix); UnknownName for one that is not drawn."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise UnknownName(f"unknown figure format '.{fmt}'; formats: {', '.join('.' + f for f in FIGURE_FORMATS)}")
+    return fmt
+
+
 def save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in FIGURE_FORMATS:
-        raise ValueError(f"unknown figure format '.{fmt}'; formats: {', '.join('.' + f for f in FIGURE_FORMATS)}")
+    fmt = file_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format=fmt, dpi=120)
     plt.close(fig)

@@ -20,22 +20,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness import dotted
 from harness.report import definitions as defs
 
 # columns of the import CSV that are not metrics
 ID_COLUMNS = ("spec", "variant", "label", "seed", "profile")
 CONFIG_PREFIX = "config."
 METRIC_PREFIX = "metric."
-
-
-def _set(config: dict[str, Any], key: str, value: Any) -> None:
-    node = config
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
 
 
 def _first(value: Any) -> Any:
@@ -54,13 +45,13 @@ def _witness(match: dict[str, Any], ident: dict[str, Any], config: dict[str, Any
                 continue  # a pattern: the definition's `witness` names the value
             ident[key] = value
         elif key == "model":
-            _set(config, "model.name", defs.model_names(value)[0])
+            dotted.put(config, "model.name", defs.model_names(value)[0])
         elif isinstance(value, dict):
             continue
         elif value == "*":
-            _set(config, key, {"from_run": "paper", "checkpoint": None})
+            dotted.put(config, key, {"from_run": "paper", "checkpoint": None})
         else:
-            _set(config, key, value)
+            dotted.put(config, key, value)
 
 
 def _alternatives(match: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,7 +66,7 @@ def _apply(overrides: dict[str, Any], ident: dict[str, Any], config: dict[str, A
         if key in ("spec", "variant", "label", "profile"):
             ident[key] = value
         else:
-            _set(config, key, value)
+            dotted.put(config, key, value)
 
 
 class _Run:
@@ -161,23 +152,15 @@ def _disagreement_run(td: defs.TableDef, runs: dict[str, _Run]) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
-    else:
-        out[prefix] = value
-
-
 def rows(runs: list[_Run] | None = None) -> list[dict[str, Any]]:
     """The results as flat CSV rows: spec, variant, label, seed, profile, `config.<dotted key>`, `metric.<name>`."""
     out = []
     for run in runs if runs is not None else paper_runs():
         row: dict[str, Any] = {"spec": run.spec or "", "variant": run.variant or "", "label": run.label or "",
                                "seed": run.seed, "profile": ""}
-        flat: dict[str, Any] = {}
-        _flatten("", run.config, flat)
-        for k, v in flat.items():
+        for k, v in dotted.flatten(run.config).items():
+            if isinstance(v, dict):
+                continue  # an empty mapping: nothing a CSV cell could hold
             row[CONFIG_PREFIX + k] = "" if v is None else (json.dumps(v) if isinstance(v, bool) else v)
         for k, v in run.final.items():
             row[METRIC_PREFIX + k] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v)

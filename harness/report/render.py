@@ -6,7 +6,12 @@ cell reads `ours on OUR DEVICE vs paper on THE PAPER'S DEVICE`, without a differ
 
 Tables compared with their reference row (`vs_reference`, the default where a table names one) add
 `; Δ +1.0 [+0.4, +1.6] *` (the difference to the reference row, its 95% interval, * when it excludes 0),
-`; reference` on the reference row, and `; Δ +1.0 (n = 1: no interval)` where a side has one seed. Tables built with `cost` add `; 0.52 GPU-h` (or CPU-h for CPU runs).
+`; reference` on the reference row, and `; Δ +1.0 (n = 1: no interval)` where a side has one seed. Tables built
+with `cost` add `; 0.52 GPU-h` (or CPU-h for CPU runs).
+
+Markdown, LaTeX and HTML show the caption (`df.attrs["caption"]`: what stand-in runs were, then the table
+definition's) with the heading, and the notes (which runs are shown, differences, costs, the paper's source) after
+the table; CSV is one line per cell.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 
 from harness.report import significance as sig
 from harness.report.cost import RunCost, hours_text
+from harness.report.definitions import UnknownName
 
 FORMATS = ("markdown", "latex", "csv", "html")
 DASH = "—"
@@ -124,6 +130,11 @@ def heading(df: pd.DataFrame) -> str:
     return f"Table {df.attrs.get('table')}. {df.attrs.get('title', '')}"
 
 
+def caption(df: pd.DataFrame) -> str:
+    """The text every format shows with the heading: what stand-in runs were, then the table's own caption."""
+    return str(df.attrs.get("caption") or "")
+
+
 def notes(df: pd.DataFrame) -> list[str]:
     a = df.attrs
     lines = []
@@ -134,8 +145,6 @@ def notes(df: pd.DataFrame) -> list[str]:
                      f"Cells: ours (mean ± std, n seeds) vs paper (ours − paper); {DASH}: no run.")
     else:
         lines.append(f"No finished run fills this table yet ({DASH}: no run); the paper's values are shown.")
-    if a.get("caption"):
-        lines.append(a["caption"])
     lines.extend(a.get("notes", []))
     lines.append(f"Paper: {a.get('paper_source', '')}")
     return lines
@@ -155,7 +164,7 @@ def _md_escape(text: Any) -> str:
 def to_markdown(df: pd.DataFrame) -> str:
     disp = display_frame(df)
     header = [df.index.name or ""] + list(disp.columns)
-    lines = [f"**{_md_escape(heading(df))}**", ""]
+    lines = [f"**{_md_escape(heading(df))}**"] + ([_md_escape(caption(df))] if caption(df) else []) + [""]
     lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
     lines.append("|" + "|".join(["---"] + ["---:" if c in df.attrs.get("column_labels", []) else ":---:"
                                            for c in disp.columns]) + "|")
@@ -183,7 +192,7 @@ def to_latex(df: pd.DataFrame) -> str:
     disp = display_frame(df)
     ncols = 1 + len(disp.columns)
     out = [r"\begin{table}[t]", r"\centering", r"\small",
-           rf"\caption{{{_tex(heading(df))}. {_tex(' '.join(notes(df)))}}}",
+           rf"\caption{{{_tex(heading(df))}. {_tex(' '.join(filter(None, [caption(df), *notes(df)])))}}}",
            rf"\label{{tab:deit-{df.attrs.get('table')}}}",
            r"\begin{tabular}{l" + "c" * (ncols - 1) + "}", r"\toprule",
            " & ".join(_tex(h) for h in [df.index.name or ""] + list(disp.columns)) + r" \\", r"\midrule"]
@@ -234,7 +243,7 @@ def to_html(df: pd.DataFrame, standalone: bool = False) -> str:
     labels = df.attrs.get("column_labels", [])
     t = df.attrs.get("table")
     h = [f'<table class="deit-table" id="table-{t}" data-table="{t}">',
-         f"<caption><b>{html.escape(heading(df))}</b></caption>", "<thead><tr>"]
+         f"<caption><b>{html.escape(heading(df))}</b> {html.escape(caption(df))}</caption>", "<thead><tr>"]
     h += [f"<th>{html.escape(str(c))}</th>" for c in [df.index.name or ""] + list(disp.columns)]
     h.append("</tr></thead><tbody>")
     groups = _groups(df)
@@ -275,13 +284,19 @@ def to_html(df: pd.DataFrame, standalone: bool = False) -> str:
             f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
 
 
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UnknownName(f"unknown format '{fmt}'; formats: {', '.join(FORMATS)}")
+    return fmt
+
+
 def render(df: pd.DataFrame, fmt: str = "markdown") -> str:
+    """The table as text in `fmt` (one of FORMATS; html: a page of its own, with styles)."""
+    check_format(fmt)
     if fmt == "markdown":
         return to_markdown(df)
     if fmt == "latex":
         return to_latex(df)
     if fmt == "csv":
         return to_csv(df)
-    if fmt == "html":
-        return to_html(df, standalone=True)
-    raise ValueError(f"unknown format '{fmt}'; formats: {', '.join(FORMATS)}")
+    return to_html(df, standalone=True)

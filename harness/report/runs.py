@@ -31,11 +31,6 @@ class Origin:
             return f"our runs, {scale}"
         return f"imported from '{self.source}'" + (f", profile '{self.profile}'" if self.profile else "")
 
-    @property
-    def short(self) -> str:
-        name = self.profile or PAPER_SCALE
-        return name if self.source is None else f"{self.source}:{name}"
-
     def rank(self) -> tuple[int, str]:
         """Lower is preferred: our paper-scale runs, then our profiles, then imported results."""
         if self.source is None:

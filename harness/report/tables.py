@@ -11,13 +11,15 @@ are a two-level index `(column label, field)` with fields
 By default (`vs_reference=None`) a table whose definition names a `reference` row (Tables 2, 3, 8, 10) also has,
 per column, `delta` (the cell's mean minus the reference row's in that column), `ci_low`, `ci_high` (its 95%
 interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference",
-or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With `detect=D` also `need`: the seeds the cell
-needs to resolve a difference of D points. With `cost=True` each column also has `gpu_h` and `cpu_h`: the
-GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
+or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With
+`detect=D` also `need`: the seeds the cell needs to resolve a difference of D points. With `cost=True` each
+column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
 
 Descriptive columns (Table 3's supervision marks, Table 8's ✓/✗) come first as `(name, "")`. Everything
 else a renderer needs sits in `df.attrs`: the table number, title, caption, which origin of runs it shows
-(`origin`: paper scale, a profile, or an imported source), the paper's source, and the runs used.
+(`origin`: paper scale, a profile, or an imported source), the paper's source, and the runs used. Where any
+run shown stands in for the paper's setting (`harness.report.setting`), `stand_ins` says what the runs were
+(datasets, resolutions, epochs, models, teachers) and the caption starts with it; else `stand_ins` is None.
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from harness import dotted
 from harness.report import cost as costs
 from harness.report import definitions as defs
+from harness.report import setting
 from harness.report import significance as sig
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
-
-FIELDS = ("ours", "std", "n", "paper", "diff")
-
 
 def _num(value: Any) -> float:
     if value is None:
@@ -51,7 +52,7 @@ def run_value(run: Any, metric: str, scale: float = 1.0) -> float:
     if metric.startswith("config:"):
         key = metric.split(":", 1)[1]
         value = defs.lookup(run, key)
-        return math.nan if value is defs.MISSING else _num(value) * scale
+        return math.nan if value is dotted.MISSING else _num(value) * scale
     # accuracies are stored in percent (the trainer's `top1_unit` info), like the paper prints them
     return _num((run.final or {}).get(metric)) * scale
 
@@ -144,12 +145,14 @@ def _frame(td: defs.TableDef, cells: Cells) -> pd.DataFrame:
     return df
 
 
-def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: list[str]) -> dict[str, Any]:
+def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], stand_ins: str | None) -> dict[str, Any]:
     reference = next((r.label for r in td.rows if r.id == td.reference), None)
     return {
         "table": td.number,
         "title": td.title,
-        "caption": td.caption,
+        # what the runs were, where they are not the paper's setting, then the definition's caption
+        "caption": " ".join(text for text in (stand_ins, td.caption) if text),
+        "stand_ins": stand_ins,
         "origin": origin.label if origin else None,
         "profile": origin.profile if origin else None,
         "source": origin.source if origin else None,
@@ -166,7 +169,6 @@ def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], notes: lis
         "static_values": {r.label: {c.label: td.paper.value(r.id, c.id) for c in td.columns if c.static}
                           for r in td.rows},
         "info_columns": [td.info_labels.get(name, name) for name in td.info_columns],
-        "notes": notes,
         "specs": list(td.specs),
         "reference": reference,
         "paper_devices": {c.label: c.paper_device for c in td.columns if c.paper_device},
@@ -188,22 +190,24 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
                source: str | None = None, vs_reference: bool | None = None, cost: bool = False,
                detect: float | None = None) -> pd.DataFrame:
     origin, used = select_runs(td, runset, spec, profile, source)
-    notes: list[str] = []
     members_of = cell_runs(td, used)
     samples = cell_samples(td, members_of)
     df = _frame(td, {key: summarize(v for _, v in values) for key, values in samples.items()})
-    df.attrs.update(_attrs(td, origin, used, notes))
+    stand_ins = setting.caption((r, td.paper_img_size(rid, cid)) for (rid, cid), rs in members_of.items() for r in rs)
+    df.attrs.update(_attrs(td, origin, used, stand_ins))
     df.attrs["devices"] = _devices(td, members_of)
+    notes: list[str] = []
     if vs_reference is None:
         vs_reference = td.reference is not None or detect is not None
     if vs_reference:
         df = _with_fields(df, td, _comparisons(td, samples, detect))
-        notes.extend(_reference_notes(td, df, detect))
+        notes += _reference_notes(td, df, detect)
     if cost:
         df = _with_fields(df, td, _cell_costs(td, members_of))
         spent = costs.hours_text(costs.total(used))
         notes.append(f"Cost: {spent or 'no stored training time'} for the {len(used)} runs shown "
                      "(stored training time × processes; a run filling several cells counts once).")
+    df.attrs["notes"] = notes
     return df
 
 
@@ -373,7 +377,8 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
         if size_label:
             notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
     df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
-    df.attrs.update(_attrs(td, origin, shown, notes))
+    df.attrs.update(_attrs(td, origin, shown, setting.caption((r, td.img_size) for r in shown)))
+    df.attrs["notes"] = notes
     return df
 
 
@@ -408,9 +413,7 @@ def table(n: int, db: str | None = None, spec: str | None = None, profile: str |
     its interval, `detect` the seeds needed to resolve that many points, `cost` the GPU-hours of each cell
     (Table 4 takes none of them).
     """
-    if n not in defs.TABLES:
-        raise KeyError(f"no Table {n}; tables: {', '.join(map(str, defs.TABLES))}")
-    td = defs.load_table(n)
+    td = defs.load_table(defs.check_table(n))
     if runset is None:
         runset = load(db, store)
     if td.kind == "disagreement":

@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness import registry
+from harness import dotted, registry
 from harness.config import RunConfig, run_hash, short_hash
 from harness.presets import preset_overrides
 from harness.spec.errors import SpecError
 from harness.spec.load import LoadedSpec, validation_error
-from harness.spec.overrides import apply, flatten, get_dotted, nest
+from harness.spec.overrides import apply, nest
 from harness.spec.schema import AxisValues, Profile, Spec
 
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -65,7 +65,7 @@ class _Draft:
 
     def layer(self, overrides: dict[str, Any], where: str) -> None:
         self.raw = apply(self.raw, overrides)
-        for key in flatten(nest(overrides)):
+        for key in dotted.flatten(nest(overrides)):
             # a later layer that sets a whole mapping hides what earlier layers wrote inside it
             for known in [k for k in self.origins if k.startswith(key + ".")]:
                 del self.origins[known]
@@ -191,11 +191,11 @@ def _resolve(drafts: list[_Draft], path: str) -> None:
             raise SpecError(path, f"variants.{d.variant}", "runs depend on each other in a cycle")
         visiting.add(id(d))
         raw, deps = d.raw, []
-        if get_dotted(raw, "distillation.kind") in (None, "none"):
+        if dotted.get(raw, "distillation.kind") in (None, "none"):
             # a run without distillation has no teacher: it neither waits for one nor changes hash with it
             raw = apply(raw, {"distillation.teacher": None})
         for key in REFERENCE_KEYS:
-            ref = get_dotted(raw, key)
+            ref = dotted.get(raw, key)
             if ref is None or HASH_RE.match(str(ref)):
                 continue
             source = _match(d, str(ref), by_variant, key, path)

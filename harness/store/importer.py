@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import dotted
 from harness.store.errors import StoreError
 from harness.store.store import NewRun, Store
 
@@ -112,14 +113,11 @@ def _run(row: dict[str, str], file: Path, number: int, source: str, spec: str | 
         source=source, final=final, info=info)
 
 
-def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = config
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise StoreError(f"config key '{dotted}' sets inside a value that is not a mapping")
-    node[last] = value
+def _set(config: dict[str, Any], key: str, value: Any) -> None:
+    try:
+        dotted.put(config, key, value, replace=False)
+    except ValueError as exc:
+        raise StoreError(f"config {exc}") from None
 
 
 def _number(text: str) -> float | None:
