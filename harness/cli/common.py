@@ -8,6 +8,8 @@ on stderr and exit code 2 (130 for an interruption), never a traceback, and neve
 from __future__ import annotations
 
 import functools
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -39,6 +41,55 @@ MaxRequeues = Annotated[Optional[int], typer.Option(help="requeues after a time 
                                                     rich_help_panel=SLURM)]
 Sbatch = Annotated[Optional[list[str]], typer.Option(help="extra sbatch option KEY=VALUE (repeatable)",
                                                      rich_help_panel=SLURM)]
+
+
+# the options of every command that launches runs (`run`, `retry`): name -> (annotation, default)
+LAUNCH_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "executor": (Executor, "auto"), "max_parallel": (MaxParallel, 1), "threads": (Threads, None),
+    "detach": (Detach, False), "partition": (Partition, None), "nodes": (Nodes, None),
+    "gpus_per_node": (GpusPerNode, None), "cpus_per_task": (CpusPerTask, None), "mem_gb": (MemGb, None),
+    "time_min": (TimeMin, None), "constraint": (Constraint, None), "account": (Account, None), "qos": (Qos, None),
+    "array_parallelism": (ArrayParallelism, None), "max_requeues": (MaxRequeues, None), "sbatch": (Sbatch, None),
+}
+SLURM_OPTIONS = tuple(list(LAUNCH_OPTIONS)[4:])
+
+
+@dataclass(frozen=True)
+class LaunchChoices:
+    """The launch options of one command line: executor choices, and the SLURM values given (None: not given)."""
+
+    executor: str
+    max_parallel: int
+    threads: Optional[int]
+    detach: bool
+    slurm_values: dict[str, Any]
+
+    def options(self, output: Optional[Path], slurm_section: Any = None):  # type: ignore[no-untyped-def]
+        """LaunchOptions for runs of a spec whose `slurm:` section is `slurm_section`."""
+        from harness.launch import LaunchOptions
+
+        return LaunchOptions(executor=self.executor, max_parallel=self.max_parallel, output=paths.output_root(output),
+                             detach=self.detach, slurm=slurm_options(slurm_section, self.slurm_values),
+                             threads=self.threads)
+
+
+def with_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that launches runs: it gets the shared launch and SLURM options (one definition for `run` and
+    `retry`), gathered into its `launch: LaunchChoices` parameter."""
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "launch"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (annotation, default) in LAUNCH_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in LAUNCH_OPTIONS}
+        launch = LaunchChoices(values.pop("executor"), values.pop("max_parallel"), values.pop("threads"),
+                               values.pop("detach"), values)
+        return fn(*args, launch=launch, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def store_url(db: Optional[str], output: Optional[Path] = None) -> str:

@@ -7,7 +7,7 @@ day than the `harness run` that submitted the jobs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from harness.launch import logs, processes, queue
 from harness.launch.protocols import RunStore
@@ -97,6 +97,23 @@ def failed_runs(store: RunStore, spec: str | None = None) -> list[Any]:
             coords=dict(record.coords or {}), seed=record.seed or 0, depends_on=record.depends_on,
         ))
     return runs
+
+
+def retry_failed(store: RunStore, db_url: str, spec: str | None,
+                 options_for: Callable[[dict[str, Any]], Any], progress: Callable[[str], None] = print) -> Any:
+    """`harness retry --failed`: claim and train again the failed or cancelled runs (of one spec), each spec's
+    runs with the options `options_for(its slurm: section)` gives; None when there is nothing to retry."""
+    from harness.launch.launcher import submit_runs
+    from harness.launch.outcome import LaunchResult
+
+    runs = failed_runs(store, spec)
+    if not runs:
+        return None
+    result = LaunchResult([])
+    for name in dict.fromkeys(r.spec for r in runs):
+        submit_runs([r for r in runs if r.spec == name], store, db_url, options_for(slurm_section(store, name)),
+                    progress=progress, result=result)
+    return result
 
 
 def slurm_section(store: RunStore, spec: str) -> dict[str, Any]:

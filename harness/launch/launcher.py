@@ -83,6 +83,21 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
     return launch(loaded, runs, open_store(db_url), db_url, options, progress)
 
 
+def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: bool = False) -> tuple[str, str]:
+    """`harness run --dry-run`: the plan (one line per run and a summary) and its cost estimate; writes nothing."""
+    from harness.launch.estimate import dry_run_estimate
+    from harness.launch.plan import format_plan
+    from harness.store import open_store
+
+    store = open_store(db_url, create=False) if paths.database_exists(db_url) else None
+    entries = prepare(runs, store)
+    todo = sum(e.state == "to_run" for e in entries)
+    plan_text = (f"{format_plan(entries)}\n{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to "
+                 "run (dry run: nothing trained)")
+    estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe)
+    return plan_text, estimate
+
+
 def check_files(runs: list[PlannedRun]) -> None:
     """PreflightError, one line per problem, when runs lack a file, a folder or published weights."""
     problems = preflight.problems(runs)

@@ -26,3 +26,8 @@ class LaunchResult:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def summary(self) -> str:
+        done = sum(e.state == "done" for e in self.entries)
+        return (f"{len(self.entries)} runs: {done} already done, {len(self.submitted)} trained now, "
+                f"{len(self.elsewhere)} in flight elsewhere, {len(self.failures)} failed")

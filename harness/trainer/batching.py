@@ -22,9 +22,6 @@ from harness.config import RunConfig
 from harness.trainer.datasets import InMemoryImages
 from harness.trainer.transforms import per_image_train_transform
 
-_GRID_MODE = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}
-
-
 def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, mode: str, flip: torch.Tensor | None = None) -> torch.Tensor:
     """Crop each image to its box (top, left, height, width in pixels) and resize to size x size, in one batched
     `grid_sample`; `flip` (bool per image) mirrors horizontally. images: float (N, C, H, W)."""
@@ -43,7 +40,7 @@ def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, mode: str,
     theta[:, 1, 1] = sy
     theta[:, 1, 2] = cy
     grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode=_GRID_MODE[mode], padding_mode="border", align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 class BatchTransform:
