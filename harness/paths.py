@@ -26,13 +26,3 @@ def run_dir(root: Path, full_hash: str) -> Path:
 def log_dir(root: Path) -> Path:
     """submitit's folder of job logs and pickles."""
     return root / "submitit"
-
-
-def database_exists(url: str) -> bool:
-    """False only for a SQLite file that is not there yet (a dry run must not create it)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return True
-    return Path(parsed.database).exists()

@@ -156,7 +156,8 @@ def test_probe_times_a_few_steps_of_a_tiny_model():
     [e] = est.estimate_runs([todo], [], executor="local", probe=True)
     assert e.wall_s is not None and e.wall_s > 0 and e.gpu_h == 0.0
     assert "probed: median of 5 training steps of deit_tiny_patch4_32 + distillation token, 16 px, batch 64" in e.basis
-    assert e.train_s == pytest.approx(24 * 1408 / float(e.basis.split(" img/s")[0]), rel=0.01)
+    shown = float(e.basis.split(" img/s")[0])  # rounded to whole images/s: a slow machine shows few digits
+    assert e.train_s == pytest.approx(24 * 1408 / shown, rel=0.51 / shown + 1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------

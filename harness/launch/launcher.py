@@ -75,8 +75,9 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
     the runs to train are known to have every file they need."""
     from harness.store import open_store
 
-    if paths.database_exists(db_url):
-        return launch(loaded, runs, open_store(db_url, create=False), db_url, options, progress)
+    store = existing_store(db_url)
+    if store is not None:
+        return launch(loaded, runs, store, db_url, options, progress)
     entries = prepare(runs, None)
     check_files([e.run for e in entries])
     Path(options.output).mkdir(parents=True, exist_ok=True)
@@ -87,15 +88,24 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: 
     """`harness run --dry-run`: the plan (one line per run and a summary) and its cost estimate; writes nothing."""
     from harness.launch.estimate import dry_run_estimate
     from harness.launch.plan import format_plan
-    from harness.store import open_store
-
-    store = open_store(db_url, create=False) if paths.database_exists(db_url) else None
+    store = existing_store(db_url)
     entries = prepare(runs, store)
     todo = sum(e.state == "to_run" for e in entries)
     plan_text = (f"{format_plan(entries)}\n{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to "
                  "run (dry run: nothing trained)")
     estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe)
     return plan_text, estimate
+
+
+def existing_store(db_url: str):  # type: ignore[no-untyped-def]
+    """The store at `db_url`, or None where there is none yet (a missing file, an empty database): nothing is
+    created."""
+    from harness.store import NoStore, open_store
+
+    try:
+        return open_store(db_url, create=False)
+    except NoStore:
+        return None
 
 
 def check_files(runs: list[PlannedRun]) -> None:

@@ -7,6 +7,10 @@ class StoreError(Exception):
     """A problem with the results store that the user can act on (the message says how)."""
 
 
+class NoStore(StoreError):
+    """There is no results store at the URL yet (a missing SQLite file, an empty database)."""
+
+
 class SchemaOutOfDate(StoreError):
     """The store was written with an older schema: `harness db upgrade --db URL` brings it up to date."""
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from harness.store.db import display_url, sqlite_path, unreachable
-from harness.store.errors import SchemaOutOfDate, StoreError
+from harness.store.errors import NoStore, SchemaOutOfDate, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # a PostgreSQL advisory lock key, held while a store is created or upgraded
@@ -97,7 +97,7 @@ def check(found: str | None, head: str, url: URL, empty: bool = False) -> None:
         return
     if found is None:
         if empty:
-            raise StoreError(f"{shown} has no results store yet; create it with `harness db upgrade --db {shown}`")
+            raise NoStore(f"{shown} has no results store yet; create it with `harness db upgrade --db {shown}`")
         raise StoreError(f"{shown} holds tables but no schema revision: not a harness results store")
     if found in revisions():
         raise SchemaOutOfDate(

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
 from harness.store.claims import RunLifecycle
-from harness.store.errors import StoreError, UnknownRun
+from harness.store.errors import NoStore, StoreError, UnknownRun
 from harness.store.records import FINISHED, ExperimentRecord, RunRecord
 from harness.store.schema import (
     NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
@@ -64,11 +64,15 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
     A new database gets the current schema (unless `create` is False); an existing one must be at
     this harness's schema revision, or `SchemaOutOfDate` says how to upgrade it.
     """
-    store = Store(url)
-    path = db.sqlite_path(store.url)
+    if url is None:
+        from harness.paths import default_db_url
+
+        url = default_db_url()
+    path = db.sqlite_path(db.parse_url(url))
     if not create and path is not None and not path.exists():
-        store.close()
-        raise StoreError(f"no results store at {store.display_url} (nothing has been run with this store yet)")
+        # checked before the engine exists: making one creates the file's folder
+        raise NoStore(f"no results store at {db.display_url(url)} (nothing has been run with this store yet)")
+    store = Store(url)
     try:
         # processes creating one SQLite store at once meet locks that the busy timeout does not cover
         # (switching a new file to WAL, upgrading a read to a write): wait and try again
