@@ -12,13 +12,13 @@ from harness.spec import expand, load_spec
 from harness.store import open_store
 from tests.runstate import drive
 from tests.test_launch_control import here_owner, registered, sleeper
-from tests.test_lifecycle import SPEC as LIFECYCLE
+from tests.tiny_spec import tiny_spec
 from tests.test_spec import write
 
 runner = CliRunner()
 
-# the lifecycle tests' spec with one seed: one run that trains in a second or two
-SPEC = LIFECYCLE.replace("EPOCHS", "1").replace("seeds: [0, 1, 2]", "seeds: [0]")
+# one run that trains in a second or two
+SPEC = tiny_spec("lifecycle")
 
 
 def harness(*args: object):  # type: ignore[no-untyped-def]

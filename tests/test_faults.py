@@ -12,20 +12,9 @@ import pytest
 from harness.launch import LaunchOptions, launch
 from harness.spec import expand, load_spec
 from harness.store import open_store
-from tests.test_lifecycle import REPO, env
+from tests.tiny_spec import REPO, harness_env as env, tiny_spec
 
-SPEC = """
-name: faults
-base:
-  data: {name: digits, img_size: 16, num_workers: 0, train_subset: 64}
-  model.name: resnet_tiny_32
-  device: cpu
-  batch_size: 32
-  eval_batch_size: 200
-  schedule: {epochs: 2, warmup_epochs: 0}
-  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0}
-  throughput: {protocols: []}
-"""
+SPEC = tiny_spec("faults", epochs=2)
 
 
 def leftovers(folder: Path) -> list[Path]:

@@ -16,31 +16,13 @@ from pathlib import Path
 import pytest
 
 from harness.store import open_store
-
-REPO = Path(__file__).resolve().parent.parent
-SPEC = """
-name: lifecycle
-base:
-  data: {name: digits, img_size: 16, num_workers: 0, train_subset: 64}
-  model.name: resnet_tiny_32
-  device: cpu
-  batch_size: 32
-  eval_batch_size: 200
-  schedule: {epochs: EPOCHS, warmup_epochs: 0}
-  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0}
-  throughput: {protocols: []}
-seeds: [0, 1, 2]
-"""
+from tests.tiny_spec import REPO, harness_env as env, tiny_spec
 
 
 def spec(tmp_path: Path, epochs: int = 1) -> Path:
     path = tmp_path / "lifecycle.yaml"
-    path.write_text(SPEC.replace("EPOCHS", str(epochs)))
+    path.write_text(tiny_spec("lifecycle", epochs, seeds=(0, 1, 2)))
     return path
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def harness(*args: object) -> subprocess.Popen:

@@ -16,20 +16,9 @@ import pytest
 
 from harness.launch import secrets
 from tests.slurm_fixtures import slurm  # noqa: F401  (a fixture)
+from tests.tiny_spec import REPO, harness_env, tiny_spec
 
-REPO = Path(__file__).resolve().parent.parent
-SPEC = """
-name: secrets
-base:
-  data: {name: digits, img_size: 16, num_workers: 0, train_subset: 64}
-  model.name: resnet_tiny_32
-  device: cpu
-  batch_size: 32
-  eval_batch_size: 200
-  schedule: {epochs: 1, warmup_epochs: 0}
-  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0}
-  throughput: {protocols: []}
-"""
+SPEC = tiny_spec("secrets")
 
 
 @pytest.fixture
@@ -59,7 +48,7 @@ def files_holding(root: Path, secret: str) -> list[str]:
 def run_harness(tmp_path: Path, url: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     spec = tmp_path / "secrets.yaml"
     spec.write_text(SPEC)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(extra_env or {})}
+    env = harness_env(**(extra_env or {}))
     env.pop("PGPASSWORD", None)
     return subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--db", url,
                            "--output", str(tmp_path / "runs"), *args],
