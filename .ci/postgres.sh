@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a local PostgreSQL server for the store's tests (idempotent; recipe in ../shared/ENVIRONMENT.md).
+# Start a local PostgreSQL server for the store's tests (idempotent; Debian's postgresql package).
 # Installs Debian's postgresql if missing, starts the cluster, creates role `harness` (password `harness`)
 # and database `harness_test`. Afterwards export
 #   HARNESS_TEST_PG_URL=postgresql+psycopg://harness:harness@127.0.0.1:5432/harness_test

@@ -41,10 +41,11 @@ def _pg_admin():  # type: ignore[no-untyped-def]
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure to reach the server
+    except Exception as exc:  # any failure to reach the server, or to log in to it
         engine.dispose()
-        reason = (f"PostgreSQL at {url.render_as_string(hide_password=True)} is not reachable "
-                  f"({type(exc).__name__}); run .ci/postgres.sh or set HARNESS_TEST_PG_URL")
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = (f"PostgreSQL at {url.render_as_string(hide_password=True)} cannot be used: "
+                  f"{first[0] if first else type(exc).__name__}; run .ci/postgres.sh or set HARNESS_TEST_PG_URL")
         if _in_ci():
             pytest.fail(reason)
         pytest.skip(reason)

@@ -156,3 +156,19 @@ def test_a_job_killed_by_kill_9_fails_its_run_with_that_cause(tmp_path):
         record = store.get_run(running.hash)
     assert record.status == "failed" and "killed" in record.error, record.error
     assert "submitit" not in record.error.lower().split("killed")[0], record.error
+
+
+@pytest.mark.slow
+def test_a_run_cancelled_while_its_launch_works_through_the_queue_is_never_trained(tmp_path):
+    path, out = spec(tmp_path, epochs=3), tmp_path / "out"
+    launch = harness("run", path, "--output", out, "--executor", "local")
+    wait_for(lambda: started_runs(out) >= 1, 120, "the launch to start training")
+    waiting = wait_for(lambda: [h for h, s in statuses(out).items() if s == "queued"], 30, "runs queued behind it")
+    cancel = subprocess.run([sys.executable, "-m", "harness", "cancel", waiting[-1][:12], "--output", out],
+                            cwd=REPO, env=env(), capture_output=True, text=True, timeout=60)
+    assert cancel.returncode == 0 and "no job was submitted yet" in cancel.stdout, cancel.stdout + cancel.stderr
+    text = finish(launch)
+    assert launch.returncode == 0, text
+    assert "not started: it is cancelled now" in text, text
+    assert jobs_started(out) == 2
+    assert sorted(statuses(out).values()) == ["cancelled", "completed", "completed"]

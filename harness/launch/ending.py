@@ -11,6 +11,7 @@ from harness.launch import logs
 from harness.launch.protocols import RunStore
 from harness.provenance import redact
 from harness.store import StoreError
+from harness.store.records import RunRecord
 
 KILLED = "the job's process ended without a result: it was killed (kill -9, the out-of-memory killer, a lost node)"
 
@@ -30,7 +31,7 @@ def job_error(job: Any) -> str | None:
     return None
 
 
-def record_failure(store: RunStore, run_hash: str, token: str, record: Any, error: str | None,
+def record_failure(store: RunStore, run_hash: str, token: str, record: RunRecord | None, error: str | None,
                    log_path: str | None) -> str:
     """The cause of a job that did not complete, stored as the run's error unless the job stored its own."""
     if record is not None and record.status in ("failed", "cancelled") and record.error:

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.config import RunConfig
+from harness.launch.protocols import RunStore
+from harness.store.records import RunRecord
 
 # training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
 TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000}
@@ -163,7 +165,7 @@ class Speed:
     wall_ratio: float | None = None
 
 
-def _wall_ratio(record: Any) -> float | None:
+def _wall_ratio(record: RunRecord) -> float | None:
     seconds = (record.final or {}).get("train_time_s")
     if not seconds or record.started_at is None or record.ended_at is None:
         return None
@@ -292,7 +294,7 @@ def format_estimates(estimates: list[Estimate]) -> str:
     return "\n".join(lines)
 
 
-def dry_run_estimate(entries: Iterable[Any], store: Any, executor: str, max_parallel: int = 1, slurm: Any = None,
+def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: str, max_parallel: int = 1, slurm: Any = None,
                      probe: bool = False) -> str:
     """What `harness run --dry-run` prints below the plan: the estimate of the runs still to run."""
     todo = [e.run for e in entries if e.state == "to_run"]
@@ -304,7 +306,7 @@ def dry_run_estimate(entries: Iterable[Any], store: Any, executor: str, max_para
 # a running run's remaining time
 
 
-def remaining_s(record: Any, epoch_img_s: list[float], now: datetime | None = None) -> float | None:
+def remaining_s(record: RunRecord, epoch_img_s: list[float], now: datetime | None = None) -> float | None:
     """Seconds a running run still needs: its remaining epochs × its own measured epoch time.
 
     The epoch time is images per epoch / the run's mean training images/s over its last three logged epochs
@@ -322,11 +324,10 @@ def remaining_s(record: Any, epoch_img_s: list[float], now: datetime | None = No
         return left * images_per_epoch(size, config) / statistics.fmean(speeds)
     if record.started_at is None:
         return None
-    start = record.started_at if record.started_at.tzinfo else record.started_at.replace(tzinfo=timezone.utc)
-    return left * ((now or datetime.now(timezone.utc)) - start).total_seconds() / (record.epoch + 1)
+    return left * ((now or datetime.now(timezone.utc)) - record.started_at).total_seconds() / (record.epoch + 1)
 
 
-def remaining(store: Any, record: Any) -> float | None:
+def remaining(store: RunStore, record: RunRecord) -> float | None:
     """`remaining_s` of a stored run, reading its per-epoch training speed from the store."""
     if record.status != "running":
         return None

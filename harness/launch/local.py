@@ -23,6 +23,7 @@ from harness.launch.queue import stored_job_id
 from harness.launch.outcome import Failure, LaunchResult
 from harness.spec import PlannedRun
 from harness.states import Owner
+from harness.store.records import RunRecord
 
 # seconds between renewals of the claims this launch holds
 RENEW_EVERY_S = 30.0
@@ -164,6 +165,6 @@ def _stop_everything(batch: LocalBatch) -> list[str]:
     return lines
 
 
-def _top1(record: Any) -> str:
+def _top1(record: RunRecord) -> str:
     top1 = record.final.get("top1") if record else None
     return f", top-1 {top1:.1f}%" if top1 is not None else ""

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
-from harness.store.claims import RunLifecycle
+from harness.store.claims import RunLifecycle, now_utc
 from harness.store.errors import NoStore, StoreError, UnknownRun
 from harness.store.records import FINISHED, ExperimentRecord, RunRecord
 from harness.store.schema import (
@@ -182,7 +182,7 @@ class Store(RunLifecycle):
     def register_experiment(self, name: str, spec_text: str, spec_path: str) -> None:
         """Record a spec by name (its text and path are replaced when it is registered again)."""
         def work(session: Session) -> None:
-            now = _now()
+            now = now_utc()
             row = {"name": name, "spec_text": spec_text or "", "spec_path": str(spec_path or ""),
                    "created_at": now, "updated_at": now}
             self._upsert(session, Experiment.__table__, [row], ["name"], ["spec_text", "spec_path", "updated_at"])
@@ -223,7 +223,7 @@ class Store(RunLifecycle):
         runs = list({r.hash: r for r in runs}.values())
 
         def work(session: Session) -> None:
-            now = _now()
+            now = now_utc()
             self._upsert(session, Experiment.__table__, [
                 {"name": experiment, "spec_text": "", "spec_path": "", "created_at": now, "updated_at": now}],
                 ["name"])
@@ -451,10 +451,6 @@ def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecor
         owner=row.owner, owner_host=row.owner_host, owner_pid=row.owner_pid, owner_started=row.owner_started,
         lease_until=_utc(row.lease_until), job_started=row.job_started, depends_on=tuple(row.depends_on or ()),
     )
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _utc(value: datetime | None) -> datetime | None:
