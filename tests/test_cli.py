@@ -41,3 +41,19 @@ def test_dry_run_prints_one_line_per_run_and_creates_no_store(tmp_path):
     assert all("to run" in line for line in lines[:-1])
     assert "dry run: nothing trained" in lines[-1]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["results"], ["status"], ["db", "info"], ["report", "--table", "3"],
+                                     ["cancel", "ablation"], ["retry", "--failed"]])
+def test_every_command_finds_the_store_in_the_output_folder(tmp_path, planned, monkeypatch, command):
+    from harness.store import open_store
+
+    monkeypatch.delenv("HARNESS_DB", raising=False)
+    out = tmp_path / "elsewhere"
+    with open_store(f"sqlite:///{out / 'harness.db'}") as store:
+        store.register_experiment("ablation", "name: ablation\n", "ablation.yaml")
+        store.register_runs("ablation", planned(1))
+    monkeypatch.chdir(tmp_path)  # ./runs does not exist here
+    result = runner.invoke(app, [*command, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "runs").exists()

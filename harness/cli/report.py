@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import command, fail, open_existing_store
+from harness.cli.common import Db, Output, command, fail, open_existing_store
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,7 @@ def report(
     all_: bool = typer.Option(False, "--all", help="every table (with --out DIR: one HTML page with figures)"),
     fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex, csv or html"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="a file (one table) or a folder (--all)"),
-    db: Optional[str] = typer.Option(None, help="store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)"),
+    db: Db = None, output: Output = None,
     spec: Optional[str] = typer.Option(None, help="read this spec's runs instead of the table's own spec"),
     profile: Optional[str] = typer.Option(None, help="show this profile's runs ('paper-scale': runs without one)"),
     source: Optional[str] = typer.Option(None, help="show results imported under this source name"),
@@ -32,28 +32,29 @@ def report(
     cost: bool = typer.Option(False, "--cost", help="GPU-hours per cell; without --table/--all: per spec"),
 ) -> None:
     """Print (or write) the paper's tables with our numbers beside the paper's."""
-    from harness.report import TABLES, output
+    from harness.report import TABLES
+    from harness.report import output as rendering
     from harness.report.runs import load
 
-    output.check(fmt, [table] if table is not None else [])  # before the store is opened
+    rendering.check(fmt, [table] if table is not None else [])  # before the store is opened
     if cost and table is None and not all_:
         from harness.report.cost import format_costs, spec_costs
 
-        typer.echo(format_costs(spec_costs(store=open_existing_store(db))))
+        typer.echo(format_costs(spec_costs(store=open_existing_store(db, output))))
         return
     if (table is None) == (not all_):
         fail("give --table N, --all or --cost")
     numbers = [table] if table is not None else list(TABLES)
-    runset = load(store=open_existing_store(db))
+    runset = load(store=open_existing_store(db, output))
     options = {"spec": spec, "profile": profile, "source": source, "vs_reference": vs_reference, "detect": detect,
                "cost": cost}
     if all_ and out is not None:
-        page = output.write_all(out, fmt, runset, **options)[0]
-        typer.echo(f"wrote {page} and table files ({output.SUFFIXES[fmt]}) to {out}")
+        page = rendering.write_all(out, fmt, runset, **options)[0]
+        typer.echo(f"wrote {page} and table files ({rendering.SUFFIXES[fmt]}) to {out}")
     elif out is not None:
-        typer.echo(f"wrote {output.write_tables(out, numbers, fmt, runset, **options)}")
+        typer.echo(f"wrote {rendering.write_tables(out, numbers, fmt, runset, **options)}")
     else:
-        typer.echo(output.tables_text(numbers, fmt, runset, **options), nl=False)
+        typer.echo(rendering.tables_text(numbers, fmt, runset, **options), nl=False)
 
 
 def plot(
@@ -62,15 +63,15 @@ def plot(
     bars: Optional[int] = typer.Option(None, "--bars", help="bar chart of this paper table"),
     metric: str = typer.Option("top1", help="per-epoch metric for --curves"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="FILE.png, .svg or .pdf"),
-    db: Optional[str] = typer.Option(None, help="store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)"),
+    db: Db = None, output: Output = None,
     profile: Optional[str] = typer.Option(None, help="show this profile's runs ('paper-scale': runs without one)"),
 ) -> None:
     """Draw Figure 1, a spec's training curves, or a table's bar chart."""
-    from harness.report import output
+    from harness.report import output as rendering
     from harness.report.runs import load
 
     if sum(x is not None for x in (figure, curves, bars)) != 1:
         fail("give exactly one of --figure 1, --curves SPEC, --bars N")
-    path = output.plot_path(out, figure, curves, bars)  # before the store is opened
-    runset = load(store=open_existing_store(db))
-    typer.echo(f"wrote {output.plot(path, figure, curves, bars, runset, profile=profile, metric=metric)}")
+    path = rendering.plot_path(out, figure, curves, bars)  # before the store is opened
+    runset = load(store=open_existing_store(db, output))
+    typer.echo(f"wrote {rendering.plot(path, figure, curves, bars, runset, profile=profile, metric=metric)}")

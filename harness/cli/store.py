@@ -13,9 +13,8 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import command, fail
+from harness.cli.common import Db, Output, command, fail, store_url
 
-DB_HELP = "Results store URL (default: $HARNESS_DB or sqlite:///runs/harness.db)."
 # columns of the table format besides coordinates (metrics shown when present)
 TABLE_COLUMNS = ["hash", "spec", "variant", "profile", "seed", "status", "epoch", "source"]
 TABLE_METRICS = ["top1", "top5", "ema_top1"]
@@ -45,14 +44,14 @@ def results(
                                     help="Only runs whose column or config key KEY equals VALUE (repeatable)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table (a summary), csv or json (every column)."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to show."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: Db = None, output: Output = None,
 ) -> None:
     """The runs in the store, one row per run."""
     import harness.results as r
 
     statuses = None if status is None else [s.strip() for s in status.split(",") if s.strip()]
     try:
-        df = r.runs(db, spec=spec, status=statuses, where=where, profile=profile)
+        df = r.runs(store_url(db, output), spec=spec, status=statuses, where=where, profile=profile)
     except ValueError as exc:  # a malformed --where
         fail(str(exc))
     if columns:
@@ -89,26 +88,25 @@ def import_results(
     file: Path = typer.Argument(..., help="CSV file: spec, variant, [label, profile, seed], coordinates, metrics."),
     source: str = typer.Option(..., "--source", help="Where the numbers come from (e.g. deit-paper)."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Spec name for rows without a 'spec' column."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: Db = None, output: Output = None,
 ) -> None:
     """Record results obtained elsewhere as completed runs tagged with their source."""
     from harness.store import open_store
     from harness.store.importer import import_csv
 
-    with open_store(db) as store:
+    with open_store(store_url(db, output)) as store:
         summary, shown = import_csv(store, file, source, spec), store.display_url
     typer.echo(f"imported {summary.rows} runs ({summary.new} new) from {summary.path} as source "
                f"'{summary.source}' into {shown} (specs: {', '.join(summary.experiments) or 'none'})")
 
 
-def db_upgrade(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def db_upgrade(db: Db = None, output: Output = None) -> None:
     """Bring the store to this harness's schema revision (creates a new store)."""
     from harness.store import upgrade_store
     from harness.store.db import display_url
-    from harness.paths import default_db_url
-
-    shown = display_url(db or default_db_url())
-    before, after = upgrade_store(db)
+    url = store_url(db, output)
+    shown = display_url(url)
+    before, after = upgrade_store(url)
     if before == after:
         typer.echo(f"{shown} is at schema revision {after}: nothing to do")
     elif before is None:
@@ -117,14 +115,13 @@ def db_upgrade(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> 
         typer.echo(f"upgraded {shown} from schema revision {before} to {after}")
 
 
-def db_info(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def db_info(db: Db = None, output: Output = None) -> None:
     """Where the store is, its schema revision, and how many rows each table holds."""
-    from harness.paths import default_db_url
     from harness.store import Store, store_revision
     from harness.store.db import display_url
     from harness.store.migrate import revisions
 
-    url = db or default_db_url()
+    url = store_url(db, output)
     typer.echo(f"store:    {display_url(url)}")
     found, head = store_revision(url)
     if found is None:
