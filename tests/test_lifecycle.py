@@ -50,8 +50,8 @@ def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-d
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def statuses(out: Path) -> dict[str, str]:
-    with open_store(f"sqlite:///{out / 'harness.db'}", create=False) as store:
+def statuses(out: Path, db: str | None = None) -> dict[str, str]:
+    with open_store(db or f"sqlite:///{out / 'harness.db'}", create=False) as store:
         return {r.hash: r.status for r in store.runs()}
 
 
@@ -65,13 +65,16 @@ def started_runs(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_two_launches_at_once_train_every_run_exactly_once(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_launches_at_once_train_every_run_exactly_once(tmp_path, backend, request):
     path, out = spec(tmp_path), tmp_path / "out"
-    launches = [harness("run", path, "--output", out, "--executor", "local", "--max-parallel", 2) for _ in range(2)]
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{out / 'harness.db'}"
+    launches = [harness("run", path, "--output", out, "--db", db, "--executor", "local", "--max-parallel", 2)
+                for _ in range(2)]
     outputs = [finish(p) for p in launches]
     assert [p.returncode for p in launches] == [0, 0], outputs
     assert jobs_started(out) == 3, outputs
-    assert set(statuses(out).values()) == {"completed"}
+    assert set(statuses(out, db).values()) == {"completed"}
     # whatever one launch trained, the other reported as in flight (or found done)
     assert "3 runs" in outputs[0] and "3 runs" in outputs[1]
 
