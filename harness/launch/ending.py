@@ -22,9 +22,9 @@ def job_error(job: Any) -> str | None:
         job.result()
     except Exception as exc:  # submitit re-raises the job's exception, wrapped in its own text
         text = str(exc)
-        for line in reversed(text.splitlines()):
-            if logs.EXCEPTION_LINE.match(line.strip()):
-                return line.strip()[:500]
+        found = logs.last_exception_in(text)
+        if found:
+            return found
         if type(exc).__name__ == "UncompletedJobError":
             return KILLED
         return (text.strip().splitlines() or [type(exc).__name__])[0][:500]

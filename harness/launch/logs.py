@@ -30,9 +30,16 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
 def last_exception(log_path: str | None) -> str | None:
     """The last exception line the job printed (its stderr first), or None."""
     for path in reversed(log_files(log_path)):
-        lines = [line.strip() for line in tail(path).splitlines()]
-        found = [line for line in lines if EXCEPTION_LINE.match(line)
-                 and not line.startswith(("submitit", "KeyboardInterrupt"))]
+        found = last_exception_in(tail(path))
         if found:
-            return found[-1][:500]
+            return found
+    return None
+
+
+def last_exception_in(text: str) -> str | None:
+    """The last line of `text` that names an exception (not submitit's own bookkeeping), cut to 500 characters."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if EXCEPTION_LINE.match(line) and not line.startswith(("submitit", "KeyboardInterrupt")):
+            return line[:500]
     return None
