@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -19,34 +19,13 @@ class LaunchInterrupted(Exception):
         super().__init__(f"launch interrupted ({signal_name})")
 
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so the same cleanup ends the launch's jobs."""
-    if not _in_main_thread():
+def _handling(handlers: dict[signal.Signals, Any]) -> Iterator[None]:
+    """`handlers` installed for the block, the previous ones restored after (only the main thread may)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    before = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """A second Ctrl-C (or SIGTERM) must not cut the cleanup short and leave a run marked running."""
-    if not _in_main_thread():
-        yield
-        return
-    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    before = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield
     finally:
@@ -54,22 +33,28 @@ def signals_held() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-@contextlib.contextmanager
-def children_ignore_ctrl_c() -> Iterator[None]:
+def _interrupt(signum, frame):  # type: ignore[no-untyped-def]
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so the same cleanup ends the launch's jobs."""
+    return _handling({signal.SIGTERM: _interrupt})
+
+
+def signals_held() -> contextlib.AbstractContextManager[None]:
+    """A second Ctrl-C (or SIGTERM) must not cut the cleanup short and leave a run marked running."""
+    return _handling({sig: signal.SIG_IGN for sig in STOP_SIGNALS})
+
+
+def children_ignore_ctrl_c() -> contextlib.AbstractContextManager[None]:
     """Processes started inside this block ignore SIGINT from the terminal (the disposition is inherited).
 
     A Ctrl-C reaches every process of the terminal's foreground group: without this, each of submitit's local
     job controllers would die on it with a traceback of its own. The launch alone answers Ctrl-C, and ends
     its jobs itself; a job's training process listens to SIGINT again (RunJob), so it can record its end.
     """
-    if not _in_main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
+    return _handling({signal.SIGINT: signal.SIG_IGN})
 
 
 def signal_name(exc: KeyboardInterrupt) -> str:
