@@ -48,7 +48,8 @@ def is_here(ref: ProcessRef) -> bool:
 
 
 def alive(ref: ProcessRef) -> bool:
-    """Whether the recorded process still runs on this machine (not a zombie, not another process with its pid)."""
+    """Whether the recorded process still runs on this machine (not a zombie, not another process with its pid);
+    False for a process of another machine, which this one cannot see."""
     process = _process(ref)
     if process is None:
         return False
@@ -59,30 +60,28 @@ def alive(ref: ProcessRef) -> bool:
 
 
 def _process(ref: ProcessRef) -> psutil.Process | None:
-    """The recorded process if it is still the same one; None otherwise."""
-    if not is_here(ref):
-        raise ValueError(f"process {ref.pid} runs on {ref.host}, not on this machine ({hostname()})")
-    try:
-        process = psutil.Process(ref.pid)
-        if abs(process.create_time() - ref.started) > START_TOLERANCE_S:
-            return None  # the pid was reused by another process
-        return process
-    except psutil.NoSuchProcess:
-        return None
+    """The recorded process if it still runs here and is the same one; None otherwise (see `why_not_ours`)."""
+    return _examine(ref)[0]
 
 
 def why_not_ours(ref: ProcessRef) -> str | None:
     """None when `ref` names a live process on this machine; otherwise why it cannot be signalled."""
+    return _examine(ref)[1]
+
+
+def _examine(ref: ProcessRef) -> tuple[psutil.Process | None, str | None]:
+    """The recorded process and None, or None and why it is not (elsewhere, gone, its pid reused)."""
     if not is_here(ref):
-        return f"it runs on {ref.host}, not on this machine"
+        return None, f"it runs on {ref.host}, not on this machine"
     try:
         process = psutil.Process(ref.pid)
+        started = process.create_time()
     except psutil.NoSuchProcess:
-        return f"process {ref.pid} is gone"
-    if abs(process.create_time() - ref.started) > START_TOLERANCE_S:
-        return (f"process {ref.pid} is not the job's: it started at {time.ctime(process.create_time())}, "
-                f"the job at {time.ctime(ref.started)} (its pid was reused)")
-    return None
+        return None, f"process {ref.pid} is gone"
+    if abs(started - ref.started) > START_TOLERANCE_S:
+        return None, (f"process {ref.pid} is not the job's: it started at {time.ctime(started)}, "
+                      f"the job at {time.ctime(ref.started)} (its pid was reused)")
+    return process, None
 
 
 def stop_tree(ref: ProcessRef, grace_s: float = 5.0) -> bool:
@@ -92,10 +91,7 @@ def stop_tree(ref: ProcessRef, grace_s: float = 5.0) -> bool:
     SIGINT and submitit's tasks ignore SIGTERM, so what is left after the grace period is killed. Returns
     False, signalling nothing, when `ref` is not a live process of this machine (see `why_not_ours`).
     """
-    try:
-        root = _process(ref)
-    except ValueError:
-        return False
+    root = _process(ref)
     if root is None:
         return False
     try:
