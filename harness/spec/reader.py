@@ -75,11 +75,15 @@ def parse(text: str) -> Any:
     """The data of one YAML document, with its depth and expanded size checked before anything is built."""
     try:
         _check_depth(text)
-        node = yaml.compose(text, Loader=_Loader)
-        if node is None:
-            return None
-        _check_size(node)
-        return yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_size(node)
+            return loader.construct_document(node)  # from the node already composed, not from the text again
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise YamlError(_describe(exc)) from None
 
