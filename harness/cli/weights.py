@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import command
+from harness.cli.common import command, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -23,13 +23,11 @@ def fetch(
     """Download every pretrained weight the spec's runs name into the hub cache, printing where each is; each
     weight that cannot be fetched is one error line (exit code 2)."""
     from harness import weights
-    from harness.spec import SpecError
 
     try:
-        tags = weights.spec_weights(spec, profile)
-    except (SpecError, weights.WeightsError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        tags = weights.spec_weights(spec, profile)  # a bad spec is the error wrapper's one line
+    except weights.WeightsError as exc:
+        fail(str(exc))
     failed = False
     for tag in tags:
         try:
