@@ -326,10 +326,3 @@ def remaining_s(record: RunRecord, epoch_img_s: list[float], now: datetime | Non
         return None
     return left * ((now or datetime.now(timezone.utc)) - record.started_at).total_seconds() / (record.epoch + 1)
 
-
-def remaining(store: RunStore, record: RunRecord) -> float | None:
-    """`remaining_s` of a stored run, reading its per-epoch training speed from the store."""
-    if record.status != "running":
-        return None
-    speeds = [v for _, _, _, v in store.metrics([record.hash], names=["train_img_s"])]
-    return remaining_s(record, speeds)

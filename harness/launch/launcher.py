@@ -78,16 +78,17 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
     store = existing_store(db_url)
     if store is not None:
         return launch(loaded, runs, store, db_url, options, progress)
-    entries = prepare(runs, None)
+    entries = prepare(runs, None)  # every run is to run, as it is in the store created below
     check_files([e.run for e in entries])
     Path(options.output).mkdir(parents=True, exist_ok=True)
-    return launch(loaded, runs, open_store(db_url), db_url, options, progress)
+    return _register_and_submit(loaded, entries, open_store(db_url), db_url, options, progress)
 
 
 def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: bool = False) -> tuple[str, str]:
     """`harness run --dry-run`: the plan (one line per run and a summary) and its cost estimate; writes nothing."""
     from harness.launch.estimate import dry_run_estimate
     from harness.launch.plan import format_plan
+
     store = existing_store(db_url)
     entries = prepare(runs, store)
     todo = sum(e.state == "to_run" for e in entries)
@@ -119,8 +120,13 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: 
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
+    check_files([e.run for e in entries if e.state == "to_run"])
+    return _register_and_submit(loaded, entries, store, db_url, options, progress)
+
+
+def _register_and_submit(loaded: LoadedSpec, entries: list[PlanEntry], store: RunStore, db_url: str,
+                         options: LaunchOptions, progress: Progress) -> LaunchResult:
     to_run = [e.run for e in entries if e.state == "to_run"]
-    check_files(to_run)
     store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
     store.register_runs(loaded.spec.name, [e.run for e in entries])
     result = LaunchResult(entries)
@@ -228,12 +234,11 @@ def _wait_cluster(to_wait: list[PlannedRun], store: RunStore, owner: Owner, opti
         for record in store.runs(hashes=list(left)):
             run = left[record.hash]
             if record.status not in FINISHED:
-                watch.poll(run)
+                watch.poll(run, record)
                 continue
             del left[record.hash]
             if record.status == "completed":
-                top1 = record.final.get("top1")
-                watch.event(run, "completed" + (f", top-1 {top1:.1f}%" if top1 is not None else ""))
+                watch.completed(run, record)
             else:
                 result.failures.append(Failure(run, record.error or record.status, record.log_path))
                 watch.event(run, f"{record.status.upper()}: {record.error or ''} (log: {record.log_path})")

@@ -23,7 +23,6 @@ from harness.launch.queue import stored_job_id
 from harness.launch.outcome import Failure, LaunchResult
 from harness.spec import PlannedRun
 from harness.states import Owner
-from harness.store.records import RunRecord
 
 # seconds between renewals of the claims this launch holds
 RENEW_EVERY_S = 30.0
@@ -144,7 +143,7 @@ def _collect(batch: LocalBatch, run: PlannedRun, job: Any) -> None:
     error = job_error(job)
     record = batch.store.get_run(run.hash)
     if error is None and record is not None and record.status == "completed":
-        batch.watch.event(run, "completed" + _top1(record))
+        batch.watch.completed(run, record)
         return
     cause = record_failure(batch.store, run.hash, batch.owner.token, record, error, str(job.paths.stderr))
     batch.result.failures.append(Failure(run, cause, str(job.paths.stderr)))
@@ -164,7 +163,3 @@ def _stop_everything(batch: LocalBatch) -> list[str]:
             lines.append(f"{run.short}  not started: pending again  {run.describe()}")
     return lines
 
-
-def _top1(record: RunRecord) -> str:
-    top1 = record.final.get("top1") if record else None
-    return f", top-1 {top1:.1f}%" if top1 is not None else ""

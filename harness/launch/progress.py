@@ -8,6 +8,7 @@ from typing import Any, Callable
 from harness.launch.protocols import RunStore
 from harness.launch.status import elapsed_s, latest_top1
 from harness.spec import PlannedRun
+from harness.store.records import RunRecord
 
 Progress = Callable[[str], None]
 
@@ -24,8 +25,13 @@ class Watcher:
             self.seen[run.hash] = state
         self.progress(f"{self._clock()}  {run.short}  {what:<28}  {run.describe()}")
 
-    def poll(self, run: PlannedRun) -> None:
-        record = self.store.get_run(run.hash)
+    def completed(self, run: PlannedRun, record: RunRecord) -> None:
+        top1 = record.final.get("top1")
+        self.event(run, "completed" + (f", top-1 {top1:.1f}%" if top1 is not None else ""))
+
+    def poll(self, run: PlannedRun, record: RunRecord | None = None) -> None:
+        """A line when the run's state or epoch changed since the last one (`record`: read already, or None)."""
+        record = record or self.store.get_run(run.hash)
         if record is None:
             return
         state = (record.status, record.epoch)

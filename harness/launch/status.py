@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -28,32 +29,38 @@ class RunStatus:
 
 
 def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
-    from harness.launch.estimate import remaining
+    from harness.launch.estimate import remaining_s
 
     now = now or datetime.now(timezone.utc)
-    out = []
-    for record in store.runs(spec=spec):
-        if record.source is not None:
-            continue
-        out.append(RunStatus(
-            hash=record.hash, spec=record.spec, description=describe(record), status=record.status,
-            epoch=record.epoch, epochs=(record.config.get("schedule") or {}).get("epochs"),
-            top1=latest_top1(store, record), job_id=record.job_id, elapsed_s=elapsed_s(record, now),
-            error=record.error, host=record.host or record.owner_host, remaining_s=remaining(store, record),
-        ))
-    return out
+    records = [r for r in store.runs(spec=spec) if r.source is None]
+    # one read of the curves of every run still training, not two per run and refresh
+    training = [r.hash for r in records if "top1" not in r.final and r.epoch is not None]
+    curves: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
+    for run_hash, epoch, name, value in store.metrics(training, names=CURVES) if training else []:
+        curves[run_hash].append((epoch, name, value))
+    return [RunStatus(
+        hash=r.hash, spec=r.spec, description=describe(r), status=r.status, epoch=r.epoch,
+        epochs=(r.config.get("schedule") or {}).get("epochs"), top1=_top1(r, curves[r.hash]), job_id=r.job_id,
+        elapsed_s=elapsed_s(r, now), error=r.error, host=r.host or r.owner_host,
+        remaining_s=remaining_s(r, [v for _, name, v in curves[r.hash] if name == "train_img_s"], now),
+    ) for r in records]
+
+
+# the per-epoch metrics a status row reads: the latest top-1, and the speed that gives the time left
+CURVES = ("top1", "train_img_s")
 
 
 def latest_top1(store: RunStore, record: RunRecord) -> float | None:
     """The run's final top-1, or the top-1 of its latest epoch while it trains."""
+    if "top1" in record.final or record.epoch is None:
+        return _top1(record, [])
+    return _top1(record, [(e, "top1", v) for _, e, _, v in store.metrics([record.hash], names=["top1"])])
+
+
+def _top1(record: RunRecord, curve: list[tuple[int, str, float]]) -> float | None:
     if "top1" in record.final:
         return record.final["top1"]
-    if record.epoch is None:
-        return None
-    for _, epoch, _, value in store.metrics([record.hash], names=["top1"]):
-        if epoch == record.epoch:
-            return value
-    return None
+    return next((v for epoch, name, v in curve if name == "top1" and epoch == record.epoch), None)
 
 
 def elapsed_s(record: RunRecord, now: datetime | None = None) -> float | None:
