@@ -27,7 +27,7 @@ def job_error(job: Any) -> str | None:
             return found
         if type(exc).__name__ == "UncompletedJobError":
             return KILLED
-        return (text.strip().splitlines() or [type(exc).__name__])[0][:500]
+        return logs.named((text.strip().splitlines() or [type(exc).__name__])[0][:500])
     return None
 
 

@@ -26,6 +26,7 @@ import submitit
 
 from harness import paths
 from harness.config import RunConfig
+from harness.launch.logs import named
 from harness.launch.protocols import RunStore
 
 HEARTBEAT_S = 30.0
@@ -213,4 +214,4 @@ def _one_line(exc: BaseException) -> str:
 
 def _describe(exc: BaseException) -> str:
     lines = traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).strip()[-2000:]
+    return named("".join(lines).strip()[-2000:])

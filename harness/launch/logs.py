@@ -9,6 +9,12 @@ from pathlib import Path
 TAIL_BYTES = 64 * 1024
 # `OSError: [Errno 28] No space left on device`, `harness.trainer.loop.TrainingDiverged: loss is nan ...`
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Diverged|Exit|Lost|Stopped)\b.*")
+# what the OS, SQLite and PostgreSQL say when the disk (or the user's quota) is full
+DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|database or disk is full|\[Errno (?:28|122)\]"
+                       r"|could not extend file")
+# submitit's last word when it cannot even save the job's error, the disk being full (submitit/core/submission.py):
+# "submitit ERROR (...) - Could not dump error:\n<the job's error>\n\nbecause of <why it could not save it>"
+DUMP_FAILED = "Could not dump error:"
 
 
 def log_files(log_path: str | None) -> list[Path]:
@@ -37,9 +43,27 @@ def last_exception(log_path: str | None) -> str | None:
 
 
 def last_exception_in(text: str) -> str | None:
-    """The last line of `text` that names an exception (not submitit's own bookkeeping), cut to 500 characters."""
-    for line in reversed(text.splitlines()):
-        line = line.strip()
+    """The last line of `text` that names an exception (not submitit's own bookkeeping), or submitit's word that
+    it could not save the job's error, cut to 500 characters and marked "disk full: " when it says so."""
+    lines = [line.strip() for line in text.splitlines()]
+    for at in range(len(lines) - 1, -1, -1):
+        line = lines[at]
         if EXCEPTION_LINE.match(line) and not line.startswith(("submitit", "KeyboardInterrupt")):
-            return line[:500]
+            return named(line[:500])
+        if line.startswith("submitit") and line.endswith(DUMP_FAILED):
+            return named(_unsaved_error(lines[at + 1:])[:500])
     return None
+
+
+def named(cause: str) -> str:
+    """`cause`, led by "disk full: " when it is one, so that a full disk never reads as a crash or a kill."""
+    if DISK_FULL.search(cause) and not cause.startswith("disk full"):
+        return f"disk full: {cause}"
+    return cause
+
+
+def _unsaved_error(after: list[str]) -> str:
+    """The job's error and why submitit could not save it, from the lines after its "Could not dump error:"."""
+    error = next((line for line in after if line), "")
+    because = next((line[len("because of "):] for line in after if line.startswith("because of ")), "")
+    return f"{error or 'the job failed'}" + (f" (submitit could not save it: {because})" if because else "")
