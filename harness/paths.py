@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 DEFAULT_OUTPUT = "runs"
+# a run's final weights and final EMA weights, in its folder: what a run-named teacher or fine-tune source reads
+MODEL = "model.pt"
+EMA_MODEL = "model_ema.pt"
 
 
 def output_root(path: str | os.PathLike[str] | None = None) -> Path:

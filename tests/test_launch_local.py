@@ -96,3 +96,48 @@ def test_a_student_whose_teacher_failed_is_not_run_and_says_why(tmp_path, sqlite
     failures = {f.run.hash: f.error for f in result.failures}
     assert failures[student.hash] == record.error and "larger than the training set" in failures[teacher.hash]
     assert any(student.short in line and f"failed: run {teacher.hash[:10]}" in line for line in lines), lines
+
+
+# a teacher that trains, a student distilled from it and a fine-tuning of it, both naming it by run
+LEARNERS = tiny_spec("learners").replace("seeds: [0]", """variants:
+  teacher: {}
+  student:
+    set: {distillation: {kind: hard, teacher: {model: resnet_tiny_32, run: teacher}}}
+  finetuned:
+    set: {finetune: {from_run: teacher}}
+""")
+
+
+def test_a_completed_teacher_whose_weights_are_gone_stops_the_launch_before_anything_is_submitted(tmp_path):
+    """The teacher is completed, so no launch trains it again; its model.pt gone, the student and the fine-tuning
+    would fail inside their jobs. `harness run` says so at plan time, one line each, exit 2."""
+    import subprocess
+    import sys
+
+    from harness.store import open_store
+    from tests.tiny_spec import REPO, harness_env
+
+    spec = write(tmp_path, LEARNERS)
+    loaded = load_spec(spec)
+    runs = expand(loaded)
+    teacher = next(r for r in runs if r.variant == "teacher")
+    db_url, out = f"sqlite:///{tmp_path / 'harness.db'}", tmp_path / "out"
+    store = open_store(db_url)
+    options = LaunchOptions(executor="debug", output=out, poll_s=0.05, threads=1)
+    assert launch(loaded, [teacher], store, db_url, options, progress=lambda line: None).ok
+    weights = out / "jobs" / teacher.hash[:16] / "model.pt"
+    weights.unlink()
+    before = sorted(out.rglob("*"))
+
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--output", str(out), "--db", db_url,
+                           "--executor", "local"], cwd=REPO, env=harness_env(), capture_output=True, text=True,
+                          timeout=120)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    for key in ("distillation.teacher.run", "finetune.from_run"):
+        [line] = [line for line in lines if key in line]
+        assert f"run {teacher.short}" in line and str(weights) in line, lines
+    assert "Traceback" not in done.stderr
+    assert {r.hash: r.status for r in store.runs()} == {teacher.hash: "completed"}  # nothing else registered
+    assert sorted(out.rglob("*")) == before  # no job folder, no submitit pickle

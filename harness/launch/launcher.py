@@ -109,9 +109,10 @@ def existing_store(db_url: str):  # type: ignore[no-untyped-def]
         return None
 
 
-def check_files(runs: list[PlannedRun]) -> None:
-    """PreflightError, one line per problem, when runs lack a file, a folder or published weights."""
-    problems = preflight.problems(runs)
+def check_files(runs: list[PlannedRun], output: Path | None = None, completed: list[PlannedRun] | None = None) -> None:
+    """PreflightError, one line per problem, when runs lack a file, a folder or published weights (or, given
+    the output folder, the weights of a `completed` run they learn from)."""
+    problems = preflight.problems(runs, output, completed or [])
     if problems:
         raise PreflightError("\n".join(problems))
 
@@ -120,7 +121,8 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: 
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
-    check_files([e.run for e in entries if e.state == "to_run"])
+    check_files([e.run for e in entries if e.state == "to_run"], options.output,
+                [e.run for e in entries if e.state == "done"])
     return _register_and_submit(loaded, entries, store, db_url, options, progress)
 
 

@@ -12,19 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from harness import paths
 from harness.spec import PlannedRun
 
 
-def problems(runs: Iterable[PlannedRun]) -> list[str]:
+def problems(runs: Iterable[PlannedRun], output: Path | None = None,
+             completed: Iterable[PlannedRun] = ()) -> list[str]:
     """One line per missing file, folder or published weight a run would need, naming the run, the key and the
-    path (a weight: its tag and the command that fetches it)."""
+    path (a weight: its tag and the command that fetches it). With the output folder, a teacher or fine-tune
+    source named by run that is `completed` (so no launch will train it again) must have left its weights there."""
     from harness.weights import check_weights
 
     runs = list(runs)
+    done = {run.hash: run for run in completed}
     found: list[str] = []
     seen: set[tuple[str, str]] = set()
     for run in runs:
-        for key, problem in _run_problems(run):
+        sources = _source_problems(run, Path(output), done) if output is not None else []
+        for key, problem in _run_problems(run) + sources:
             if (key, problem) not in seen:
                 seen.add((key, problem))
                 found.append(f"{run.short} {run.describe()}: {key}: {problem}")
@@ -41,6 +46,24 @@ def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:
         out += _file("distillation.teacher.checkpoint", teacher.checkpoint)
     if config.finetune is not None and config.finetune.checkpoint:
         out += _file("finetune.checkpoint", config.finetune.checkpoint)
+    return out
+
+
+def _source_problems(run: PlannedRun, output: Path, done: dict[str, PlannedRun]) -> list[tuple[str, str]]:
+    """The weights file of each completed run this run learns from (its teacher, its fine-tune source)."""
+    config = run.config
+    teacher = config.distillation.teacher
+    wanted = []
+    if config.distillation.kind != "none" and teacher is not None and teacher.run:
+        wanted.append(("distillation.teacher.run", teacher.run, paths.MODEL))
+    if config.finetune is not None and config.finetune.from_run:
+        wanted.append(("finetune.from_run", config.finetune.from_run,
+                       paths.EMA_MODEL if config.finetune.use_ema else paths.MODEL))
+    out = []
+    for key, source, name in wanted:
+        if source in done and not (file := paths.run_dir(output, source) / name).is_file():
+            out.append((key, f"run {done[source].short} ({done[source].describe()}) is completed but its "
+                             f"weights file {file} is gone"))
     return out
 
 

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-# the files a run directory holds: the last epoch's checkpoint, the final weights, the final EMA weights
+# a run's final weights and final EMA weights: named in harness.paths, where the launcher checks them too
+from harness.paths import EMA_MODEL, MODEL  # noqa: F401
+
+# the last epoch's checkpoint, in the run's folder beside them
 CHECKPOINT = "checkpoint.pt"
-MODEL = "model.pt"
-EMA_MODEL = "model_ema.pt"
 
 
 @dataclass
