@@ -92,12 +92,14 @@ def test_a_run_queued_by_a_dead_launcher_is_dead_and_a_live_ones_is_not(sqlite_s
     assert verdicts[runs[1].hash].alive
 
 
-def test_a_reused_pid_is_not_the_job(sqlite_store, planned):
+# the store says the job was this pid, but a process that started an hour earlier, or half a second earlier (the
+# process that took the job's pid right after it ended): either is not the job, and cancel leaves it alone
+@pytest.mark.parametrize("earlier_s", [3600, 0.5])
+def test_a_reused_pid_is_not_the_job(sqlite_store, planned, earlier_s):
     runs = registered(sqlite_store, planned)
     stranger = sleeper()
     try:
-        # the store says the job was this pid, but a process that started an hour earlier
-        started = psutil.Process(stranger.pid).create_time() - 3600
+        started = psutil.Process(stranger.pid).create_time() - earlier_s
         submit_local(sqlite_store, runs[0].hash, stranger, job_started=started)
         assert not judge(sqlite_store.runs())[runs[0].hash].alive
         done = cancel(sqlite_store, runs[0].hash[:10])
@@ -108,6 +110,20 @@ def test_a_reused_pid_is_not_the_job(sqlite_store, planned):
     finally:
         stranger.kill()
     assert sqlite_store.get_run(runs[0].hash).status == "cancelled"
+
+
+def test_the_job_is_known_by_its_start_time_exactly_as_recorded(store, planned):
+    """The start time goes through SQLite's and PostgreSQL's floats unchanged, so the job is still recognised."""
+    runs = registered(store, planned)
+    job = sleeper()
+    try:
+        submit_local(store, runs[0].hash, job)  # its start time as psutil gives it, through the store
+        assert judge(store.runs())[runs[0].hash].alive
+        done = cancel(store, runs[0].hash[:10])
+        assert done[0].job == f"its job (process {job.pid}) was stopped", done[0].job
+        assert job.wait(timeout=30) is not None
+    finally:
+        job.kill()
 
 
 def test_a_job_on_another_machine_lives_by_its_lease(sqlite_store, planned):

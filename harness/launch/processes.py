@@ -1,6 +1,8 @@
 """Processes on this machine, named so that a reused pid is never mistaken for them: (host, pid, start time).
 
-A launcher and a local job are identified by the host they run on, their pid and the process's start time.
+A launcher and a local job are identified by the host they run on, their pid and the process's start time,
+compared exactly as psutil gave it when it was recorded (clock ticks since boot plus the boot time: a process
+started 10 ms later has another), so a process that took the job's pid, however soon after, is never it.
 Whether such a process is still alive is then a question this machine answers at once (no heartbeat to wait
 for), and a signal is only ever sent to a process proven to be the one that was recorded.
 """
@@ -10,13 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import psutil
-
-# start times read twice may differ in the last digits (psutil derives them from clock ticks since boot)
-START_TOLERANCE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,10 +77,15 @@ def _examine(ref: ProcessRef) -> tuple[psutil.Process | None, str | None]:
         started = process.create_time()
     except psutil.NoSuchProcess:
         return None, f"process {ref.pid} is gone"
-    if abs(started - ref.started) > START_TOLERANCE_S:
-        return None, (f"process {ref.pid} is not the job's: it started at {time.ctime(started)}, "
-                      f"the job at {time.ctime(ref.started)} (its pid was reused)")
+    if started != ref.started:
+        return None, (f"process {ref.pid} is not the job's: it started at {_when(started)}, "
+                      f"the job at {_when(ref.started)} (its pid was reused)")
     return process, None
+
+
+def _when(started: float) -> str:
+    """A start time to the hundredth of a second (psutil's resolution): two that differ must read differently."""
+    return datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
 
 
 def stop_tree(ref: ProcessRef, grace_s: float = 5.0) -> bool:
