@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
@@ -120,9 +121,13 @@ class EmaConfig(Frozen):
     decay: Float = Field(0.99996, gt=0.0, lt=1.0)
 
 
+# ARCHITECTURE.TAG, in the characters a hub repository name allows (`timm/<tag>`): every tag timm publishes
+PRETRAINED_TAG = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*\.[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*")
+
+
 def check_pretrained_tag(tag: str | None, what: str) -> None:
     # the default weights of a bare architecture name may change with timm: the tag must name them
-    if tag is not None and (tag.count(".") != 1 or not all(tag.split("."))):
+    if tag is not None and (len(tag) > 90 or not PRETRAINED_TAG.fullmatch(tag)):
         raise ValueError(f"{what} '{tag}' is not a timm pretrained tag ARCHITECTURE.TAG (e.g. regnety_160.deit_in1k)")
 
 

@@ -8,14 +8,23 @@ timm keeps them on the Hugging Face hub as `timm/<tag>`, in the hub cache (HF_HU
 (`check_weights(runs)`). The trainer loads the file `fetch` finds (downloading it only when it is missing and
 the hub is reachable) and records its SHA-256.
 
+A file is trusted only when it is what its name promises: the hub cache names each blob by its hash (the
+SHA-256 of a large, LFS file; the git SHA-1 of a small one), so an altered or truncated file is found before
+any run uses it, and `harness weights fetch` downloads it again. And the runs of one tag use one file: a
+cached file whose SHA-256 differs from the one an earlier run of the tag recorded stops the launch.
+
 Listing and checking import neither torch nor timm.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Iterable
+
+from harness.config import check_pretrained_tag
 
 # the files timm loads a tag's weights from, in its order of preference
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -39,7 +48,12 @@ def offline() -> bool:
 
 
 def hub_repo(tag: str) -> str:
-    """The hub repository of a timm pretrained tag (timm's `hf_hub_id` for every tag the specs name)."""
+    """The hub repository of a timm pretrained tag (timm's `hf_hub_id` for every tag the specs name); a tag
+    that is not one is a WeightsError (one line), never the hub's validation traceback."""
+    try:
+        check_pretrained_tag(tag, "weights")
+    except ValueError as exc:
+        raise WeightsError(str(exc)) from None
     return f"timm/{tag}"
 
 
@@ -83,25 +97,113 @@ def missing_line(tag: str) -> str:
             f"fetch them where there is network: harness weights fetch {tag}")
 
 
-def check_weights(runs: Iterable) -> list[str]:
-    """One line per named weight that is neither in the hub cache nor downloadable from here; empty when all
-    are present."""
-    return [missing_line(tag) for tag in named_weights(runs) if cached_file(tag) is None and not _downloadable(tag)]
+def file_sha256(path: Path) -> str:
+    return _digests(path, "sha256")["sha256"]
 
 
-def fetch(tag: str) -> Path:
-    """Download a tag's weights into the hub cache (nothing to do when they are there); their path."""
+def _digests(path: Path, *kinds: str) -> dict[str, str]:
+    """The file's digests of the given kinds ("sha256"; "git-sha1": git's blob hash), read once."""
+    hashes = {kind: hashlib.sha256() if kind == "sha256" else hashlib.sha1() for kind in kinds}
+    if "git-sha1" in hashes:
+        hashes["git-sha1"].update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            for digest in hashes.values():
+                digest.update(block)
+    return {kind: digest.hexdigest() for kind, digest in hashes.items()}
+
+
+def promised_digest(path: Path) -> tuple[str, str] | None:
+    """What the hub cache's name for the file promises: ("sha256", hex) for an LFS blob, ("git-sha1", hex) for
+    a small one; None for a file that is not a blob of a hub cache (a copy where links are not allowed)."""
+    blob = path.resolve()
+    if blob.parent.name != "blobs":
+        return None
+    if re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return "sha256", blob.name
+    if re.fullmatch(r"[0-9a-f]{40}", blob.name):
+        return "git-sha1", blob.name
+    return None
+
+
+def verified_sha256(tag: str, path: Path) -> str:
+    """The SHA-256 of a tag's cached file, once it is proven to be what its blob's name promises; a
+    WeightsError (one line) when it is not: altered, truncated, or a broken download."""
+    promised = promised_digest(path)
+    digests = _digests(path, "sha256", *([promised[0]] if promised and promised[0] != "sha256" else []))
+    if promised is not None and digests[promised[0]] != promised[1]:
+        raise WeightsError(f"corrupt weights {tag}: {path} has {promised[0].upper()} {digests[promised[0]][:16]}, "
+                           f"not the {promised[1][:16]} its hub-cache blob is named by (altered or truncated); "
+                           f"fetch them again: harness weights fetch {tag}")
+    return digests["sha256"]
+
+
+def recorded_weights(records: Iterable) -> dict[str, dict[str, str]]:
+    """tag -> {SHA-256 -> the short hash of the last run that recorded it} over stored runs
+    (`harness.store.records.RunRecord`: the trainer records `<role>_weights` and `<role>_weights_sha256`)."""
+    found: dict[str, dict[str, str]] = {}
+    for record in records:
+        for role in ("teacher", "finetune"):
+            tag, sha = record.info.get(f"{role}_weights"), record.info.get(f"{role}_weights_sha256")
+            if tag and sha:
+                found.setdefault(tag, {})[sha] = record.short
+    return found
+
+
+def check_weights(runs: Iterable, records: Iterable = ()) -> list[str]:
+    """One line per named weight that is neither in the hub cache nor downloadable from here, whose cached file
+    is corrupt, or whose cached file is not the one earlier runs of the tag (stored `records`) used; empty when
+    all are present and trusted."""
+    recorded = recorded_weights(records)
+    lines = []
+    for tag in named_weights(runs):
+        path = cached_file(tag)
+        if path is None:
+            if not _downloadable(tag):
+                lines.append(missing_line(tag))
+            continue
+        try:
+            sha = verified_sha256(tag, path)
+        except WeightsError as exc:
+            lines.append(str(exc))
+            continue
+        others = [(other, run) for other, run in recorded.get(tag, {}).items() if other != sha]
+        if others:
+            other, run = others[-1]
+            lines.append(f"weights {tag} changed: the hub cache's file {path} has SHA-256 {sha[:16]}, run {run} "
+                         f"used the file with SHA-256 {other[:16]}; restore that file, or the runs of {tag} "
+                         "would mix two sets of weights")
+    return lines
+
+
+def fetch(tag: str, repair: bool = False) -> Path:
+    """A tag's weights in the hub cache, downloaded when missing, and checked against their blob's name: a
+    corrupt file is a WeightsError, or, with `repair` (`harness weights fetch`), downloaded again."""
+    cached = cached_file(tag)
+    if cached is not None:
+        try:
+            verified_sha256(tag, cached)
+            return cached
+        except WeightsError as exc:
+            if not repair:
+                raise
+            if offline():
+                raise WeightsError(f"{exc}; the hub is offline (HF_HUB_OFFLINE): they cannot be fetched again "
+                                   "from here") from None
+    elif offline():
+        raise WeightsError(missing_line(tag))
+    path = _download(tag, force=cached is not None)
+    verified_sha256(tag, path)
+    return path
+
+
+def _download(tag: str, force: bool) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    cached = cached_file(tag)
-    if cached is not None:
-        return cached
-    if offline():
-        raise WeightsError(missing_line(tag))
     for filename in HUB_FILES:
         try:
-            return Path(hf_hub_download(hub_repo(tag), filename, cache_dir=hub_cache()))
+            return Path(hf_hub_download(hub_repo(tag), filename, cache_dir=hub_cache(), force_download=force))
         except EntryNotFoundError:
             continue
         except Exception as exc:  # network, authentication, no such repository: one line for the command

@@ -39,6 +39,11 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     "typo under base": ("name: s\nbase: {data.name: digits, model.name: deit_tiny_patch4_32, "
                         "schedule: {warmup_epoch: 3}}\n", "base.schedule.warmup_epoch: unknown key"),
     "too large": ("name: big\n" + "# padding\n" * 120_000, "a spec may have at most"),
+    # more digits than Python converts (4,300): a traceback and exit 1 before the reader refused it
+    "integer too long to read": ("name: s\n" + BASE.replace("}", ", batch_size: " + "9" * 5001 + "}"),
+                                 "an integer of 5,001 characters is too long to read"),
+    "malformed pretrained tag": ("name: s\n" + BASE.replace("}", ", finetune.pretrained: a/b.c}"),
+                                 "finetune.pretrained 'a/b.c' is not a timm pretrained tag"),
 }
 
 

@@ -99,3 +99,105 @@ def test_cli_fetch_by_spec_and_its_one_line_error(hub_cache, tmp_path):
     assert res.stderr.startswith(f"error: missing weights {MISSING}") and len(res.stderr.strip().splitlines()) == 1
     res = CliRunner().invoke(app, ["weights", "fetch", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+
+
+TAUGHT = f"""
+name: taught
+base:
+  data: {{name: synthetic, train_subset: 64, img_size: 32, num_workers: 0}}
+  model.name: deit_tiny_patch4_32
+  device: cpu
+  batch_size: 32
+  eval_batch_size: 64
+  schedule: {{epochs: 1, warmup_epochs: 0}}
+  augment: {{auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0}}
+  throughput: {{protocols: []}}
+  distillation: {{kind: hard, teacher: {{model: test_resnet, pretrained: {PRESENT}}}}}
+seeds: [0]
+"""
+
+
+def corrupt(path: Path) -> None:
+    """Change the cached file's bytes in place (its blob keeps the name of the old content)."""
+    blob = path.resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+def test_a_corrupt_cached_file_is_never_used_and_fetch_says_so_in_one_line(hub_cache):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    path = add_weights(hub_cache, PRESENT, timm_weights(PRESENT))
+    assert weights.fetch(PRESENT) == path
+    corrupt(path)
+    [line] = weights.check_weights([planned_run(teacher=PRESENT)])
+    assert line.startswith(f"corrupt weights {PRESENT}: {path}") and f"harness weights fetch {PRESENT}" in line
+    with pytest.raises(weights.WeightsError, match="corrupt weights"):
+        weights.fetch(PRESENT)  # what the trainer calls: it never loads the altered file
+    res = CliRunner().invoke(app, ["weights", "fetch", PRESENT])
+    assert res.exit_code == 2 and res.stdout == "", res.output
+    assert res.stderr.startswith(f"error: corrupt weights {PRESENT}") and "offline" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_small_file_is_checked_against_its_git_blob_name(tmp_path):
+    import hashlib
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    content = b'{"architecture": "test_resnet"}\n'
+    path = blobs / hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+    path.write_bytes(content)
+    assert weights.verified_sha256(PRESENT, path) == hashlib.sha256(content).hexdigest()
+    path.write_bytes(content + b" ")
+    with pytest.raises(weights.WeightsError, match="GIT-SHA1"):
+        weights.verified_sha256(PRESENT, path)
+
+
+@pytest.mark.parametrize("tag", ["a/b.c", "a..b", "a.b.c", "a b.c", ".c", "a.", "x" * 95 + ".y", "a--b.c"])
+def test_a_malformed_tag_is_one_line_and_exit_2(tag, hub_cache):
+    done = subprocess.run([sys.executable, "-m", "harness", "weights", "fetch", tag], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    with pytest.raises(weights.WeightsError, match="not a timm pretrained tag"):
+        weights.fetch(tag)
+
+
+def test_weights_other_than_an_earlier_run_used_stop_the_launch_naming_the_tag_and_the_run(hub_cache, tmp_path):
+    """Run A recorded the SHA-256 of the teacher's file; the cache then holds another, sound file for the tag
+    (the hub's weights changed and were fetched again): the next launch of the tag stops at plan time."""
+    from harness.launch import LaunchOptions, launch
+    from harness.spec import expand, load_spec
+    from harness.store import open_store
+    from tests.tiny_spec import harness_env
+
+    path = add_weights(hub_cache, PRESENT, timm_weights(PRESENT))
+    spec = tmp_path / "taught.yaml"
+    spec.write_text(TAUGHT)
+    loaded = load_spec(spec)
+    db_url, out = f"sqlite:///{tmp_path / 'harness.db'}", tmp_path / "out"
+    store = open_store(db_url)
+    result = launch(loaded, expand(loaded), store, db_url, LaunchOptions(executor="debug", output=out, threads=1),
+                    progress=lambda line: None)
+    assert result.ok, [f.error for f in result.failures]
+    [first] = store.runs()
+    assert first.info["teacher_weights_sha256"] == weights.file_sha256(path)
+
+    path.unlink()  # the snapshot now links to another blob, as after the hub's weights changed
+    add_weights(hub_cache, PRESENT, {k: v + 1 for k, v in timm_weights(PRESENT).items() if v.is_floating_point()})
+    spec.write_text(TAUGHT.replace("seeds: [0]", "seeds: [0, 1]"))
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--output", str(out), "--db", db_url,
+                           "--executor", "debug"], capture_output=True, text=True, cwd=ROOT, env=harness_env())
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"weights {PRESENT} changed" in line and f"run {first.short} used" in line, line
+    assert [r.hash for r in store.runs()] == [first.hash]  # nothing registered, nothing trained
+
+    corrupt(weights.cached_file(PRESENT))  # and an altered file is found the same way
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--output", str(out), "--db", db_url,
+                           "--executor", "debug"], capture_output=True, text=True, cwd=ROOT, env=harness_env())
+    assert done.returncode == 2 and f"corrupt weights {PRESENT}" in done.stderr, done.stdout + done.stderr

@@ -20,8 +20,9 @@ def fetch(
     spec: str = typer.Argument(..., help="YAML ablation spec (or one timm pretrained tag)"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
 ) -> None:
-    """Download every pretrained weight the spec's runs name into the hub cache, printing where each is; each
-    weight that cannot be fetched is one error line (exit code 2)."""
+    """Download every pretrained weight the spec's runs name into the hub cache, printing where each is; a
+    cached file that is not what its hub-cache name promises is downloaded again. Each weight that cannot be
+    fetched (or repaired) is one error line (exit code 2)."""
     from harness import weights
 
     try:
@@ -31,7 +32,7 @@ def fetch(
     failed = False
     for tag in tags:
         try:
-            typer.echo(f"{tag}  {weights.fetch(tag)}")
+            typer.echo(f"{tag}  {weights.fetch(tag, repair=True)}")
         except weights.WeightsError as exc:
             typer.echo(f"error: {exc}", err=True)
             failed = True

@@ -109,10 +109,11 @@ def existing_store(db_url: str):  # type: ignore[no-untyped-def]
         return None
 
 
-def check_files(runs: list[PlannedRun], output: Path | None = None, completed: list[PlannedRun] | None = None) -> None:
-    """PreflightError, one line per problem, when runs lack a file, a folder or published weights (or, given
-    the output folder, the weights of a `completed` run they learn from)."""
-    problems = preflight.problems(runs, output, completed or [])
+def check_files(runs: list[PlannedRun], output: Path | None = None, completed: list[PlannedRun] | None = None,
+                store: RunStore | None = None) -> None:
+    """PreflightError, one line per problem, when runs lack a file, a folder or published weights they can
+    trust (or, given the output folder, the weights of a `completed` run they learn from)."""
+    problems = preflight.problems(runs, output, completed or [], store)
     if problems:
         raise PreflightError("\n".join(problems))
 
@@ -122,7 +123,7 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: 
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
     check_files([e.run for e in entries if e.state == "to_run"], options.output,
-                [e.run for e in entries if e.state == "done"])
+                [e.run for e in entries if e.state == "done"], store)
     return _register_and_submit(loaded, entries, store, db_url, options, progress)
 
 

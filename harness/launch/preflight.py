@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Iterable
 
 from harness import paths
+from harness.launch.protocols import RunStore
 from harness.spec import PlannedRun
 
 
 def problems(runs: Iterable[PlannedRun], output: Path | None = None,
-             completed: Iterable[PlannedRun] = ()) -> list[str]:
+             completed: Iterable[PlannedRun] = (), store: RunStore | None = None) -> list[str]:
     """One line per missing file, folder or published weight a run would need, naming the run, the key and the
     path (a weight: its tag and the command that fetches it). With the output folder, a teacher or fine-tune
-    source named by run that is `completed` (so no launch will train it again) must have left its weights there."""
-    from harness.weights import check_weights
+    source named by run that is `completed` (so no launch will train it again) must have left its weights there.
+    A published weight must be what its hub-cache name promises and, with the store, the file that the stored
+    runs of its tag used."""
+    from harness.weights import check_weights, named_weights
 
     runs = list(runs)
     done = {run.hash: run for run in completed}
@@ -33,7 +36,8 @@ def problems(runs: Iterable[PlannedRun], output: Path | None = None,
             if (key, problem) not in seen:
                 seen.add((key, problem))
                 found.append(f"{run.short} {run.describe()}: {key}: {problem}")
-    return found + check_weights(runs)
+    records = store.runs() if store is not None and named_weights(runs) else []
+    return found + check_weights(runs, records)
 
 
 def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:

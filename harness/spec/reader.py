@@ -35,7 +35,14 @@ class YamlError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader, refusing duplicate keys and reading 1e-3 as a float."""
+    """The safe loader, refusing duplicate keys and integers too long to convert, and reading 1e-3 as a float."""
+
+    def construct_yaml_int(self, node: Node) -> int:
+        try:
+            return super().construct_yaml_int(node)  # type: ignore[no-untyped-call]
+        except ValueError:  # Python converts at most sys.get_int_max_str_digits() digits (4,300 by default)
+            raise ConstructorError(None, None, f"an integer of {len(str(node.value)):,} characters is too long "
+                                   "to read", node.start_mark) from None
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
@@ -52,6 +59,7 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789"))
 
 

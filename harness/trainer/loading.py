@@ -9,7 +9,6 @@ and leaves a classifier sized for other classes freshly initialised (transfer to
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from harness import weights as named
+from harness.weights import file_sha256
 from harness.config import FinetuneConfig, TeacherConfig
 from harness.trainer.checkpoint import EMA_MODEL, MODEL
 
@@ -36,14 +36,6 @@ class Weights:
 
     def describe(self, role: str) -> dict[str, str]:
         return {f"{role}_weights": self.source, f"{role}_weights_sha256": self.sha256}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # where a checkpoint keeps its weights, and its EMA weights (ours, the reference's, timm's)
