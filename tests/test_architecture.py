@@ -1,13 +1,16 @@
-"""The import rules of ARCHITECTURE.md, read from the source: which package may import which."""
+"""The import rules of ARCHITECTURE.md, read from the source: which package may import which; and its module
+table, which names every module."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
+ARCHITECTURE = HARNESS.parent / "ARCHITECTURE.md"
 
 # package -> prefixes of modules it must never import (at the top of a file or inside a function)
 FORBIDDEN = {
@@ -22,14 +25,37 @@ FORBIDDEN = {
 SQL_OUTSIDE_STORE = ("sqlalchemy.engine", "sqlalchemy.exc")
 
 
-def imports(path: Path) -> list[tuple[int, str]]:
+def imports(path: Path, package: str | None = None) -> list[tuple[int, str]]:
+    """(line, module) for every import in the file, however it is spelled: `import a.b as c`, `from a import b`
+    (both `a` and `a.b`: b may be a module), and relative imports resolved against the file's `package` (by
+    default, where the file sits under harness/)."""
+    package = package if package is not None else package_of(path)
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve(node.module, node.level, package)
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names if alias.name != "*"]
     return found
+
+
+def package_of(path: Path) -> str:
+    """The dotted package a file of harness/ belongs to (an __init__.py: its own package)."""
+    parts = path.resolve().relative_to(HARNESS.parent).with_suffix("").parts
+    return ".".join(parts[:-1])
+
+
+def resolve(module: str | None, level: int, package: str) -> str:
+    """The absolute name of `from <dots><module> import ...` written in `package`."""
+    if level == 0:
+        return module or ""
+    parts = package.split(".")
+    if level - 1 >= len(parts):
+        raise ValueError(f"a relative import of level {level} leaves the package {package}")
+    base = parts[:len(parts) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
 
 
 def modules(package: str | None = None) -> list[Path]:
@@ -56,4 +82,58 @@ def test_only_the_store_speaks_sql():
 def test_the_rules_see_imports_inside_functions(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import os\n\ndef late():\n    from harness.store import open_store\n")
-    assert (4, "harness.store") in imports(sample)
+    assert (4, "harness.store") in imports(sample, "x")
+
+
+# each spelling of "the spec package imports the store", and what the rule sees of it
+SPELLINGS = {
+    "from harness import store\n": "harness.store",
+    "from ..store import open_store\n": "harness.store",
+    "from ..store.store import Store\n": "harness.store.store",
+    "from .. import store\n": "harness.store",
+    "import harness.store.claims as claims\n": "harness.store.claims",
+    "def late():\n    from .. import trainer\n": "harness.trainer",
+}
+
+
+@pytest.mark.parametrize("source", sorted(SPELLINGS))
+def test_the_rules_see_every_spelling_of_an_import(tmp_path, source):
+    """A synthetic module of harness.spec: each spelling is seen as the module it names, and the spec rule
+    refuses it."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(source)
+    names = [name for _, name in imports(sample, "harness.spec")]
+    assert SPELLINGS[source] in names, names
+    assert any(name.startswith(FORBIDDEN["spec"]) for name in names)
+
+
+def test_relative_imports_resolve_against_the_files_package():
+    assert resolve(None, 1, "harness.launch") == "harness.launch"  # from . import y
+    assert resolve("logs", 1, "harness.launch") == "harness.launch.logs"
+    assert resolve("store", 2, "harness.launch") == "harness.store"
+    assert package_of(HARNESS / "launch" / "job.py") == "harness.launch"
+    assert package_of(HARNESS / "launch" / "__init__.py") == "harness.launch"
+    with pytest.raises(ValueError):
+        resolve("x", 3, "harness")
+
+
+def documented_modules() -> set[str]:
+    """Every module ARCHITECTURE.md's table names, as a path under harness/ ("launch/job.py", "weights.py")."""
+    named = set()
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not cells[0].startswith("`harness/"):
+            continue
+        where = cells[0].strip("`")
+        if where.endswith("/"):  # a package: its modules are the second cell's backquoted names, outside brackets
+            named |= {where.removeprefix("harness/") + name + ".py"
+                      for name in re.findall(r"`([a-z_0-9]+)`", re.sub(r"\([^)]*\)", "", cells[1]))}
+        else:  # top-level modules, listed in the first cell
+            named |= {name.removeprefix("harness/") for name in re.findall(r"`([a-z_/0-9]+\.py)`", cells[0])}
+    return named
+
+
+def test_the_module_table_names_every_module():
+    actual = {str(p.relative_to(HARNESS)) for p in modules() if not p.name.startswith("__")}
+    assert sorted(actual - documented_modules()) == [], "modules the table of ARCHITECTURE.md does not name"
+    assert sorted(documented_modules() - actual) == [], "modules the table of ARCHITECTURE.md names that are gone"
