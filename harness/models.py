@@ -22,6 +22,7 @@ from harness.tiny_models import TINY_MODELS, TinyConvNet as TinyConvNetSpec, Tin
 
 def _cfg(spec: TinyViT | TinyConvNetSpec) -> dict[str, Any]:
     vit = isinstance(spec, TinyViT)
+    distilled = isinstance(spec, TinyViT) and spec.distilled
     return {
         "url": "",
         "num_classes": 10,
@@ -33,7 +34,7 @@ def _cfg(spec: TinyViT | TinyConvNetSpec) -> dict[str, Any]:
         "mean": IMAGENET_DEFAULT_MEAN,
         "std": IMAGENET_DEFAULT_STD,
         "first_conv": "patch_embed.proj" if vit else "stem.0",
-        "classifier": ("head", "head_dist") if vit and spec.distilled else ("head" if vit else "fc"),
+        "classifier": ("head", "head_dist") if distilled else ("head" if vit else "fc"),
     }
 
 

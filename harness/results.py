@@ -74,10 +74,10 @@ def frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     columns: dict[str, list[Any]] = {}
     for row, rec in enumerate(records):
         for name, item in dotted.flatten(rec.config, "config.").items():
-            column = columns.setdefault(name, [])
-            column.extend([None] * (row - len(column)))
+            cells = columns.setdefault(name, [])
+            cells.extend([None] * (row - len(cells)))
             # a list cell becomes a tuple, which hashes: pandas can group by it and compare it
-            column.append(tuple(item) if isinstance(item, list) else item)
+            cells.append(tuple(item) if isinstance(item, list) else item)
     for values in columns.values():
         values.extend([None] * (len(records) - len(values)))
     blocks.append(pd.DataFrame(columns, index=base.index))

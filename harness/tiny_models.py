@@ -9,6 +9,7 @@ under the paper model it stands in for (a test checks that it names exactly thes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class TinyConvNet:
     doc: str = ""
 
 
-_TINY = dict(embed_dim=192, depth=4, num_heads=3)
-_SMALL = dict(embed_dim=384, depth=6, num_heads=6)
+_TINY: dict[str, Any] = dict(embed_dim=192, depth=4, num_heads=3)
+_SMALL: dict[str, Any] = dict(embed_dim=384, depth=6, num_heads=6)
 
 TINY_MODELS: dict[str, TinyViT | TinyConvNet] = {
     "deit_tiny_patch4_32": TinyViT(**_TINY, doc="DeiT-Ti width (dim 192, 3 heads), patch 4, 4 blocks, 32 px."),

@@ -31,7 +31,7 @@ def _in_ci() -> bool:
 
 
 @pytest.fixture(scope="session")
-def _pg_admin():  # type: ignore[no-untyped-def]
+def _pg_admin():
     """An AUTOCOMMIT engine on the test server's maintenance database (creates per-test databases)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -54,7 +54,7 @@ def _pg_admin():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def pg_url(_pg_admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def pg_url(_pg_admin) -> Iterator[str]:
     """A fresh database (or, for a role that may not create databases, a fresh schema), dropped afterwards."""
     from sqlalchemy import text
     from sqlalchemy.exc import ProgrammingError
@@ -75,7 +75,7 @@ def pg_url(_pg_admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
     _drop_database(engine, name)
 
 
-def _drop_database(engine, name: str) -> None:  # type: ignore[no-untyped-def]
+def _drop_database(engine, name: str) -> None:
     """Drop a test database; an autovacuum worker still in it (a superuser's process, which FORCE may not end
     for us) leaves within moments."""
     import time
@@ -95,17 +95,17 @@ def _drop_database(engine, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'harness.db'}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request) -> str:  # type: ignore[no-untyped-def]
+def store_url(request) -> str:
     return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
 
 
 @pytest.fixture
-def store(store_url):  # type: ignore[no-untyped-def]
+def store(store_url):
     from harness.store import open_store
 
     opened = open_store(store_url)
@@ -114,7 +114,7 @@ def store(store_url):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url):  # type: ignore[no-untyped-def]
+def sqlite_store(sqlite_url):
     from harness.store import open_store
 
     opened = open_store(sqlite_url)
@@ -143,11 +143,11 @@ def _planned(n: int = 4, spec: str = "ablation", profile: str | None = "quick", 
 
 
 @pytest.fixture
-def planned():  # type: ignore[no-untyped-def]
+def planned():
     return _planned
 
 
 @pytest.fixture
-def importable_by_jobs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def importable_by_jobs(monkeypatch) -> None:
     repo = str(Path(__file__).resolve().parent.parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))

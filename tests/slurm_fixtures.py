@@ -113,10 +113,10 @@ class FakeStore:
     def get_run(self, run_hash: str) -> SimpleNamespace | None:
         return self.records.get(run_hash)
 
-    def runs(self, hashes=None) -> list[SimpleNamespace]:  # type: ignore[no-untyped-def]
+    def runs(self, hashes=None) -> list[SimpleNamespace]:
         return [r for h, r in self.records.items() if hashes is None or h in hashes]
 
-    def record_submission(self, run_hash: str, token: str, job_id: str, *, job_started=None,  # type: ignore[no-untyped-def]
+    def record_submission(self, run_hash: str, token: str, job_id: str, *, job_started=None,
                           log_path=None) -> bool:
         record = self.records[run_hash]
         record.job_id, record.log_path = job_id, log_path or record.log_path
@@ -127,7 +127,7 @@ class FakeStore:
         self.records[run_hash].status, self.records[run_hash].error = status, error
         return True
 
-    def give_up(self, run_hash: str, observed_owner, error: str, status: str = "failed") -> bool:  # type: ignore[no-untyped-def]
+    def give_up(self, run_hash: str, observed_owner, error: str, status: str = "failed") -> bool:
         return self.finish(run_hash, "token", status, error)
 
 

@@ -47,7 +47,7 @@ CASES: dict[str, tuple[str | bytes, str]] = {
 }
 
 
-def run(tmp_path: Path, content: str | bytes, *extra: str):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, content: str | bytes, *extra: str):
     spec = tmp_path / "spec.yaml"
     spec.write_bytes(content if isinstance(content, bytes) else content.encode())
     start = time.monotonic()

@@ -21,7 +21,7 @@ runner = CliRunner()
 SPEC = tiny_spec("lifecycle")
 
 
-def harness(*args: object):  # type: ignore[no-untyped-def]
+def harness(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
@@ -88,7 +88,7 @@ def test_cancel_a_pending_run(sqlite_store, sqlite_url, planned):
     assert unknown.exit_code == 2 and unknown.stderr == "error: no spec or run matches 'zzzzzz'\n"
 
 
-def registered_from_spec(tmp_path, url: str, text: str):  # type: ignore[no-untyped-def]
+def registered_from_spec(tmp_path, url: str, text: str):
     loaded = load_spec(write(tmp_path, text))
     store = open_store(url)
     store.register_experiment(loaded.spec.name, loaded.text, loaded.path)

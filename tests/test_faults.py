@@ -29,7 +29,7 @@ def test_a_checkpoint_that_cannot_be_saved_fails_the_run_with_the_cause(tmp_path
 
     real_save = torch.save
 
-    def save_half_then_fail(obj, f, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save_half_then_fail(obj, f, *args, **kwargs):
         if ".tmp" in str(f) and "checkpoint" in str(f):
             Path(f).write_bytes(b"\0" * 4096)  # what a filling disk leaves behind
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -50,7 +50,7 @@ def test_a_checkpoint_that_cannot_be_saved_fails_the_run_with_the_cause(tmp_path
 
 
 @pytest.fixture
-def small_disk(tmp_path):  # type: ignore[no-untyped-def]
+def small_disk(tmp_path):
     """A 4 MB filesystem: room for the job's logs, not for a checkpoint (about 14 MB here)."""
     mount = tmp_path / "small"
     mount.mkdir()

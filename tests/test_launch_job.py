@@ -33,7 +33,7 @@ def job(url: str, config, tmp_path) -> RunJob:
                   threads=1, heartbeat_s=BEAT_S)
 
 
-def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float, what: str):
     return wait_until(condition, timeout, what, every_s=0.02)
 
 

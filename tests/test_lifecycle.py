@@ -40,7 +40,7 @@ def jobs_started(out: Path) -> int:
     return len(list((out / "submitit").glob("*_submitted.pkl")))
 
 
-def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -22,7 +22,7 @@ SPEC = tiny_spec("secrets")
 
 
 @pytest.fixture
-def secret_url(_pg_admin):  # type: ignore[no-untyped-def]
+def secret_url(_pg_admin):
     """A database owned by a fresh role whose password appears nowhere else."""
     from sqlalchemy import text
 

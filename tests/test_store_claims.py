@@ -38,7 +38,7 @@ def test_only_one_owner_claims_a_run(store, planned):
     assert (record.status, record.owner, record.owner_host) == ("queued", TEST_OWNER.token, TEST_OWNER.host)
 
 
-def _claim(url: str, run_hash: str, index: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
+def _claim(url: str, run_hash: str, index: int, barrier, results) -> None:
     store = open_store(url)
     owner = Owner(token=f"owner-{index}", host="h", pid=index, started=0.0)
     barrier.wait()

@@ -23,7 +23,7 @@ distillation,soft,usual distillation,deit_tiny_patch16_224,soft,72.2,,2536,
 
 
 @pytest.fixture
-def cli():  # type: ignore[no-untyped-def]
+def cli():
     app = typer.Typer()
     register(app)
     runner = CliRunner()
@@ -31,7 +31,7 @@ def cli():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def paper_csv(tmp_path):  # type: ignore[no-untyped-def]
+def paper_csv(tmp_path):
     path = tmp_path / "paper.csv"
     path.write_text(PAPER_CSV)
     return path

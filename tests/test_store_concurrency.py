@@ -14,7 +14,7 @@ METRICS = 10
 fork = multiprocessing.get_context("fork")
 
 
-def _run_all(target, args_list) -> None:  # type: ignore[no-untyped-def]
+def _run_all(target, args_list) -> None:
     errors = fork.Queue()
     barrier = fork.Barrier(len(args_list))
     procs = [fork.Process(target=_guarded, args=(target, errors, barrier, *args)) for args in args_list]
@@ -29,7 +29,7 @@ def _run_all(target, args_list) -> None:  # type: ignore[no-untyped-def]
     assert [p.exitcode for p in procs] == [0] * len(procs)
 
 
-def _guarded(target, errors, barrier, *args) -> None:  # type: ignore[no-untyped-def]
+def _guarded(target, errors, barrier, *args) -> None:
     try:
         target(barrier, *args)
     except BaseException:
@@ -37,7 +37,7 @@ def _guarded(target, errors, barrier, *args) -> None:  # type: ignore[no-untyped
         raise SystemExit(1)
 
 
-def _write(barrier, url: str, run_hash: str, shared_hash: str, index: int) -> None:  # type: ignore[no-untyped-def]
+def _write(barrier, url: str, run_hash: str, shared_hash: str, index: int) -> None:
     store = open_store(url)
     barrier.wait()
     drive(store, run_hash, "submitted")
@@ -72,7 +72,7 @@ def test_sixteen_writers_lose_nothing(store, planned):
     assert store.metrics([shared]) == [(shared, e, "everyone", float(e)) for e in range(EPOCHS)]
 
 
-def _register(barrier, url: str, runs) -> None:  # type: ignore[no-untyped-def]
+def _register(barrier, url: str, runs) -> None:
     barrier.wait()
     store = open_store(url)  # the store does not exist yet: creating it races too
     store.register_experiment("ablation", "name: ablation\n", "ablation.yaml")
@@ -89,7 +89,7 @@ def test_concurrent_launches_register_each_run_once(store_url, planned):
         assert counts["runs"] == 60 and counts["run_memberships"] == 60 and counts["experiments"] == 1
 
 
-def _open(barrier, url: str) -> None:  # type: ignore[no-untyped-def]
+def _open(barrier, url: str) -> None:
     barrier.wait()
     open_store(url).close()
 

@@ -8,7 +8,7 @@ from harness.store import StoreError
 from harness.store.importer import import_csv, read_csv
 
 
-def write(tmp_path, text):  # type: ignore[no-untyped-def]
+def write(tmp_path, text):
     path = tmp_path / "in.csv"
     path.write_text(text)
     return path

@@ -31,7 +31,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     seen = {}
     wrap = distributed.wrap
 
-    def keep(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def keep(model, *args, **kwargs):
         seen.update(model=model, initial={k: v.clone() for k, v in model.state_dict().items()})
         seen["wrapped"] = wrap(model, *args, **kwargs)
         return seen["wrapped"]

@@ -64,7 +64,7 @@ class LaunchChoices:
     detach: bool
     slurm_values: dict[str, Any]
 
-    def options(self, output: Optional[Path], slurm_section: Any = None):  # type: ignore[no-untyped-def]
+    def options(self, output: Optional[Path], slurm_section: Any = None):
         """LaunchOptions for runs of a spec whose `slurm:` section is `slurm_section`."""
         from harness.launch import LaunchOptions
 
@@ -88,6 +88,7 @@ def with_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                                values.pop("detach"), values)
         return fn(*args, launch=launch, **kwargs)
 
+    # typer reads the signature; typeshed's type of a functools.wraps wrapper has no __signature__
     wrapper.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
     return wrapper
 
@@ -97,14 +98,14 @@ def store_url(db: Optional[str], output: Optional[Path] = None) -> str:
     return db or paths.default_db_url(paths.output_root(output))
 
 
-def open_existing_store(db: Optional[str], output: Optional[Path] = None):  # type: ignore[no-untyped-def]
+def open_existing_store(db: Optional[str], output: Optional[Path] = None):
     """The store, which must exist already (commands that only read or steer never create one)."""
     from harness.store import open_store
 
     return open_store(store_url(db, output), create=False)
 
 
-def slurm_options(section: Any, values: dict[str, Any]):  # type: ignore[no-untyped-def]
+def slurm_options(section: Any, values: dict[str, Any]):
     """The SLURM parameters: a spec's `slurm:` section with the command line's values over it."""
     from harness.launch.slurm import parse_sbatch_options, slurm_config
 

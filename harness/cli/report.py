@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -46,7 +46,7 @@ def report(
         fail("give --table N, --all or --cost")
     numbers = [table] if table is not None else list(TABLES)
     runset = load(store=open_existing_store(db, output))
-    options = {"spec": spec, "profile": profile, "source": source, "vs_reference": vs_reference, "detect": detect,
+    options: dict[str, Any] = {"spec": spec, "profile": profile, "source": source, "vs_reference": vs_reference, "detect": detect,
                "cost": cost}
     if all_ and out is not None:
         page = rendering.write_all(out, fmt, runset, **options)[0]

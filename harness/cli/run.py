@@ -64,7 +64,7 @@ def retry(
     _report_failures(result)
 
 
-def _report_failures(result) -> None:  # type: ignore[no-untyped-def]
+def _report_failures(result) -> None:
     for failure in result.failures:
         typer.echo(f"failed: {failure.run.short} {failure.run.describe()}: {failure.error}"
                    + (f"\n  log: {failure.log_path}" if failure.log_path else ""), err=True)

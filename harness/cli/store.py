@@ -72,7 +72,7 @@ def results(
         typer.echo(df.to_string(index=False, na_rep="—"))
 
 
-def _summary(df):  # type: ignore[no-untyped-def]
+def _summary(df):
     from harness.config import short_hash
     from harness.results import BASE_COLUMNS
 

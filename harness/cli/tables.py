@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from harness.launch.status import RunStatus, clock
@@ -17,10 +17,11 @@ def console() -> Console:
 
 def status_table(rows: list[RunStatus]) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (("run", "left"), ("status", "left"), ("epoch", "right"), ("top-1", "right"),
-                          ("job", "left"), ("host", "left"), ("elapsed", "right"), ("left", "right"),
-                          ("what", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "what")  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("run", "left"), ("status", "left"), ("epoch", "right"), ("top-1", "right"), ("job", "left"), ("host", "left"),
+        ("elapsed", "right"), ("left", "right"), ("what", "left"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name != "what")
     for r in rows:
         table.add_row(
             r.hash[:10], r.status, f"{r.epoch + 1}/{r.epochs}" if r.epoch is not None else "-",

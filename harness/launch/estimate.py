@@ -284,8 +284,8 @@ def format_estimates(estimates: list[Estimate]) -> str:
                      f"{gpu_h:>8}  [{bases.index(e.basis) + 1}]")
     done = [e for e in estimates if e.wall_s is not None]
     missing = len(estimates) - len(done)
-    lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {clock(sum(e.wall_s for e in done)):>9}  "
-                 f"{sum(e.gpu_h for e in done):>8.2f}  {len(done)} of {len(estimates)} runs estimated"
+    lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {clock(sum(e.wall_s or 0.0 for e in done)):>9}  "
+                 f"{sum(e.gpu_h or 0.0 for e in done):>8.2f}  {len(done)} of {len(estimates)} runs estimated"
                  + (f"; {missing} without a basis not counted" if missing else "")
                  + " (run one after another; parallel runs share the wall time)")
     lines += [f"[{i}] {basis}" for i, basis in enumerate(bases, 1)]

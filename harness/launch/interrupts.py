@@ -33,7 +33,7 @@ def _handling(handlers: dict[signal.Signals, Any]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _interrupt(signum, frame):  # type: ignore[no-untyped-def]
+def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 

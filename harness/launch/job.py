@@ -166,7 +166,9 @@ class RunJob(submitit.helpers.Checkpointable):
             print(f"harness: could not record that the run ended {status}: {_one_line(exc)}"
                   + (f"\nharness: it ended because: {error}" if error else ""), file=sys.stderr, flush=True)
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
+    # None: no requeue, which submitit allows though its stub's return type does not say so
+    def checkpoint(  # type: ignore[override]
+            self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
         """Called by submitit on time-out or preemption: requeue, the trainer resumes from its checkpoint."""
         from harness.store import open_store
 

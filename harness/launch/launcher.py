@@ -98,7 +98,7 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: 
     return plan_text, estimate
 
 
-def existing_store(db_url: str):  # type: ignore[no-untyped-def]
+def existing_store(db_url: str):
     """The store at `db_url`, or None where there is none yet (a missing file, an empty database): nothing is
     created."""
     from harness.store import NoStore, open_store

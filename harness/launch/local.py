@@ -156,7 +156,7 @@ def _stop_everything(batch: LocalBatch) -> list[str]:
     for run, job, ref in batch.running.values():
         stopped = processes.stop_tree(ref) if ref is not None and batch.executor_name == "local" else False
         batch.store.finish(run.hash, batch.owner.token, "cancelled", error="the launch was interrupted")
-        lines.append(f"{run.short}  cancelled: " + (f"its job (process {ref.pid}) was stopped" if stopped
+        lines.append(f"{run.short}  cancelled: " + (f"its job (process {ref.pid}) was stopped" if stopped and ref
                                                     else "its job had already ended") + f"  {run.describe()}")
     for run in batch.pending:
         if batch.store.release(run.hash, batch.owner.token):

@@ -51,7 +51,7 @@ def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = STEPS, thre
         classes = num_classes(config)
         model = build_student(config, classes, lambda run: Path(run)).to(device).train()
         teacher = None
-        if config.distillation.kind != "none":
+        if config.distillation.kind != "none" and config.distillation.teacher is not None:
             teacher = create_model(config.distillation.teacher.model, classes, config.data.img_size)
             teacher = teacher.to(device).eval().requires_grad_(False)
         optimizer = build_optimizer(config, model)

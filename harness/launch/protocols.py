@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
 from harness.states import Owner
 from harness.store.records import ExperimentRecord, RunRecord
@@ -40,3 +40,10 @@ class RunStore(Protocol):
     def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float]) -> None: ...
     def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str]) -> None: ...
     def log_predictions(self, run_hash: str, name: str, array: Any) -> None: ...
+
+
+if TYPE_CHECKING:  # the type checker (tests/test_types.py) proves that the store is a RunStore, method by method
+    from harness.store import Store
+
+    def _the_store_is_a_run_store(store: Store) -> RunStore:
+        return store

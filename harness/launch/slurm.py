@@ -195,8 +195,8 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
                 continue
             record = store.get_run(dep)
             status = record.status if record else None
-            if status in ACTIVE and slurm_job_id(record.job_id):
-                queued[dep] = slurm_job_id(record.job_id)
+            if record is not None and status in ACTIVE and (waiting := slurm_job_id(record.job_id)):
+                queued[dep] = waiting
             elif status != "completed":
                 blocked[run.hash] = f"run {dep[:10]} that this run needs is {status or 'unknown'}"
     # a run blocked by a dead dependency blocks the runs that need it in turn

@@ -97,5 +97,6 @@ def plot(out: str | Path | None = None, figure: int | None = None, curves: str |
     elif curves is not None:
         fig = figures.curves(curves, runset=runset, profile=profile, metric=metric)
     else:
-        fig = figures.bars(int(bars), runset=runset, profile=profile)  # type: ignore[arg-type]
+        assert bars is not None  # one of the three, checked above
+        fig = figures.bars(int(bars), runset=runset, profile=profile)
     return figures.save(fig, path)

@@ -98,11 +98,11 @@ def paper_runs(numbers: tuple[int, ...] = defs.TABLES) -> list[_Run]:
             if row.match is None:
                 continue
             cells = [(col, td.paper.value(row.id, col.id)) for col in td.columns]
-            cells = [(col, v) for col, v in cells if not col.static and v is not None and not isinstance(v, str)]
+            measured = [(col, v) for col, v in cells if not col.static and isinstance(v, (int, float))]
             # values the paper gives as configuration (image size, resolution) describe the row's run
-            row_config = {(row.metric or col.metric or "").split(":", 1)[1]: v for col, v in cells
+            row_config = {(row.metric or col.metric or "").split(":", 1)[1]: v for col, v in measured
                           if (row.metric or col.metric or "").startswith("config:")}
-            for col, value in cells:
+            for col, value in measured:
                 metric = row.metric or col.metric or td.metric
                 run = None
                 # a row matching one of several alternatives (`any`): the first that fits this column

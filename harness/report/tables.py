@@ -229,7 +229,7 @@ def compare_cells(td: defs.TableDef,
     """Each filled cell of a comparable column against the reference row's cell of that column."""
     out: dict[tuple[str, str], sig.Difference] = {}
     for col in td.columns if td.reference else ():
-        ref = samples.get((td.reference, col.id))
+        ref = samples.get((td.reference or "", col.id))  # the loop runs only with a reference
         if not ref or col.static or (col.metric or "").startswith("config:"):
             continue  # nothing to compare with, or a configuration value rather than a measurement
         for row in td.rows:

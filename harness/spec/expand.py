@@ -200,6 +200,7 @@ def _resolve(drafts: list[_Draft], path: str) -> None:
                 continue
             source = _match(d, str(ref), by_variant, key, path)
             finish(source)
+            assert source.hash is not None  # finish() hashed it
             raw = apply(raw, {key: source.hash})
             deps.append(source.hash)
         d.config = _validate(raw, d, path)

@@ -39,7 +39,7 @@ class _Loader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node: Node) -> int:
         try:
-            return super().construct_yaml_int(node)  # type: ignore[no-untyped-call]
+            return super().construct_yaml_int(node)
         except ValueError:  # Python converts at most sys.get_int_max_str_digits() digits (4,300 by default)
             raise ConstructorError(None, None, f"an integer of {len(str(node.value)):,} characters is too long "
                                    "to read", node.start_mark) from None

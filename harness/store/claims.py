@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from harness.states import ACTIVE, CLAIMABLE, FINISHED, Owner, allowed_from
@@ -32,7 +33,10 @@ class RunLifecycle:
     """Mixed into `Store`: the writes that move runs between states (`_write` and `display_url` come from it)."""
 
     _write: Callable[[Callable[[Session], T]], T]
-    display_url: str
+
+    @property
+    def display_url(self) -> str:
+        raise NotImplementedError
 
     def claim(self, run_hash: str, owner: Owner, lease: timedelta = LEASE) -> bool:
         """Take a pending, failed or cancelled run for `owner` (state queued); False when another holds it."""
@@ -74,8 +78,8 @@ class RunLifecycle:
         until = now_utc() + lease
 
         def work(session: Session) -> int:
-            result = session.execute(update(Run).where(Run.owner == token, Run.status.in_(ACTIVE))
-                                     .values(lease_until=until))
+            result = cast(CursorResult[Any], session.execute(
+                update(Run).where(Run.owner == token, Run.status.in_(ACTIVE)).values(lease_until=until)))
             return int(result.rowcount or 0)
 
         return self._write(work)
@@ -133,7 +137,8 @@ class RunLifecycle:
 
     def _conditional(self, run_hash: str, conditions: list[Any], values: dict[str, Any]) -> bool:
         def work(session: Session) -> bool:
-            result = session.execute(update(Run).where(Run.hash == run_hash, *conditions).values(**values))
+            result = cast(CursorResult[Any],
+                          session.execute(update(Run).where(Run.hash == run_hash, *conditions).values(**values)))
             if result.rowcount:
                 return True
             if session.scalar(select(Run.id).where(Run.hash == run_hash)) is None:

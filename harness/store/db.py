@@ -108,7 +108,7 @@ def _compact_json(value: object) -> str:
 
 def _sqlite_events(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _connect(dbapi_connection, _record):
         # let SQLAlchemy, not the sqlite3 module, decide when transactions begin
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -119,7 +119,7 @@ def _sqlite_events(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):  # type: ignore[no-untyped-def]
+    def _begin(conn):
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.connection.driver_connection.execute(f"BEGIN {mode}")
 

@@ -59,5 +59,5 @@ class ExperimentRecord:
     name: str
     spec_text: str
     spec_path: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime | None
+    updated_at: datetime | None

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import FromClause, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -148,14 +148,14 @@ class Store(RunLifecycle):
 
         return db.with_retry(attempt)
 
-    def _upsert(self, session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str],
+    def _upsert(self, session: Session, table: FromClause, rows: Sequence[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str] = ()) -> None:
         """INSERT ... ON CONFLICT (keys) DO UPDATE/NOTHING for every row: one statement, compiled once."""
         if rows:
             session.execute(self._upsert_statement(table, tuple(keys), tuple(update_columns)), list(rows))
 
-    def _upsert_statement(self, table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Any:
-        cache_key = (table.name, keys, update_columns)
+    def _upsert_statement(self, table: FromClause, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Any:
+        cache_key = (table.description, keys, update_columns)
         stmt = self._statements.get(cache_key)
         if stmt is None:
             stmt = self._insert(table)
@@ -376,10 +376,10 @@ class Store(RunLifecycle):
                 select(FinalMetric.run_id, FinalMetric.name, FinalMetric.value).where(id_filter(FinalMetric.run_id))):
             if run_id in finals:
                 finals[run_id][name] = math.nan if value is None else value
-        for run_id, key, value in session.execute(
+        for run_id, key, text in session.execute(
                 select(RunInfo.run_id, RunInfo.key, RunInfo.value).where(id_filter(RunInfo.run_id))):
             if run_id in infos:
-                infos[run_id][key] = value
+                infos[run_id][key] = text
         return [_record(row, finals[i], infos[i]) for i, row in rows.items()]
 
     def _id_filter(self, ids: list[int], conditions: list[Any]) -> Callable[[Any], Any]:

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple; numpy's stub allows a dict too
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

@@ -17,7 +17,7 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sized, cast
 
 import numpy as np
 import torch
@@ -62,12 +62,17 @@ class DataSplits:
 # subsets and splits
 
 
+def size(dataset: Dataset) -> int:
+    """The number of examples: every dataset here has a length, though torch's `Dataset` type does not say so."""
+    return len(cast(Sized, dataset))
+
+
 def dataset_targets(dataset: Dataset) -> np.ndarray:
     if isinstance(dataset, InMemoryImages):
         return dataset.targets.numpy()
     if isinstance(dataset, Subset):
         return dataset_targets(dataset.dataset)[np.asarray(dataset.indices)]
-    return np.asarray(dataset.targets)  # torchvision ImageFolder
+    return np.asarray(cast(Any, dataset).targets)  # torchvision ImageFolder
 
 
 def balanced_subset_indices(targets: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -89,7 +94,7 @@ def apply_train_subset(splits: DataSplits, config: RunConfig) -> DataSplits:
     if size is None or config.data.name == "synthetic":
         return splits
     idx = balanced_subset_indices(dataset_targets(splits.train), size, config.data.split_seed)
-    train = splits.train.subset(idx) if isinstance(splits.train, InMemoryImages) else Subset(splits.train, idx)
+    train = splits.train.subset(idx) if isinstance(splits.train, InMemoryImages) else Subset(splits.train, idx.tolist())
     return DataSplits(train, splits.val, splits.num_classes, splits.in_memory)
 
 

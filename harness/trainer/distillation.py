@@ -53,6 +53,7 @@ class DistillationLoss(nn.Module):
         if self.distillation_type == "none":
             return base_loss
 
+        assert self.teacher_model is not None  # __init__ refuses a distillation without a teacher
         with torch.no_grad():
             teacher_outputs = self.teacher_model(inputs)
         teacher_outputs = teacher_outputs.to(outputs_kd.dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,9 +17,10 @@ from harness.trainer.models import is_distilled
 def head_logits(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """Logits per head: {'cls'} for a plain model; {'cls', 'dist', 'avg'} for a distillation-token model."""
     if is_distilled(model):
-        feats = model.forward_features(images)
-        cls = model.head(feats[:, 0])
-        dist = model.head_dist(feats[:, 1])
+        vit: Any = model  # a timm VisionTransformerDistilled: its heads are modules, not the Tensors torch's stub says
+        feats = vit.forward_features(images)
+        cls = vit.head(feats[:, 0])
+        dist = vit.head_dist(feats[:, 1])
         return {"cls": cls, "dist": dist, "avg": (cls + dist) / 2}
     return {"cls": model(images)}
 

@@ -57,7 +57,8 @@ def measure(config: RunConfig, model: nn.Module, device: torch.device, progress:
 
 def report(sink: MetricSink, final: dict[str, float], info: dict[str, str], last_eval: EvalResult,
            teacher_eval: EvalResult | None) -> None:
-    sink.log_predictions("target", last_eval.targets)
+    if last_eval.targets is not None:  # an evaluation always has them; a result built by hand may not
+        sink.log_predictions("target", last_eval.targets)
     for head, pred in last_eval.predictions.items():
         sink.log_predictions(head, pred)
     if teacher_eval is not None:

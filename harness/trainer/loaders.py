@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from harness.config import RunConfig
 from harness.trainer.batching import BatchTransform, InMemoryLoader
-from harness.trainer.datasets import DataSplits
+from harness.trainer.datasets import DataSplits, InMemoryImages
 
 
 class SeededRepeatAugSampler(RepeatAugSampler):
@@ -36,7 +38,7 @@ def build_train_loader(config: RunConfig, splits: DataSplits, batch_size: int, w
     sampler = build_train_sampler(config, splits.train, world_size, rank)
     if splits.in_memory:
         transform = BatchTransform(config, training=True, device=device)
-        return InMemoryLoader(splits.train, batch_size, transform, sampler, drop_last=True)
+        return InMemoryLoader(cast(InMemoryImages, splits.train), batch_size, transform, sampler, drop_last=True)
     workers = config.data.num_workers
     return DataLoader(
         splits.train, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
@@ -48,8 +50,9 @@ def build_eval_loader(config: RunConfig, dataset: Dataset, in_memory: bool, batc
                       pin_memory: bool = False, device: torch.device | str = "cpu"):
     """Sequential evaluation batches (optionally over a shard of indices, for several processes)."""
     if indices is not None:
-        dataset = dataset.subset(indices) if in_memory else Subset(dataset, list(indices))
+        dataset = cast(InMemoryImages, dataset).subset(indices) if in_memory else Subset(dataset, list(indices))
     if in_memory:
-        return InMemoryLoader(dataset, batch_size, BatchTransform(config, training=False, device=device))
+        transform = BatchTransform(config, training=False, device=device)
+        return InMemoryLoader(cast(InMemoryImages, dataset), batch_size, transform)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=config.data.num_workers,
                       pin_memory=pin_memory)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 import timm
 import torch
@@ -71,7 +71,10 @@ def pretrained_weights(tag: str) -> Weights:
 def teacher_state(t: TeacherConfig, resolve_run_dir: Callable[[str], Path]) -> Weights:
     if t.pretrained:
         return pretrained_weights(t.pretrained)
-    return file_weights(resolve_run_dir(t.run) / MODEL if t.run else Path(t.checkpoint))
+    if t.run:
+        return file_weights(resolve_run_dir(t.run) / MODEL)
+    assert t.checkpoint is not None  # the config names exactly one source
+    return file_weights(Path(t.checkpoint))
 
 
 def finetune_state(f: FinetuneConfig, resolve_run_dir: Callable[[str], Path]) -> Weights:
@@ -82,6 +85,7 @@ def finetune_state(f: FinetuneConfig, resolve_run_dir: Callable[[str], Path]) ->
         if f.use_ema and not path.exists():
             raise FileNotFoundError(f"{path} not found: finetune.use_ema needs a source run trained with ema.enabled")
         return file_weights(path)
+    assert f.checkpoint is not None  # the config names exactly one source
     return file_weights(Path(f.checkpoint), ema=f.use_ema)
 
 
@@ -102,7 +106,7 @@ def adapt_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, t
         if old.shape != new.shape:
             prefix = getattr(model, "num_prefix_tokens", 1)
             state["pos_embed"] = resample_abs_pos_embed(
-                old, new_size=list(model.patch_embed.grid_size), num_prefix_tokens=prefix,
+                old, new_size=list(cast(Any, model).patch_embed.grid_size), num_prefix_tokens=prefix,
                 interpolation="bicubic", antialias=False,
             )
     return state

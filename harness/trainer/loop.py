@@ -22,17 +22,19 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from timm.data import Mixup
+from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 
 from harness.config import RunConfig
 from harness.trainer import distributed, final
 from harness.trainer.checkpoint import CHECKPOINT, Progress, resume, rng_state, save_checkpoint, seed_everything
-from harness.trainer.datasets import build_dataset
+from harness.trainer.datasets import build_dataset, size
 from harness.trainer.evaluate import EvalResult, evaluate
 from harness.trainer.loaders import build_eval_loader, build_train_loader
 from harness.trainer.models import build_student, build_teacher, is_distilled, student_name
@@ -76,11 +78,12 @@ class Run:
     train_model: nn.Module
     ema: ModelEmaV3 | None
     optimizer: torch.optim.Optimizer
-    scheduler: object
-    mixup: object
+    scheduler: Scheduler
+    mixup: Mixup | None
     criterion: nn.Module
-    train_loader: object
-    val_loader: object
+    # a DataLoader or an InMemoryLoader (harness/trainer/loaders.py), each with a sampler that has set_epoch
+    train_loader: Any
+    val_loader: Any
     val_shard: np.ndarray | None
 
     def evaluate(self, model: nn.Module, prefix: str = "") -> EvalResult:
@@ -134,8 +137,9 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     train_loader = build_train_loader(config, splits, config.batch_size // env.world_size, env.world_size,
                                       env.rank, pin_memory=pin, device=device)
     if len(train_loader) == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(splits.train)} images)")
-    val_shard = np.arange(env.rank, len(splits.val), env.world_size) if env.world_size > 1 else None
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set "
+                         f"({size(splits.train)} images)")
+    val_shard = np.arange(env.rank, size(splits.val), env.world_size) if env.world_size > 1 else None
     val_loader = build_eval_loader(config, splits.val, splits.in_memory, config.eval_batch_size, val_shard, pin, device)
 
     # seeded after the data are built: a first import inside a dataset builder (scikit-learn) may draw from numpy

@@ -15,6 +15,7 @@ import contextlib
 import resource
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ def _prepare(model: nn.Module, protocol: str, device: torch.device):
     if protocol == "fast":
         model = model.to(memory_format=torch.channels_last)
         if device.type == "cuda":
-            model = torch.compile(model)
+            model = cast(nn.Module, torch.compile(model))  # an OptimizedModule; torch's stub says Callable
             compiled = True
     return model, compiled
 
@@ -101,6 +102,7 @@ def _run(model, batch: int, img_size: int, protocol: str, device: torch.device, 
 def largest_batch(model, img_size: int, protocol: str, device: torch.device) -> int:
     """The largest power-of-two batch whose forward pass fits in GPU memory (GPU_BATCH_CAP at most)."""
     batch, best = 1, 1
+    x: torch.Tensor | None = None
     while batch <= GPU_BATCH_CAP:
         try:
             x = torch.randn(batch, 3, img_size, img_size, device=device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 import timm
 import torch
@@ -51,7 +51,7 @@ def create_model(name: str, num_classes: int, img_size: int, dropout: float = 0.
     """A freshly initialised timm model: a ViT built for `img_size`, any other model as timm defines it; dropout
     as the reference placed it (see the module docstring)."""
     check_model(name)
-    kwargs = dict(num_classes=num_classes, drop_path_rate=drop_path)
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_path_rate=drop_path)
     if is_vit(name):
         kwargs.update(img_size=img_size, pos_drop_rate=dropout, proj_drop_rate=dropout, drop_rate=0.0)
     else:
@@ -79,7 +79,7 @@ def build_student(config: RunConfig, num_classes: int, resolve_run_dir: Callable
         if info is not None:
             info.update(weights.describe("finetune"))
     if is_distilled(model):
-        model.set_distilled_training(True)
+        cast(Any, model).set_distilled_training(True)  # a timm VisionTransformerDistilled (is_distilled)
     return model
 
 
@@ -103,6 +103,7 @@ def build_teacher(config: RunConfig, num_classes: int, resolve_run_dir: Callable
     """The teacher in eval mode and without gradients, at `teacher.img_size` (None: the student's resolution);
     `info` receives where its weights came from."""
     t = config.distillation.teacher
+    assert t is not None  # the config refuses a distillation without a teacher
     weights = teacher_state(t, resolve_run_dir)
     name = t.model
     if "dist_token" in weights.state and "_distilled_" not in name:

@@ -3,6 +3,8 @@ and the loss (label smoothing or soft targets, wrapped in the distillation loss)
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -21,7 +23,7 @@ def scaled_lr(config: RunConfig) -> float:
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """timm's optimizer factory (no weight decay on biases, norms and tokens, as the reference)."""
     o = config.optimizer
-    kwargs = dict(lr=scaled_lr(config), weight_decay=o.weight_decay)
+    kwargs: dict[str, Any] = dict(lr=scaled_lr(config), weight_decay=o.weight_decay)
     if o.name == "adamw":
         kwargs["eps"] = o.eps
     else:

@@ -17,7 +17,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -38,5 +38,6 @@ else:
         with context.begin_transaction():
             context.run_migrations()
     else:
+        assert url, "no database URL: alembic -x db=URL, or sqlalchemy.url in alembic.ini"
         with create_engine(url).connect() as conn:
             _run(conn)

@@ -13,6 +13,8 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,7 +23,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-COLUMNS = {
+COLUMNS: dict[str, Any] = {
     "owner": sa.String(64),
     "owner_host": sa.String(255),
     "owner_pid": sa.Integer,
