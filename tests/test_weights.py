@@ -201,3 +201,68 @@ def test_weights_other_than_an_earlier_run_used_stop_the_launch_naming_the_tag_a
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--output", str(out), "--db", db_url,
                            "--executor", "debug"], capture_output=True, text=True, cwd=ROOT, env=harness_env())
     assert done.returncode == 2 and f"corrupt weights {PRESENT}" in done.stderr, done.stdout + done.stderr
+
+
+class FakeHub:
+    """A hub endpoint on localhost serving one file as the Hugging Face hub does (HEAD with the commit, ETag and
+    size headers huggingface_hub reads, then GET), so a real `hf_hub_download` runs without the network."""
+
+    def __init__(self, tag: str, content: bytes, commit: str):
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        path = f"/timm/{tag}/resolve/main/model.safetensors"
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+                   "Content-Length": str(len(content))}
+        self.gets = 0
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+                self._answer(body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(body=True)
+
+            def _answer(self, body: bool) -> None:
+                if self.path.split("?")[0] != path:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if body:
+                    hub.gets += 1
+                    self.wfile.write(content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_weights_fetch_downloads_a_corrupt_file_again(hub_cache):
+    import hashlib
+
+    path = add_weights(hub_cache, PRESENT, timm_weights(PRESENT))
+    sound = path.read_bytes()
+    corrupt(path)
+    hub = FakeHub(PRESENT, sound, commit=hashlib.sha1(PRESENT.encode()).hexdigest())
+    try:
+        env = dict(os.environ, HF_HUB_OFFLINE="0", HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1")
+        done = subprocess.run([sys.executable, "-m", "harness", "weights", "fetch", PRESENT], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=120)
+    finally:
+        hub.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert hub.gets == 1 and path.read_bytes() == sound
+    assert weights.check_weights([planned_run(teacher=PRESENT)]) == []
