@@ -20,6 +20,7 @@ import pytest
 
 from harness import paths
 from harness.store import open_store
+from tests.test_lifecycle import wait_for
 from tests.tiny_spec import REPO, harness_env, tiny_spec
 
 # seconds of the frozen launch's lease: long enough for a loaded machine to beat every tenth of it
@@ -39,16 +40,6 @@ def harness(*args: object, prefix: tuple[str, ...] = (), **env: str) -> subproce
     return subprocess.Popen([*prefix, sys.executable, "-m", "harness", *map(str, args)], cwd=REPO,
                             env=harness_env(**env), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def the_run(db: str):  # type: ignore[no-untyped-def]
