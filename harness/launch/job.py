@@ -266,7 +266,7 @@ class RunJob(submitit.helpers.Checkpointable):
         """Called by submitit on time-out or preemption: requeue, the trainer resumes from its checkpoint."""
         from harness.store import open_store
 
-        store = open_store(self.db_url, create=False)
+        store = open_store(self.db_url, create=False, wait=True)
         if self.requeues >= self.max_requeues:
             store.finish(self.run_hash, self.owner, "failed",
                          error=f"time limit reached after {self.requeues} requeues")

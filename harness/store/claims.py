@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, cast
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session
 
 from harness.states import ACTIVE, CLAIMABLE, FINISHED, Owner, allowed_from, lease as current_lease
@@ -81,9 +81,8 @@ class RunLifecycle:
         until = now_utc() + (lease or current_lease())
 
         def work(session: Session) -> int:
-            result = session.execute(update(Run).where(Run.owner == token, Run.status.in_(ACTIVE))
-                                     .values(lease_until=until))
-            return int(result.rowcount or 0)
+            return _updated(session, update(Run).where(Run.owner == token, Run.status.in_(ACTIVE))
+                            .values(lease_until=until))
 
         return self._write(work)
 
@@ -156,8 +155,7 @@ class RunLifecycle:
         """One conditional update; when it matches nothing, True still if the run already is in state
         `done[0]` under token `done[1]` (this very move, whose commit a lost connection hid)."""
         def work(session: Session) -> bool:
-            result = session.execute(update(Run).where(Run.hash == run_hash, *conditions).values(**values))
-            if result.rowcount:
+            if _updated(session, update(Run).where(Run.hash == run_hash, *conditions).values(**values)):
                 return True
             found = session.execute(select(Run.status, Run.owner).where(Run.hash == run_hash)).first()
             if found is None:
@@ -172,9 +170,8 @@ class RunLifecycle:
         An update, not a read: on PostgreSQL it locks the run's row until the transaction ends, so no claim by
         another launch can slip in between this check and the write it guards (SQLite's write lock, taken at
         BEGIN IMMEDIATE, does the same for the whole file)."""
-        result = session.execute(update(Run).where(Run.hash == run_hash, Run.owner == token, Run.status == "running")
-                                 .values(updated_at=now_utc()))
-        if result.rowcount:
+        if _updated(session, update(Run).where(Run.hash == run_hash, Run.owner == token, Run.status == "running")
+                    .values(updated_at=now_utc())):
             return
         found = session.execute(select(Run.status, Run.owner).where(Run.hash == run_hash)).first()
         if found is None:
@@ -182,6 +179,11 @@ class RunLifecycle:
         whose = " under another launch's claim" if found.owner != token else ""
         raise NotOwner(f"run {run_hash[:10]} is no longer this job's to write: it is {found.status}{whose}",
                        status=found.status, owner=found.owner)
+
+
+def _updated(session: Session, statement: Any) -> int:
+    """How many rows an UPDATE matched (an UPDATE's result is a cursor result, which counts them)."""
+    return int(cast(CursorResult[Any], session.execute(statement)).rowcount or 0)
 
 
 __all__ = ["CLAIMABLE", "RunLifecycle", "now_utc"]
