@@ -216,3 +216,23 @@ def test_a_move_whose_commit_went_unseen_counts_as_done_when_tried_again(store, 
     assert store.finish(run.hash, TEST_OWNER.token, "completed")
     assert store.finish(run.hash, TEST_OWNER.token, "completed")
     assert not store.finish(run.hash, TEST_OWNER.token, "failed")
+
+
+def test_the_lease_comes_from_HARNESS_LEASE_S_for_claims_heartbeats_and_renewals(store, planned, monkeypatch):
+    from harness.states import lease, renew_every_s
+
+    run = registered(store, planned)[0]
+    monkeypatch.setenv("HARNESS_LEASE_S", "7")
+    assert lease() == timedelta(seconds=7) and renew_every_s() == pytest.approx(0.7)
+    assert store.claim(run.hash, TEST_OWNER)
+    record = store.get_run(run.hash)
+    assert timedelta(seconds=5) < record.lease_until - record.created_at < timedelta(seconds=60)
+    monkeypatch.setenv("HARNESS_LEASE_S", "600")
+    assert store.renew_leases(TEST_OWNER.token) == 1
+    assert store.get_run(run.hash).lease_until - record.lease_until > timedelta(seconds=500)
+    monkeypatch.delenv("HARNESS_LEASE_S")
+    assert lease() == timedelta(seconds=300) and renew_every_s() == 30.0
+    for bad in ("soon", "0", "-5", "nan"):
+        monkeypatch.setenv("HARNESS_LEASE_S", bad)
+        with pytest.raises(ValueError, match="HARNESS_LEASE_S must be a positive number of seconds"):
+            lease()
