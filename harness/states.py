@@ -16,7 +16,9 @@ run was cancelled, or given up for dead and claimed again, learns it at its next
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 
 
@@ -81,3 +83,31 @@ class Owner:
     pid: int
     # the process's start time (seconds since the epoch): a pid alone may belong to another process by now
     started: float
+
+
+# seconds a claim lives without renewal unless HARNESS_LEASE_S says otherwise
+DEFAULT_LEASE_S = 300.0
+# renewals per lease: a job beats its heartbeat, and a waiting launcher renews its claims, every tenth of it
+RENEWALS_PER_LEASE = 10
+
+
+def lease() -> timedelta:
+    """How long a claim lives without renewal: HARNESS_LEASE_S seconds (default 300).
+
+    Read when a claim is made or renewed, by the store, a job's heartbeat and `harness.launch.liveness` alike;
+    a short lease (tests) lets a frozen owner lose its runs within seconds."""
+    text = os.environ.get("HARNESS_LEASE_S", "").strip()
+    if not text:
+        return timedelta(seconds=DEFAULT_LEASE_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 10**9:
+        raise ValueError(f"HARNESS_LEASE_S must be a positive number of seconds, not '{text[:40]}'")
+    return timedelta(seconds=seconds)
+
+
+def renew_every_s() -> float:
+    """Seconds between two renewals of a claim (a job's heartbeat, a waiting launcher): a tenth of the lease."""
+    return lease().total_seconds() / RENEWALS_PER_LEASE

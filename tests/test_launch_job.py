@@ -114,3 +114,112 @@ def test_a_beat_the_store_refuses_stops_the_job(sqlite_store, planned, take_away
         assert not beat._thread.is_alive()  # it beats no more
     finally:
         beat.stop()
+
+
+class TakenOverAt:
+    """The real store, through which another launch takes the run over just before this job's first `method`
+    call after its first epoch is stored: `log_epoch` (the next epoch's metrics) or `holds` (the check before a
+    checkpoint replaces the run's)."""
+
+    def __init__(self, store, method: str, run_dir):  # type: ignore[no-untyped-def]
+        self.store, self.method, self.run_dir = store, method, run_dir
+        self.done = False
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.store, name)
+
+    def _maybe_take_over(self, method: str, run_hash: str) -> None:
+        if method != self.method or self.done or not self.store.metrics([run_hash]):
+            return
+        self.done = True
+        assert self.store.give_up(run_hash, TEST_OWNER.token, "no word from its job")
+        other = Owner(token="another", host="elsewhere", pid=2, started=0.0)
+        assert self.store.claim(run_hash, other) and self.store.mark_started(run_hash, other.token, "elsewhere", {})
+        for name in ("checkpoint.pt", "model.pt"):
+            (self.run_dir / name).write_bytes(b"the other launch's " + name.encode())
+
+    def log_epoch(self, run_hash, epoch, metrics, *, token):  # type: ignore[no-untyped-def]
+        self._maybe_take_over("log_epoch", run_hash)
+        return self.store.log_epoch(run_hash, epoch, metrics, token=token)
+
+    def holds(self, run_hash, token):  # type: ignore[no-untyped-def]
+        self._maybe_take_over("holds", run_hash)
+        return self.store.holds(run_hash, token)
+
+
+@pytest.mark.parametrize("method", ["log_epoch", "holds"])
+def test_a_job_whose_run_is_taken_over_stops_at_its_next_write_and_leaves_the_files_alone(
+        sqlite_store, tmp_path, method):
+    from harness.launch.job import StoreSink
+    from harness.store import NotOwner
+    from harness.trainer import train
+
+    config = make_config(model={"name": "resnet_tiny_32"}, schedule={"epochs": 3})
+    run = registered(sqlite_store, config)
+    drive(sqlite_store, run, "running")
+    run_dir = tmp_path / "run"
+    store = TakenOverAt(sqlite_store, method, run_dir)
+    # a heartbeat too slow to notice first: the writes themselves must refuse
+    beat = Heartbeat(store, run, TEST_OWNER.token, every_s=3600)
+    sink = StoreSink(store, store, run, TEST_OWNER.token, beat)
+    with pytest.raises(NotOwner, match="another launch"):
+        train(config, run_dir, sink, lambda other: tmp_path / other, should_stop=beat.should_stop)
+    assert store.done
+    # no epoch after the takeover, no final phase, and the other launch's files as it left them
+    assert {epoch for _, epoch, _, _ in sqlite_store.metrics([run])} == {0}
+    record = sqlite_store.get_run(run)
+    assert (record.owner, record.status, record.final, record.info) == ("another", "running", {}, {})
+    assert sqlite_store.predictions(run) == {}
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "model.pt"]
+    assert (run_dir / "checkpoint.pt").read_bytes() == b"the other launch's checkpoint.pt"
+    assert (run_dir / "model.pt").read_bytes() == b"the other launch's model.pt"
+
+
+def test_a_job_keeps_its_results_in_order_while_the_store_is_out_of_reach(sqlite_store, tmp_path):
+    import socket
+
+    from harness.launch.job import StoreSink
+    from harness.store import Store
+
+    with socket.socket() as probe:  # a port where nothing listens: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = Store(f"postgresql+psycopg://nobody:x@127.0.0.1:{port}/none", patience_s=0.0)
+    config = make_config(model={"name": "resnet_tiny_32"})
+    run = registered(sqlite_store, config)
+    drive(sqlite_store, run, "running")
+    beat = Heartbeat(away, run, TEST_OWNER.token, every_s=3600)
+    sink = StoreSink(sqlite_store, away, run, TEST_OWNER.token, beat)
+    for epoch in range(3):
+        sink.log_epoch(epoch, {"top1": float(epoch)})  # returns at once: training goes on
+    assert not sink.may_replace_files(wait=False)  # a checkpoint waits for a store that can vouch for it
+    sink.log_epoch(1, {"top1": 11.0})  # a resumed epoch: written after the first, replacing it
+    assert len(sink.backlog) == 4 and sqlite_store.metrics([run]) == []
+    sink.quick = sqlite_store  # the server is back
+    sink._retry_at = 0.0
+    assert sink.may_replace_files(wait=False)
+    assert sink.backlog == []
+    assert sqlite_store.metrics([run]) == [(run, 0, "top1", 0.0), (run, 1, "top1", 11.0), (run, 2, "top1", 2.0)]
+    assert sqlite_store.get_run(run).epoch == 2
+    away.close()
+
+
+def test_a_store_out_of_reach_is_waited_for_as_long_as_its_patience(tmp_path):
+    import socket
+    import time
+
+    from harness.store import Store, StoreUnreachable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = Store(f"postgresql+psycopg://nobody:x@127.0.0.1:{port}/none", patience_s=2.0)
+    start = time.monotonic()
+    with pytest.raises(StoreUnreachable, match=r"out of reach: .*refused.* \(tried for \d+ s\)"):
+        away.get_run("0" * 64)
+    assert time.monotonic() - start >= 2.0
+    start = time.monotonic()
+    with pytest.raises(StoreUnreachable):
+        away.with_patience(0.0).get_run("0" * 64)
+    assert time.monotonic() - start < 2.0
+    away.close()

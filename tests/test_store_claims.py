@@ -144,3 +144,95 @@ def test_dependencies_are_stored_when_runs_are_registered(store, planned):
     store.register_runs("ablation", [teacher, student])
     assert store.get_run(student.hash).depends_on == (teacher.hash,)
     assert store.get_run(teacher.hash).depends_on == ()
+
+
+def _stored(store, run_hash: str):  # type: ignore[no-untyped-def]
+    """Everything the store holds of one run: its record, per-epoch metrics and predictions."""
+    predictions = {name: (array.dtype.str, array.shape, array.tobytes())
+                   for name, array in store.predictions(run_hash).items()}
+    return store.get_run(run_hash), store.metrics([run_hash]), predictions
+
+
+def test_every_write_of_a_stale_owner_is_refused_and_changes_nothing(store, planned):
+    import numpy as np
+
+    from harness.store import NotOwner
+
+    run = registered(store, planned)[0]
+    drive(store, run.hash, "running")
+    store.log_epoch(run.hash, 0, {"top1": 1.0}, token=TEST_OWNER.token)
+    # its lease lapsed: another launch gives it up, claims it and trains it to the end
+    assert store.give_up(run.hash, TEST_OWNER.token, "no word from its job")
+    assert store.claim(run.hash, OTHER)
+    assert store.mark_started(run.hash, OTHER.token, "elsewhere", {})
+    store.log_epoch(run.hash, 0, {"top1": 5.0}, token=OTHER.token)
+    store.log_epoch(run.hash, 1, {"top1": 6.0}, token=OTHER.token)
+    store.log_predictions(run.hash, "cls", np.array([1, 2, 3]), token=OTHER.token)
+    store.log_final(run.hash, {"top1": 6.0}, {"device": "other"}, token=OTHER.token)
+    assert store.finish(run.hash, OTHER.token, "completed")
+    before = _stored(store, run.hash)
+
+    stale = TEST_OWNER.token
+    for write in (lambda: store.log_epoch(run.hash, 1, {"top1": 99.0}, token=stale),
+                  lambda: store.log_epoch(run.hash, 2, {"top1": 99.0}, token=stale),
+                  lambda: store.log_epoch(run.hash, 2, {}, token=stale),
+                  lambda: store.log_final(run.hash, {"top1": 99.0, "new": 1.0}, {"device": "stale"}, token=stale),
+                  lambda: store.log_predictions(run.hash, "cls", np.array([9, 9, 9]), token=stale),
+                  lambda: store.log_predictions(run.hash, "dist", np.array([9]), token=stale)):
+        with pytest.raises(NotOwner, match="completed under another launch's claim") as refused:
+            write()
+        assert (refused.value.status, refused.value.owner) == ("completed", OTHER.token)
+    assert not store.heartbeat(run.hash, stale, epoch=5)
+    assert not store.mark_started(run.hash, stale, "node1", {})
+    assert not store.record_submission(run.hash, stale, "local:9")
+    assert not store.requeue(run.hash, stale)
+    assert not store.release(run.hash, stale)
+    assert not store.finish(run.hash, stale, "failed", error="stale")
+    assert store.renew_leases(stale) == 0
+    assert not store.holds(run.hash, stale) and store.holds(run.hash, OTHER.token)
+    assert _stored(store, run.hash) == before
+
+
+def test_results_of_a_cancelled_run_are_refused_even_to_its_owner(store, planned):
+    from harness.store import NotOwner
+
+    run = registered(store, planned)[0]
+    drive(store, run.hash, "running")
+    assert store.cancel(run.hash)
+    with pytest.raises(NotOwner, match="it is cancelled$"):
+        store.log_epoch(run.hash, 0, {"top1": 1.0}, token=TEST_OWNER.token)
+    assert store.metrics([run.hash]) == []
+    # its files are still its own: no other launch holds the run
+    assert store.holds(run.hash, TEST_OWNER.token)
+
+
+def test_a_move_whose_commit_went_unseen_counts_as_done_when_tried_again(store, planned):
+    run = registered(store, planned)[0]
+    assert store.claim(run.hash, TEST_OWNER)
+    assert store.claim(run.hash, TEST_OWNER)  # the same claim again (a retry after a lost connection)
+    assert not store.claim(run.hash, OTHER)
+    assert store.record_submission(run.hash, TEST_OWNER.token, "local:1")
+    assert store.mark_started(run.hash, TEST_OWNER.token, "node1", {})
+    assert store.finish(run.hash, TEST_OWNER.token, "completed")
+    assert store.finish(run.hash, TEST_OWNER.token, "completed")
+    assert not store.finish(run.hash, TEST_OWNER.token, "failed")
+
+
+def test_the_lease_comes_from_HARNESS_LEASE_S_for_claims_heartbeats_and_renewals(store, planned, monkeypatch):
+    from harness.states import lease, renew_every_s
+
+    run = registered(store, planned)[0]
+    monkeypatch.setenv("HARNESS_LEASE_S", "7")
+    assert lease() == timedelta(seconds=7) and renew_every_s() == pytest.approx(0.7)
+    assert store.claim(run.hash, TEST_OWNER)
+    record = store.get_run(run.hash)
+    assert timedelta(seconds=5) < record.lease_until - record.created_at < timedelta(seconds=60)
+    monkeypatch.setenv("HARNESS_LEASE_S", "600")
+    assert store.renew_leases(TEST_OWNER.token) == 1
+    assert store.get_run(run.hash).lease_until - record.lease_until > timedelta(seconds=500)
+    monkeypatch.delenv("HARNESS_LEASE_S")
+    assert lease() == timedelta(seconds=300) and renew_every_s() == 30.0
+    for bad in ("soon", "0", "-5", "nan"):
+        monkeypatch.setenv("HARNESS_LEASE_S", bad)
+        with pytest.raises(ValueError, match="HARNESS_LEASE_S must be a positive number of seconds"):
+            lease()

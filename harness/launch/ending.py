@@ -14,6 +14,14 @@ from harness.store import StoreError
 from harness.store.records import RunRecord
 
 KILLED = "the job's process ended without a result: it was killed (kill -9, the out-of-memory killer, a lost node)"
+# what a launch reports of a run it had claimed and another launch took over (its claim having lapsed)
+TAKEN_OVER = "taken over by another launch"
+
+
+def taken_over(record: RunRecord | None, token: str) -> bool:
+    """Whether another launch holds the run now: its owner token is no longer `token`. (A cancellation or a
+    give-up keeps the owner; only a new claim changes it.) Neither completed nor failed for this launch."""
+    return record is not None and record.owner is not None and record.owner != token
 
 
 def job_error(job: Any) -> str | None:

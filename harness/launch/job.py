@@ -2,11 +2,17 @@
 
 `RunJob` is pickled by submitit and executed in the job's process. It holds the claim's owner token of the
 launcher that submitted it (harness/states.py): it marks the run started only while that claim holds,
-keeps a heartbeat going that renews the claim, trains through `harness.trainer.train`, and records how the
-run ended. A heartbeat that finds the run no longer its own (cancelled, or given up and claimed again) stops
-the training at the next step. The store URL it carries has no password (harness/launch/secrets.py). On a
-cluster it is checkpointable: a time limit or preemption requeues it, and the trainer resumes from the
-run's last checkpoint.
+keeps a heartbeat going that renews the claim (every tenth of `harness.states.lease()`), and trains through
+`harness.trainer.train`, writing every result under the claim: the store refuses a write whose token no
+longer holds the run (`NotOwner`), and the job stops at once, with no further epoch, final phase or file
+renamed over another owner's. A run taken over by another launch ends the job with `ClaimLost`, "taken over
+by another launch"; a cancelled run ends it with the store already saying so.
+
+A store out of reach (a database restart) does not stop the training: results wait in order in the sink's
+backlog and are written once the store answers, the final ones waiting for it as long as the store's
+patience; a heartbeat that cannot be written is skipped. The store URL it carries has no password
+(harness/launch/secrets.py). On a cluster it is checkpointable: a time limit or preemption requeues it, and
+the trainer resumes from the run's last checkpoint.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import submitit
@@ -27,9 +34,13 @@ import submitit
 from harness import paths
 from harness.config import RunConfig
 from harness.launch.logs import named
+from harness.launch.ending import TAKEN_OVER, taken_over
 from harness.launch.protocols import RunStore
+from harness.states import renew_every_s
+from harness.store.errors import NotOwner, StoreUnreachable
 
-HEARTBEAT_S = 30.0
+# the longest pause between two tries of a job's backlog while the store is out of reach
+BACKLOG_PAUSE_S = 30.0
 
 
 class ClaimLost(RuntimeError):
@@ -37,11 +48,12 @@ class ClaimLost(RuntimeError):
 
 
 class Heartbeat:
-    """Beats every `every_s` seconds in a thread; remembers why the job must stop once the store says so."""
+    """Beats every `every_s` seconds (default: a tenth of the lease) in a thread; remembers why the job must
+    stop once the store says so."""
 
-    def __init__(self, store: RunStore, run_hash: str, token: str, every_s: float = HEARTBEAT_S):
+    def __init__(self, store: RunStore, run_hash: str, token: str, every_s: float | None = None):
         self.store, self.run_hash, self.token = store, run_hash, token
-        self.every_s = every_s
+        self.every_s = every_s or renew_every_s()
         self.reason: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_hash[:10]}", daemon=True)
@@ -77,23 +89,96 @@ class Heartbeat:
                 print(f"harness: heartbeat not recorded: {_one_line(exc)}", file=sys.stderr, flush=True)
 
 
-class StoreSink:
-    """The trainer's MetricSink, writing into the results store; each epoch also beats the heartbeat."""
+Write = Callable[[RunStore], None]
 
-    def __init__(self, store: RunStore, run_hash: str, heartbeat: Heartbeat):
-        self.store = store
-        self.run_hash = run_hash
+
+class StoreSink:
+    """The trainer's MetricSink, writing into the results store under the job's claim (`token`).
+
+    Writes go through a backlog, in the order the trainer made them. Each is tried at once on `quick` (the
+    store without patience); while the store is out of reach they stay in the backlog and the training goes on,
+    the backlog being tried again at later epochs (after a pause that doubles, up to `BACKLOG_PAUSE_S`). The
+    final results wait on `store`, for as long as its patience. A write the store refuses raises `NotOwner`
+    into the trainer: the training ends there. Each written epoch also beats the heartbeat.
+    """
+
+    def __init__(self, store: RunStore, quick: RunStore, run_hash: str, token: str, heartbeat: Heartbeat):
+        self.store, self.quick = store, quick
+        self.run_hash, self.token = run_hash, token
         self.heartbeat = heartbeat
+        self.backlog: list[tuple[Write, int | None]] = []
+        self._retry_at = 0.0
+        self._pause = 1.0
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.store.log_epoch(self.run_hash, epoch, metrics)
-        self.heartbeat.beat(epoch=epoch)
-
-    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
-        self.store.log_final(self.run_hash, metrics, info)
+        values = dict(metrics)
+        self._add(lambda store: store.log_epoch(self.run_hash, epoch, values, token=self.token), epoch)
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
-        self.store.log_predictions(self.run_hash, name, predictions)
+        array = np.array(predictions)  # a copy: the trainer may reuse its buffer while the store is away
+        self._add(lambda store: store.log_predictions(self.run_hash, name, array, token=self.token))
+
+    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
+        values, facts = dict(metrics), dict(info)
+        self.backlog.append((lambda store: store.log_final(self.run_hash, values, facts, token=self.token), None))
+        self.flush(wait=True)
+
+    def may_replace_files(self, wait: bool) -> bool:
+        if wait:
+            self.flush(wait=True)
+            owned = self.store.holds(self.run_hash, self.token)
+        else:
+            if not self.flush(wait=False):
+                return False
+            try:
+                owned = self.quick.holds(self.run_hash, self.token)
+            except StoreUnreachable:
+                return False
+        if not owned:
+            raise NotOwner(f"run {self.run_hash[:10]} is held by another launch: its files are not replaced here")
+        return True
+
+    def flush(self, wait: bool) -> bool:
+        """Write the backlog in order; True when it is empty. Without `wait`, a store out of reach (or a pause
+        not over yet) leaves the rest for later; with it, the store's patience is waited out."""
+        if not wait and self.backlog and time.monotonic() < self._retry_at:
+            return False
+        while self.backlog:
+            write, epoch = self.backlog[0]
+            try:
+                write(self.store if wait else self.quick)
+            except StoreUnreachable as exc:
+                if wait:
+                    raise
+                self._put_off(exc)
+                return False
+            self.backlog.pop(0)
+            if epoch is not None:
+                self._beat(epoch)
+        if self._pause > 1.0:
+            print("harness: the results store answers again; the results kept meanwhile are written",
+                  file=sys.stderr, flush=True)
+            self._pause = 1.0
+        return True
+
+    def _add(self, write: Write, epoch: int | None = None) -> None:
+        self.backlog.append((write, epoch))
+        self.flush(wait=False)
+
+    def _put_off(self, exc: StoreUnreachable) -> None:
+        if self._pause == 1.0:
+            print(f"harness: {_one_line(exc)}; training goes on, its results are kept to be written later",
+                  file=sys.stderr, flush=True)
+        self._retry_at = time.monotonic() + self._pause
+        self._pause = min(BACKLOG_PAUSE_S, self._pause * 2)
+
+    def _beat(self, epoch: int) -> None:
+        try:
+            alive = self.heartbeat.beat(epoch=epoch)
+        except StoreUnreachable:
+            return  # the next write or beat tries again
+        if not alive:
+            raise NotOwner(f"run {self.run_hash[:10]}: {self.heartbeat.reason}")
 
 
 @dataclass
@@ -110,8 +195,8 @@ class RunJob(submitit.helpers.Checkpointable):
     max_requeues: int = 0
     # torch CPU threads (None: torch's default, which honours OMP_NUM_THREADS)
     threads: int | None = None
-    # seconds between heartbeats while it trains
-    heartbeat_s: float = HEARTBEAT_S
+    # seconds between heartbeats while it trains (None: a tenth of the lease, HARNESS_LEASE_S)
+    heartbeat_s: float | None = None
 
     def __call__(self) -> dict[str, float]:
         from harness.provenance import collect
@@ -134,31 +219,43 @@ class RunJob(submitit.helpers.Checkpointable):
         if _global_rank() != 0:
             # the other tasks of a multi-GPU job train beside rank 0, which alone reports to the store
             return train(run_config, directory, _NullSink(), resolve)
-        store = open_store(self.db_url, create=False)
+        # a job has no one waiting on it: it waits out a store that is out of reach, as long as the store's patience
+        store = open_store(self.db_url, create=False, wait=True)
         from harness.launch.processes import hostname
 
         if not store.mark_started(self.run_hash, self.owner, hostname(), collect()):
             raise ClaimLost(_not_ours(store, self.run_hash))
-        heartbeat = Heartbeat(store, self.run_hash, self.owner, self.heartbeat_s).start()
+        quick = store.with_patience(0.0)
+        heartbeat = Heartbeat(quick, self.run_hash, self.owner, self.heartbeat_s).start()
+        sink = StoreSink(store, quick, self.run_hash, self.owner, heartbeat)
         try:
-            final = train(run_config, directory, StoreSink(store, self.run_hash, heartbeat), resolve,
-                          should_stop=heartbeat.should_stop)
+            final = train(run_config, directory, sink, resolve, should_stop=heartbeat.should_stop)
         except SystemExit:
             raise  # submitit requeued the job (time limit, preemption); checkpoint() recorded it
-        except RunStopped:
-            raise  # the store already says why (cancelled, or another owner): nothing of ours to record
+        except (RunStopped, NotOwner) as exc:
+            # a refused write or beat: nothing more of ours is written. Cancelled, the store already says so
+            heartbeat.stop()
+            record = store.get_run(self.run_hash)
+            if taken_over(record, self.owner):
+                print(f"harness: {TAKEN_OVER}: {_one_line(exc)}", file=sys.stderr, flush=True)
+                raise ClaimLost(f"{TAKEN_OVER} (the run is {record.status if record else 'gone'} under its claim)"
+                                ) from None
+            raise
         except BaseException as exc:
             status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self._record_end(store, status, _describe(exc))
+            heartbeat.stop()
+            self._record_end(store, status, _describe(exc), sink)
             raise
         finally:
             heartbeat.stop()
-        self._record_end(store, "completed", None)
+        self._record_end(store, "completed", None, sink)
         return final
 
-    def _record_end(self, store: RunStore, status: str, error: str | None) -> None:
+    def _record_end(self, store: RunStore, status: str, error: str | None, sink: StoreSink) -> None:
         """Record the run's end; a store that cannot take it (a full disk, a lost server) never hides the cause."""
         try:
+            if status != "completed":
+                sink.flush(wait=False)  # the epochs kept through an outage, if the store answers now
             if not store.finish(self.run_hash, self.owner, status, error=error):
                 print(f"harness: the run ended {status}, but {_not_ours(store, self.run_hash)}",
                       file=sys.stderr, flush=True)
@@ -172,7 +269,7 @@ class RunJob(submitit.helpers.Checkpointable):
         """Called by submitit on time-out or preemption: requeue, the trainer resumes from its checkpoint."""
         from harness.store import open_store
 
-        store = open_store(self.db_url, create=False)
+        store = open_store(self.db_url, create=False, wait=True)
         if self.requeues >= self.max_requeues:
             store.finish(self.run_hash, self.owner, "failed",
                          error=f"time limit reached after {self.requeues} requeues")
@@ -205,6 +302,9 @@ class _NullSink:
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         pass
+
+    def may_replace_files(self, wait: bool) -> bool:
+        return True  # only rank 0 writes the run's files
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
 from harness.launch.executors import resolve_executor
 from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held, terminate_as_interrupt
+from harness.launch.ending import TAKEN_OVER, taken_over
 from harness.launch.job import RunJob
 from harness.launch.local import run_locally
 from harness.launch.outcome import Failure, LaunchResult
@@ -32,7 +33,7 @@ from harness.launch.protocols import RunStore
 from harness.launch.queue import slurm_job_id
 from harness.launch.slurm import SlurmConfig, cancel_jobs, submit_graph
 from harness.spec import LoadedSpec, PlannedRun
-from harness.states import ACTIVE, FINISHED, Owner
+from harness.states import ACTIVE, FINISHED, Owner, renew_every_s
 
 Progress = Callable[[str], None]
 # seconds between two checks, while waiting on SLURM, that every job is still alive
@@ -229,13 +230,18 @@ def _wait_cluster(to_wait: list[PlannedRun], store: RunStore, owner: Owner, opti
     left = {r.hash: r for r in to_wait}
     checked = time.monotonic()
     while left:
-        if time.monotonic() - checked > REAP_EVERY_S:
+        if time.monotonic() - checked > min(REAP_EVERY_S, renew_every_s()):
             # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
             liveness.reap(store, store.runs(hashes=list(left)))
             store.renew_leases(owner.token)
             checked = time.monotonic()
         for record in store.runs(hashes=list(left)):
             run = left[record.hash]
+            if taken_over(record, owner.token):
+                del left[record.hash]
+                result.taken_over.append(run)
+                watch.event(run, TAKEN_OVER)
+                continue
             if record.status not in FINISHED:
                 watch.poll(run, record)
                 continue

@@ -9,7 +9,8 @@ evidence there is, in this order:
    pid *and* same start time) runs, so a crash is seen at once, not minutes later;
 3. its launcher's process, on this machine, while nothing is submitted yet;
 4. otherwise (another machine, SLURM out of reach) its lease: renewed by the launcher while it waits and by
-   the job's heartbeat while it trains, it lapses `LEASE` after the last renewal.
+   the job's heartbeat while it trains, it lapses `harness.states.lease()` (HARNESS_LEASE_S) after the last
+   renewal.
 
 `reap` gives up the runs that are not alive, storing the cause it can find (the job's last exception, how
 SLURM ended it, which process is gone); each give-up is conditional on the owner it judged, so a run that
@@ -24,8 +25,7 @@ from typing import Iterable
 
 from harness.launch import logs, processes, queue
 from harness.launch.protocols import RunStore
-from harness.states import ACTIVE
-from harness.store.claims import LEASE
+from harness.states import ACTIVE, lease as current_lease
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,11 @@ def _lease_verdict(record, now: datetime) -> Verdict:
     lease = record.lease_until
     if lease is None:  # a run claimed before leases existed (revision 3): its heartbeat is the lease
         last = record.heartbeat_at or record.started_at or record.created_at
-        lease = last + LEASE if last is not None else None
+        lease = last + current_lease() if last is not None else None
     where = f" on {record.owner_host}" if record.owner_host else ""
     if lease is not None and now < lease:
         return Verdict(True, f"its owner{where} renewed its claim until {lease:%H:%M:%S} UTC")
-    since = f" since {lease - LEASE:%Y-%m-%d %H:%M:%S} UTC" if lease is not None else ""
+    since = f" since {lease - current_lease():%Y-%m-%d %H:%M:%S} UTC" if lease is not None else ""
     return Verdict(False, f"no word from its job or launcher{where}{since}")
 
 

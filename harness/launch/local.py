@@ -22,10 +22,7 @@ from harness.launch.protocols import RunStore
 from harness.launch.queue import stored_job_id
 from harness.launch.outcome import Failure, LaunchResult
 from harness.spec import PlannedRun
-from harness.states import Owner
-
-# seconds between renewals of the claims this launch holds
-RENEW_EVERY_S = 30.0
+from harness.states import Owner, renew_every_s
 
 
 @dataclass
@@ -56,7 +53,7 @@ def run_locally(executor_name: str, claimed: list[PlannedRun], jobs: dict[str, R
         while batch.pending or batch.running:
             _start_ready(batch, executor, slots, free_gpus)
             _collect_finished(batch, free_gpus)
-            if time.monotonic() - renewed > RENEW_EVERY_S:
+            if time.monotonic() - renewed > renew_every_s():
                 store.renew_leases(owner.token)
                 renewed = time.monotonic()
             if batch.running:
@@ -138,10 +135,14 @@ def _dependency_problem(run: PlannedRun, store: RunStore) -> str | None:
 
 
 def _collect(batch: LocalBatch, run: PlannedRun, job: Any) -> None:
-    from harness.launch.ending import job_error, record_failure
+    from harness.launch.ending import TAKEN_OVER, job_error, record_failure, taken_over
 
     error = job_error(job)
     record = batch.store.get_run(run.hash)
+    if taken_over(record, batch.owner.token):
+        batch.result.taken_over.append(run)
+        batch.watch.event(run, TAKEN_OVER)
+        return
     if error is None and record is not None and record.status == "completed":
         batch.watch.completed(run, record)
         return

@@ -22,6 +22,8 @@ class LaunchResult:
     failures: list[Failure] = field(default_factory=list)
     # runs alive under another launch (or claimed by one a moment ago): (run, why), never submitted here
     elsewhere: list[tuple[PlannedRun, str]] = field(default_factory=list)
+    # runs this launch claimed but another launch took over (this one's claim lapsed): neither done nor failed here
+    taken_over: list[PlannedRun] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -29,5 +31,7 @@ class LaunchResult:
 
     def summary(self) -> str:
         done = sum(e.state == "done" for e in self.entries)
-        return (f"{len(self.entries)} runs: {done} already done, {len(self.submitted)} trained now, "
-                f"{len(self.elsewhere)} in flight elsewhere, {len(self.failures)} failed")
+        trained = len(self.submitted) - len(self.taken_over)
+        lost = f", {len(self.taken_over)} taken over by another launch" if self.taken_over else ""
+        return (f"{len(self.entries)} runs: {done} already done, {trained} trained now, "
+                f"{len(self.elsewhere)} in flight elsewhere{lost}, {len(self.failures)} failed")

@@ -3,7 +3,12 @@
 Every write here moves a run only along `harness.states.MOVES_TO`, in SQL (`WHERE status IN (...)`), and
 the writes of a launcher or a job also require that their owner token still holds the run (`WHERE owner =
 :token`). Each returns whether it took effect, so that the caller learns in one round trip that the run is
-no longer its own (cancelled, given up for dead and claimed by another launcher) and stops.
+no longer its own (cancelled, given up for dead and claimed by another launcher) and stops. A job's results
+(`Store.log_epoch`, `log_final`, `log_predictions`) are fenced the same way: `_hold` proves the claim in the
+transaction that writes them, or raises `NotOwner`.
+
+A move tried again after a lost connection may find that its first try took effect: a move by a token to
+the state the run is already in under that token counts as done.
 """
 
 from __future__ import annotations
@@ -12,17 +17,14 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, TypeVar, cast
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session
 
-from harness.states import ACTIVE, CLAIMABLE, FINISHED, Owner, allowed_from
-from harness.store.errors import UnknownRun
+from harness.states import ACTIVE, CLAIMABLE, FINISHED, Owner, allowed_from, lease as current_lease
+from harness.store.errors import NotOwner, UnknownRun
 from harness.store.schema import Run
 
 T = TypeVar("T")
-# how long a claim lives without renewal: a launcher renews it while it waits, a job's heartbeat while it runs
-LEASE = timedelta(minutes=5)
 
 
 def now_utc() -> datetime:
@@ -33,18 +35,21 @@ class RunLifecycle:
     """Mixed into `Store`: the writes that move runs between states (`_write` and `display_url` come from it)."""
 
     _write: Callable[[Callable[[Session], T]], T]
+    _read: Callable[[Callable[[Session], T]], T]
 
     @property
     def display_url(self) -> str:
         raise NotImplementedError
 
-    def claim(self, run_hash: str, owner: Owner, lease: timedelta = LEASE) -> bool:
-        """Take a pending, failed or cancelled run for `owner` (state queued); False when another holds it."""
+    def claim(self, run_hash: str, owner: Owner, lease: timedelta | None = None) -> bool:
+        """Take a pending, failed or cancelled run for `owner` (state queued); False when another holds it.
+        `lease`: how long the claim lives unrenewed (None: `harness.states.lease()`)."""
         now = now_utc()
         return self._move(run_hash, "queued", {
             "owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
-            "lease_until": now + lease, "job_id": None, "job_started": None, "error": None, "ended_at": None,
-        }, extra=[Run.source.is_(None)], now=now)
+            "lease_until": now + (lease or current_lease()), "job_id": None, "job_started": None, "error": None,
+            "ended_at": None,
+        }, extra=[Run.source.is_(None)], now=now, done_by=owner.token)
 
     def record_submission(self, run_hash: str, token: str, job_id: str, *, job_started: float | None = None,
                           log_path: str | None = None) -> bool:
@@ -56,31 +61,31 @@ class RunLifecycle:
         return self._owned_update(run_hash, token, ACTIVE, values)
 
     def mark_started(self, run_hash: str, token: str, host: str, provenance: Mapping[str, Any],
-                     lease: timedelta = LEASE) -> bool:
+                     lease: timedelta | None = None) -> bool:
         """The job began (or resumed) on `host`; a resumed run keeps its first start time."""
         now = now_utc()
         prov = json.loads(json.dumps(dict(provenance), default=str))
         return self._move(run_hash, "running", {
-            "started_at": func.coalesce(Run.started_at, now), "heartbeat_at": now, "lease_until": now + lease,
+            "started_at": func.coalesce(Run.started_at, now), "heartbeat_at": now,
+            "lease_until": now + (lease or current_lease()),
             "host": host, "ended_at": None, "error": None, "provenance": prov, "git_commit": prov.get("git_commit"),
         }, token=token, now=now)
 
-    def heartbeat(self, run_hash: str, token: str, epoch: int | None = None, lease: timedelta = LEASE) -> bool:
+    def heartbeat(self, run_hash: str, token: str, epoch: int | None = None, lease: timedelta | None = None) -> bool:
         """The job is alive (at `epoch`); False when the run is no longer its own: the job should stop."""
         now = now_utc()
-        values: dict[str, Any] = {"heartbeat_at": now, "lease_until": now + lease}
+        values: dict[str, Any] = {"heartbeat_at": now, "lease_until": now + (lease or current_lease())}
         if epoch is not None:
             values["epoch"] = int(epoch)
         return self._owned_update(run_hash, token, ("running",), values)
 
-    def renew_leases(self, token: str, lease: timedelta = LEASE) -> int:
+    def renew_leases(self, token: str, lease: timedelta | None = None) -> int:
         """Extend every active claim of `token` (a launcher waiting on its runs); returns how many."""
-        until = now_utc() + lease
+        until = now_utc() + (lease or current_lease())
 
         def work(session: Session) -> int:
-            result = cast(CursorResult[Any], session.execute(
-                update(Run).where(Run.owner == token, Run.status.in_(ACTIVE)).values(lease_until=until)))
-            return int(result.rowcount or 0)
+            return _updated(session, update(Run).where(Run.owner == token, Run.status.in_(ACTIVE))
+                            .values(lease_until=until))
 
         return self._write(work)
 
@@ -89,6 +94,18 @@ class RunLifecycle:
         if status not in FINISHED:
             raise ValueError(f"'{status}' is not an ending; endings: {', '.join(FINISHED)}")
         return self._move(run_hash, status, {"error": error}, token=token)
+
+    def holds(self, run_hash: str, token: str) -> bool:
+        """Whether the claim of `token` is still the run's latest (in any state: a cancelled or given-up run keeps
+        its owner until another launch claims it). What a job checks just before it replaces one of the run's
+        files (a checkpoint, the weights): once another launch holds the run, the files are that launch's."""
+        def work(session: Session) -> bool:
+            owner = session.execute(select(Run.owner).where(Run.hash == run_hash)).first()
+            if owner is None:
+                raise UnknownRun(f"no run {run_hash} in the store at {self.display_url}")
+            return bool(owner[0] == token)
+
+        return self._read(work)
 
     def requeue(self, run_hash: str, token: str) -> bool:
         return self._move(run_hash, "requeued", {}, token=token)
@@ -121,7 +138,7 @@ class RunLifecycle:
     # -- the one conditional update ---------------------------------------------------------
 
     def _move(self, run_hash: str, status: str, values: dict[str, Any], *, token: str | None = None,
-              extra: list[Any] | None = None, now: datetime | None = None) -> bool:
+              extra: list[Any] | None = None, now: datetime | None = None, done_by: str | None = None) -> bool:
         now = now or now_utc()
         values = {**values, "status": status, "updated_at": now}
         if status in FINISHED:
@@ -129,23 +146,47 @@ class RunLifecycle:
         conditions = [Run.status.in_(allowed_from(status)), *(extra or [])]
         if token is not None:
             conditions.append(Run.owner == token)
-        return self._conditional(run_hash, conditions, values)
+        done_by = done_by or token
+        return self._conditional(run_hash, conditions, values, done=(status, done_by) if done_by else None)
 
     def _owned_update(self, run_hash: str, token: str, statuses: tuple[str, ...], values: dict[str, Any]) -> bool:
         return self._conditional(run_hash, [Run.owner == token, Run.status.in_(statuses)],
                                  {**values, "updated_at": now_utc()})
 
-    def _conditional(self, run_hash: str, conditions: list[Any], values: dict[str, Any]) -> bool:
+    def _conditional(self, run_hash: str, conditions: list[Any], values: dict[str, Any],
+                     done: tuple[str, str] | None = None) -> bool:
+        """One conditional update; when it matches nothing, True still if the run already is in state
+        `done[0]` under token `done[1]` (this very move, whose commit a lost connection hid)."""
         def work(session: Session) -> bool:
-            result = cast(CursorResult[Any],
-                          session.execute(update(Run).where(Run.hash == run_hash, *conditions).values(**values)))
-            if result.rowcount:
+            if _updated(session, update(Run).where(Run.hash == run_hash, *conditions).values(**values)):
                 return True
-            if session.scalar(select(Run.id).where(Run.hash == run_hash)) is None:
+            found = session.execute(select(Run.status, Run.owner).where(Run.hash == run_hash)).first()
+            if found is None:
                 raise UnknownRun(f"no run {run_hash} in the store at {self.display_url}")
-            return False
+            return done is not None and (found.status, found.owner) == done
 
         return self._write(work)
 
+    def _hold(self, session: Session, run_hash: str, token: str) -> None:
+        """Prove, inside the caller's write transaction, that `token` holds the run, running; else `NotOwner`.
 
-__all__ = ["CLAIMABLE", "LEASE", "RunLifecycle", "now_utc"]
+        An update, not a read: on PostgreSQL it locks the run's row until the transaction ends, so no claim by
+        another launch can slip in between this check and the write it guards (SQLite's write lock, taken at
+        BEGIN IMMEDIATE, does the same for the whole file)."""
+        if _updated(session, update(Run).where(Run.hash == run_hash, Run.owner == token, Run.status == "running")
+                    .values(updated_at=now_utc())):
+            return
+        found = session.execute(select(Run.status, Run.owner).where(Run.hash == run_hash)).first()
+        if found is None:
+            raise UnknownRun(f"no run {run_hash} in the store at {self.display_url}")
+        whose = " under another launch's claim" if found.owner != token else ""
+        raise NotOwner(f"run {run_hash[:10]} is no longer this job's to write: it is {found.status}{whose}",
+                       status=found.status, owner=found.owner)
+
+
+def _updated(session: Session, statement: Any) -> int:
+    """How many rows an UPDATE matched (an UPDATE's result is a cursor result, which counts them)."""
+    return int(cast(CursorResult[Any], session.execute(statement)).rowcount or 0)
+
+
+__all__ = ["CLAIMABLE", "RunLifecycle", "now_utc"]

@@ -11,7 +11,9 @@ A password in a URL is never shown: `display_url` renders it as ***.
 from __future__ import annotations
 
 import json
+import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -20,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from harness.store.errors import StoreError
+from harness.store.errors import StoreError, StoreUnreachable
 
 T = TypeVar("T")
 
@@ -30,6 +32,18 @@ BUSY_TIMEOUT_MS = 30_000
 RETRIES = 8
 # PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock
 RETRY_SQLSTATES = {"40001", "40P01"}
+# PostgreSQL SQLSTATEs of a server going away: admin shutdown, crash shutdown, cannot connect now (starting up,
+# shutting down); the whole class 08 is "connection exception"
+GONE_SQLSTATES = {"57P01", "57P02", "57P03"}
+# what libpq and psycopg say of a server out of reach where they give no SQLSTATE
+GONE_TEXTS = ("connection refused", "could not connect", "connection failed", "server closed the connection",
+              "connection is closed", "connection is lost", "consuming input failed", "terminating connection",
+              "the database system is shutting down", "the database system is starting up", "no route to host",
+              "connection timed out", "timeout expired", "connection reset", "broken pipe")
+# seconds a store keeps trying while its server is out of reach, unless HARNESS_STORE_PATIENCE_S says otherwise
+DEFAULT_PATIENCE_S = 3600.0
+# the longest pause between two tries while the server is out of reach
+MAX_PAUSE_S = 10.0
 
 
 def parse_url(url: str | URL) -> URL:
@@ -142,13 +156,76 @@ def retryable(exc: BaseException) -> bool:
     return state in RETRY_SQLSTATES
 
 
-def with_retry(fn: Callable[[], T], attempts: int = RETRIES) -> T:
-    """Run one transaction, again after a short random pause if it met a lock or a deadlock."""
-    for attempt in range(attempts):
+def out_of_reach(exc: BaseException) -> bool:
+    """Whether `exc` says the database server cannot be reached now (refused, lost, shutting down, starting up),
+    as opposed to an error in what was asked of it."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:  # SQLAlchemy's dialect judged it a disconnect
+        return True
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    if state in GONE_SQLSTATES or state.startswith("08"):
+        return True
+    text = str(exc.orig).lower()
+    return isinstance(exc, OperationalError) and any(words in text for words in GONE_TEXTS)
+
+
+def patience_s() -> float:
+    """Seconds a store keeps trying while its server is out of reach: HARNESS_STORE_PATIENCE_S (default 3600)."""
+    text = os.environ.get("HARNESS_STORE_PATIENCE_S", "").strip()
+    if not text:
+        return DEFAULT_PATIENCE_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < 10**9:
+        raise StoreError(f"HARNESS_STORE_PATIENCE_S must be a number of seconds, not '{text[:40]}'")
+    return seconds
+
+
+def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0.0, where: str = "") -> T:
+    """Run one transaction, again after a short random pause if it met a lock or a deadlock, and again with
+    growing pauses for up to `patience` seconds while the server is out of reach (then `StoreUnreachable`).
+
+    Trying a transaction again after a lost connection is safe: the store's writes are upserts and conditional
+    updates that recognise their own earlier success."""
+    attempt = 0
+    outage: float | None = None
+    pause = 0.5
+    while True:
         try:
-            return fn()
+            result = fn()
         except DBAPIError as exc:
-            if attempt == attempts - 1 or not retryable(exc):
+            if out_of_reach(exc):
+                now = time.monotonic()
+                if outage is None:
+                    outage = now
+                    if patience > 0:
+                        _say(f"the results store {where} is out of reach ({_reason(exc)}); trying again for up "
+                             f"to {patience:.0f} s")
+                left = patience - (now - outage)
+                if left <= 0:
+                    raise StoreUnreachable(f"the results store {where} is out of reach: {_reason(exc)}"
+                                           + (f" (tried for {now - outage:.0f} s)" if patience > 0 else "")) from None
+                time.sleep(min(left, pause * (0.75 + random.random() / 2)))
+                pause = min(MAX_PAUSE_S, pause * 2)
+                continue
+            attempt += 1
+            if attempt >= attempts or not retryable(exc):
                 raise
-            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+            time.sleep(min(2.0, 0.02 * 2**(attempt - 1)) * (0.5 + random.random()))
+            continue
+        if outage is not None and patience > 0:
+            _say(f"the results store {where} answers again after {time.monotonic() - outage:.0f} s")
+        return result
+
+
+def _reason(exc: DBAPIError) -> str:
+    lines = str(exc.orig).strip().splitlines() if exc.orig is not None else []
+    return redact(lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _say(line: str) -> None:
+    """One line on stderr: a launcher's user and a job's log both learn that the store is being waited for."""
+    print(f"harness: {' '.join(line.split())}", file=sys.stderr, flush=True)

@@ -20,3 +20,19 @@ class UnknownRun(StoreError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown run"
+
+
+class NotOwner(StoreError):
+    """A write refused because the writer's claim on the run is gone: the run was cancelled, or given up and
+    claimed by another launch. Nothing was written; the writer must stop working on the run."""
+
+    def __init__(self, message: str, status: str | None = None, owner: str | None = None):
+        super().__init__(message)
+        # the run's state and owner token as the refusal found them
+        self.status = status
+        self.owner = owner
+
+
+class StoreUnreachable(StoreError):
+    """The database server cannot be reached (connection refused or lost, server shutting down) and did not
+    come back within the store's patience."""

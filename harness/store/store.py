@@ -10,6 +10,7 @@ Writes are idempotent: registering a run twice keeps one run; logging an epoch a
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
 from harness.store.claims import RunLifecycle, now_utc
-from harness.store.errors import NoStore, StoreError, UnknownRun
+from harness.store.errors import NoStore, StoreError, StoreUnreachable, UnknownRun
 from harness.store.records import FINISHED, ExperimentRecord, RunRecord
 from harness.store.schema import (
     NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
@@ -58,11 +59,12 @@ class NewRun:
     depends_on: tuple[str, ...] = ()
 
 
-def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
+def open_store(url: str | URL | None = None, *, create: bool = True, wait: bool = False) -> "Store":
     """Open the store at `url` (default: HARNESS_DB or sqlite:///runs/harness.db).
 
     A new database gets the current schema (unless `create` is False); an existing one must be at
-    this harness's schema revision, or `SchemaOutOfDate` says how to upgrade it.
+    this harness's schema revision, or `SchemaOutOfDate` says how to upgrade it. A server out of reach is an
+    error at once (a user is waiting), unless `wait` (a job: the store's patience, as for every later call).
     """
     if url is None:
         from harness.paths import default_db_url
@@ -76,9 +78,12 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
     try:
         # processes creating one SQLite store at once meet locks that the busy timeout does not cover
         # (switching a new file to WAL, upgrading a read to a write): wait and try again
-        db.with_retry(lambda: migrate.ensure_current(store.engine, store.url, create=create))
-    except DBAPIError as exc:
+        db.with_retry(lambda: migrate.ensure_current(store.engine, store.url, create=create),
+                      patience=store.patience_s if wait else 0.0, where=f"at {store.display_url}")
+    except (DBAPIError, StoreUnreachable) as exc:
         store.close()
+        if isinstance(exc, StoreUnreachable):
+            raise
         raise db.unreachable(store.url, exc) from None
     except BaseException:
         store.close()
@@ -87,7 +92,10 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> "Store":
 
 
 class Store(RunLifecycle):
-    def __init__(self, url: str | URL | None = None):
+    """`patience_s`: how long each call keeps trying while the server is out of reach (None: `db.patience_s()`);
+    `with_patience` gives a view of the same store with another."""
+
+    def __init__(self, url: str | URL | None = None, patience_s: float | None = None):
         if url is None:
             from harness.paths import default_db_url
 
@@ -102,7 +110,15 @@ class Store(RunLifecycle):
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         self._insert = dialect.insert
         self._statements: dict[tuple[Any, ...], Any] = {}
+        self.patience_s = db.patience_s() if patience_s is None else patience_s
         _forget_connections_after_fork(self)
+
+    def with_patience(self, seconds: float) -> "Store":
+        """This store (same engine and connections) with calls that wait `seconds` for a server out of reach:
+        0 for a caller that has better to do than wait (a job keeps training and tries again later)."""
+        view = copy.copy(self)
+        view.patience_s = seconds
+        return view
 
     @property
     def display_url(self) -> str:
@@ -139,14 +155,14 @@ class Store(RunLifecycle):
             with self._session(write=True) as session:
                 return work(session)
 
-        return db.with_retry(attempt)
+        return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}")
 
     def _read(self, work: Callable[[Session], T]) -> T:
         def attempt() -> T:
             with self._session() as session:
                 return work(session)
 
-        return db.with_retry(attempt)
+        return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}")
 
     def _upsert(self, session: Session, table: FromClause, rows: Sequence[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str] = ()) -> None:
@@ -272,23 +288,27 @@ class Store(RunLifecycle):
         return self._read(work)
 
     # -- what a job reports (its state moves are in claims.RunLifecycle) ----------------
+    # `token`: the writer's owner token. The write then happens only while that claim holds the run, running, in
+    # the same transaction (`RunLifecycle._hold`), and `NotOwner` is raised, with nothing written, once it does
+    # not. Without a token (imports, tests) the write is unconditional.
 
-    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float]) -> None:
+    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str | None = None) -> None:
         """Metrics of one epoch, in one statement; an epoch logged again replaces the earlier values."""
-        if not metrics:
+        if not metrics and token is None:
             return
 
         def work(session: Session) -> None:
-            run_id = self._run_id(session, run_hash)
+            run_id = self._writable(session, run_hash, token)
             rows = [{"run_id": run_id, "epoch": int(epoch), "name": name, "value": _float(value)}
                     for name, value in metrics.items()]
             self._upsert(session, Metric.__table__, rows, ["run_id", "epoch", "name"], ["value"])
 
         self._write(work)
 
-    def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
+    def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str], *,
+                  token: str | None = None) -> None:
         def work(session: Session) -> None:
-            run_id = self._run_id(session, run_hash)
+            run_id = self._writable(session, run_hash, token)
             if metrics:
                 self._upsert(session, FinalMetric.__table__,
                              [{"run_id": run_id, "name": k, "value": _float(v)} for k, v in metrics.items()],
@@ -300,17 +320,23 @@ class Store(RunLifecycle):
 
         self._write(work)
 
-    def log_predictions(self, run_hash: str, name: str, array: np.ndarray) -> None:
+    def log_predictions(self, run_hash: str, name: str, array: np.ndarray, *, token: str | None = None) -> None:
         """Store an array compactly (integers in the smallest signed type that holds them)."""
         data = _compact(np.asarray(array))
 
         def work(session: Session) -> None:
-            run_id = self._run_id(session, run_hash)
+            run_id = self._writable(session, run_hash, token)
             self._upsert(session, Prediction.__table__, [{
                 "run_id": run_id, "name": name, "dtype": data.dtype.str, "shape": list(data.shape),
                 "data": data.tobytes()}], ["run_id", "name"], ["dtype", "shape", "data"])
 
         self._write(work)
+
+    def _writable(self, session: Session, run_hash: str, token: str | None) -> int:
+        """The run's id, once `token` (if given) is proven to hold the run in this transaction."""
+        if token is not None:
+            self._hold(session, run_hash, token)
+        return self._run_id(session, run_hash)
 
     def predictions(self, run_hash: str) -> dict[str, np.ndarray]:
         def work(session: Session) -> dict[str, np.ndarray]:

@@ -6,6 +6,8 @@ random state of every process, so an interrupted run continues exactly where it 
 Writing goes through a temporary file unique to the writer (pid and a random suffix) that is renamed over
 the checkpoint, so a crash mid-write never leaves a half checkpoint under the real name; a failed write
 (a full disk) removes its temporary file and raises `CheckpointError` naming the file and the OS's reason.
+A `guard` asked just before the rename keeps the file as it is when it says no (the run was taken over by
+another launch, whose checkpoint this is now).
 A checkpoint that cannot be read back (truncated, corrupt) is moved aside with a warning and the run starts
 afresh, rather than failing every retry on the same file.
 """
@@ -22,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -82,11 +84,20 @@ class CheckpointError(OSError):
 NEARLY_FULL = 1 << 20
 
 
-def save_atomic(obj, path: Path) -> None:
+Guard = Callable[[], bool]
+
+
+def save_atomic(obj, path: Path, guard: Guard | None = None) -> bool:
+    """Write `obj` to `path` through a temporary file of this writer; False, `path` untouched, when `guard()`
+    (asked after the write, just before the rename) says no. What `guard` raises is raised, `path` untouched."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         torch.save(obj, tmp)
+        if guard is not None and not guard():
+            tmp.unlink(missing_ok=True)
+            return False
         os.replace(tmp, path)
+        return True
     except BaseException as exc:
         free = _free_bytes(path.parent)  # measured before the partial file is removed
         with contextlib.suppress(OSError):
@@ -116,14 +127,14 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, ema, progress: Progress,
-                    rngs: list[dict]) -> None:
-    """`rngs`: every process's RNG state, in rank order."""
-    save_atomic({
+                    rngs: list[dict], guard: Guard | None = None) -> bool:
+    """`rngs`: every process's RNG state, in rank order; False when `guard` kept the old checkpoint."""
+    return save_atomic({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "ema": ema.module.state_dict() if ema is not None else None,
         "epoch": progress.next_epoch - 1, "history": progress.history,
         "train_time_s": progress.train_time_s, "train_samples": progress.train_samples, "rng": rngs,
-    }, path)
+    }, path, guard)
 
 
 # what every checkpoint holds; one without them is as unreadable as a truncated one

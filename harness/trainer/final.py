@@ -13,16 +13,17 @@ import torch
 from torch import nn
 
 from harness.config import RunConfig
-from harness.trainer.checkpoint import EMA_MODEL, MODEL, Progress, save_atomic
+from harness.trainer.checkpoint import EMA_MODEL, MODEL, Guard, Progress, save_atomic
 from harness.trainer.evaluate import EvalResult
 from harness.trainer.measure import count_flops, count_params, measure_throughput, peak_memory_mb
 from harness.trainer.sink import MetricSink
 
 
-def save_weights(run_dir: Path, model: nn.Module, ema) -> None:
-    save_atomic(model.state_dict(), run_dir / MODEL)
+def save_weights(run_dir: Path, model: nn.Module, ema, guard: Guard | None = None) -> None:
+    """The final weights (and EMA weights); `guard` is asked before each file replaces the run's."""
+    save_atomic(model.state_dict(), run_dir / MODEL, guard)
     if ema is not None:
-        save_atomic(ema.module.state_dict(), run_dir / EMA_MODEL)
+        save_atomic(ema.module.state_dict(), run_dir / EMA_MODEL, guard)
 
 
 def device_name(device: torch.device) -> str:

@@ -243,7 +243,9 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
             print(epoch_line(epoch, config.schedule.epochs, metrics, stats), flush=True)
         rngs = distributed.gather_objects(rng_state())
         if is_main:
-            save_checkpoint(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, progress, rngs)
+            # a checkpoint the sink cannot vouch for now (store out of reach) waits for the next epoch
+            save_checkpoint(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, progress, rngs,
+                            guard=lambda: sink.may_replace_files(wait=False))
         distributed.barrier()
 
     if last_eval is None:  # resumed after the last epoch: evaluate the stored weights again for the predictions
@@ -253,7 +255,7 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         result["teacher_top1"] = teacher_eval.metrics["teacher_top1"]
     if not is_main:
         return result
-    final.save_weights(run_dir, run.model, run.ema)
+    final.save_weights(run_dir, run.model, run.ema, guard=lambda: sink.may_replace_files(wait=True))
     info.update({"device": final.device_name(run.device), "model": student_name(config),
                  "world_size": str(env.world_size), "flops_counter": "torch.utils.flop_counter, 2 FLOPs per multiply-add",
                  "top1_unit": "percent"})

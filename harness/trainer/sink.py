@@ -1,7 +1,8 @@
 """How the trainer reports what it measures, without knowing where it goes.
 
-The job code that wraps the trainer passes a sink that writes to the results store;
-tests pass an in-memory one.
+The job code that wraps the trainer passes a sink that writes to the results store under the job's claim
+on the run; tests pass an in-memory one. The sink also says whether the run's files may be replaced: a job
+whose run was taken over by another launch must not rename its checkpoint or weights over theirs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ class MetricSink(Protocol):
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         """Val-set predicted class indices of one head ('cls', 'dist', 'avg', 'teacher', 'target')."""
+
+    def may_replace_files(self, wait: bool) -> bool:
+        """Asked just before a new checkpoint or weights file is renamed over the run's: True when it may be.
+        False, and the file is left as it is, when that cannot be told now and `wait` is False (the results
+        store is out of reach: a checkpoint can wait for the next epoch). Raises when the run is no longer this
+        writer's: the exception ends the training."""
 
 
 class MemorySink:
@@ -40,3 +47,6 @@ class MemorySink:
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         self.predictions[name] = np.asarray(predictions)
+
+    def may_replace_files(self, wait: bool) -> bool:
+        return True
