@@ -8,6 +8,8 @@
        │                                                        │
        └───────────── claim (a new launch or `harness retry`) ──┘
 
+    any active state ──take over (its owner is dead)──▶ queued under a new owner
+
 A launcher *claims* a run before it submits anything: one conditional update moves it to `queued` under the
 launcher's owner token, so two launchers never both train it. Every later write by that launcher or by the
 run's job names the same token, and a write whose token no longer owns the run changes nothing: a job whose
@@ -58,6 +60,10 @@ MOVES_TO: dict[str, tuple[str, ...]] = {
     "failed": ACTIVE,
     "cancelled": ("pending",) + ACTIVE,
 }
+# a run whose owner is judged dead is taken over by a new owner in one move, from any active state straight to
+# queued (never through failed, where a launch waiting on it would fail its own runs); `claim` keeps to
+# MOVES_TO["queued"], so only `take_over`, which names the dead owner, makes this move
+TAKE_OVER_FROM: tuple[str, ...] = ACTIVE
 
 
 def allowed_from(new: str) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from harness.launch.protocols import RunStore
 from harness.launch.queue import slurm_job_id
 from harness.launch.slurm import SlurmConfig, cancel_jobs, submit_graph
 from harness.spec import LoadedSpec, PlannedRun
-from harness.states import ACTIVE, FINISHED, Owner
+from harness.states import FINISHED, Owner, RunState
 
 Progress = Callable[[str], None]
 # seconds between two checks, while waiting on SLURM, that every job is still alive
@@ -133,12 +133,14 @@ def _register_and_submit(loaded: LoadedSpec, entries: list[PlanEntry], store: Ru
     for entry in entries:
         if entry.state == "in_flight":
             result.elsewhere.append((entry.run, entry.why or "alive under another launch"))
-    return submit_runs(to_run, store, db_url, options, progress, result)
+    return submit_runs(to_run, store, db_url, options, progress, result, ours=[e.run for e in entries])
 
 
 def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: LaunchOptions,
-                progress: Progress = print, result: LaunchResult | None = None) -> LaunchResult:
-    """Claim registered runs, submit them (dependencies first) and, unless detached, wait for them."""
+                progress: Progress = print, result: LaunchResult | None = None,
+                ours: list[PlannedRun] | None = None) -> LaunchResult:
+    """Claim registered runs, submit them (dependencies first) and, unless detached, wait for them; `ours`:
+    the other runs of their spec, which a local launch trains itself when a run it waits on loses its owner."""
     result = result or LaunchResult([])
     if not runs:
         return result
@@ -153,7 +155,8 @@ def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: L
             _run_on_slurm(claimed, jobs, store, owner, options, progress, result)
         else:
             run_locally(executor, claimed, jobs, store, owner, options.output, options.max_parallel,
-                        options.poll_s, progress, result)
+                        options.poll_s, progress, result, ours={r.hash: r for r in ours or ()},
+                        make_job=lambda r: _job(r, db_url, owner.token, options, executor))
     return result
 
 
@@ -170,18 +173,17 @@ def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: La
     claimed = []
     for run in runs:
         record = records.get(run.hash)
-        if record is not None and record.status == "completed":
+        if record is not None and record.status == RunState.COMPLETED:
             continue
-        if record is not None and record.status in ACTIVE:
-            verdict = verdicts[run.hash]
-            if verdict.alive:
-                result.elsewhere.append((run, verdict.why))
-                continue
-            cause = liveness.cause_of_death(record, verdict)
-            if store.give_up(run.hash, record.owner, cause, status=verdict.end):
-                progress(f"{run.short}  its last attempt ended: {cause}")
-        if store.claim(run.hash, owner):
+        verdict = verdicts.get(run.hash)
+        if verdict is not None and verdict.alive:
+            result.elsewhere.append((run, verdict.why))
+            continue
+        taken, cause = liveness.take(store, run.hash, record, verdict, owner)
+        if taken:
             claimed.append(run)
+            if cause:
+                progress(f"{run.short}  its last attempt ended: {cause}")
         else:
             result.elsewhere.append((run, "claimed by another launch a moment ago"))
     for run, why in result.elsewhere:

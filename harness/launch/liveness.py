@@ -24,7 +24,7 @@ from typing import Iterable
 
 from harness.launch import logs, processes, queue
 from harness.launch.protocols import RunStore
-from harness.states import ACTIVE
+from harness.states import ACTIVE, Owner
 from harness.store.claims import LEASE
 
 
@@ -99,6 +99,18 @@ def reap(store: RunStore, records: Iterable | None = None, now: datetime | None 
         if store.give_up(record.hash, record.owner, cause, status=verdict.end):
             ended[record.hash] = cause
     return ended
+
+
+def take(store: RunStore, run_hash: str, record, verdict: Verdict | None, owner: Owner) -> tuple[bool, str | None]:
+    """Claim a run for `owner`: one whose owner is judged dead is taken over from it in one move (so no reader
+    sees it failed in between), any other claimable run is claimed. Returns whether `owner` now holds it, and
+    the cause of the last attempt's end where a dead owner's run was taken."""
+    if record is not None and record.status in ACTIVE:
+        if verdict is None or verdict.alive:
+            return False, None
+        cause = cause_of_death(record, verdict)
+        return store.take_over(run_hash, record.owner, cause, owner), cause
+    return store.claim(run_hash, owner), None
 
 
 def cause_of_death(record, verdict: Verdict) -> str:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness import paths
 from harness.launch.protocols import RunStore
 from harness.launch.queue import slurm_job_id, stored_job_id
-from harness.states import ACTIVE
+from harness.states import RunState
 
 
 class SlurmConfig(BaseModel):
@@ -182,32 +182,40 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
     """The launcher's SLURM step: submit `to_run` (PlannedRuns claimed under `token`) with their job callables,
     recording each job.
 
-    A dependency outside `to_run` is looked up in the store: completed is satisfied; active with a SLURM job
-    id becomes an `afterok` on that job; anything else fails the run unsubmitted.
+    A dependency outside `to_run` is judged by the launch's one rule (harness/launch/plan.py): completed is
+    satisfied; alive under a SLURM job becomes an `afterok` on that job; one whose owner is dead is given up
+    with its cause; anything else (dead, failed, or alive where `afterok` cannot reach it) fails the run
+    unsubmitted.
     """
+    from harness.launch import liveness
+    from harness.launch.plan import ORPHANED, READY, WAIT, judge_dependencies
+
     folder = paths.log_dir(Path(output))
     planned = {r.hash for r in to_run}
     queued: dict[str, str] = {}
+    # why a dependency outside the graph cannot be waited for
+    unusable: dict[str, str] = {}
+    judged = judge_dependencies(store, (d for r in to_run for d in r.depends_on if d not in planned), ())
+    for dep, found in judged.items():
+        slurm_job = slurm_job_id(found.record.job_id) if found.record is not None else None
+        if found.state == WAIT and slurm_job is not None:
+            queued[dep] = slurm_job
+        elif found.state == WAIT:
+            unusable[dep] = (f"run {dep[:10]} that this run needs is trained outside SLURM ({found.why}): "
+                             "launch this run again once it completes")
+        elif found.state == ORPHANED and found.record is not None:
+            cause = liveness.reap(store, [found.record]).get(dep, found.why)
+            unusable[dep] = f"run {dep[:10]} that this run needs was given up: {cause}"
+        elif found.state != READY:
+            unusable[dep] = found.why
     blocked: dict[str, str] = {}
-    for run in to_run:
-        for dep in run.depends_on:
-            if dep in planned or dep in queued:
-                continue
-            record = store.get_run(dep)
-            status = record.status if record else None
-            if status in ACTIVE and slurm_job_id(record.job_id):
-                queued[dep] = slurm_job_id(record.job_id)
-            elif status != "completed":
-                blocked[run.hash] = f"run {dep[:10]} that this run needs is {status or 'unknown'}"
-    # a run blocked by a dead dependency blocks the runs that need it in turn
-    for run in to_run:
-        if run.hash not in blocked:
-            bad = next((d for d in run.depends_on if d in blocked), None)
-            if bad:
-                blocked[run.hash] = f"run {bad[:10]} that this run needs cannot run"
+    for run in to_run:  # in dependency order: a blocked run blocks the runs that need it in turn
+        bad = next((d for d in run.depends_on if d in unusable or d in blocked), None)
+        if bad:
+            blocked[run.hash] = unusable.get(bad) or f"run {bad[:10]} that this run needs cannot run"
     for run in to_run:
         if run.hash in blocked:
-            store.finish(run.hash, token, "failed", error=blocked[run.hash])
+            store.finish(run.hash, token, RunState.FAILED, error=blocked[run.hash])
             progress(f"{run.short}  failed: {blocked[run.hash]}  {run.describe()}")
     nodes = [Node(r.hash, jobs[r.hash], tuple(r.depends_on)) for r in to_run if r.hash not in blocked]
     submitted = submit_dag(nodes, folder, config, queued=queued)
