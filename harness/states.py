@@ -46,6 +46,8 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in RunState)
 ACTIVE: tuple[str, ...] = ("queued", "submitted", "running", "requeued")
 # no more work will happen without a new claim
 FINISHED: tuple[str, ...] = ("completed", "failed", "cancelled")
+# the endings that leave a run untrained: `harness retry` trains them again
+UNTRAINED_ENDINGS: tuple[str, ...] = ("failed", "cancelled")
 # a launcher may claim a run in these states (a failed or cancelled run is trained again)
 CLAIMABLE: tuple[str, ...] = ("pending", "failed", "cancelled")
 

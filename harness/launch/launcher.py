@@ -239,7 +239,7 @@ def _wait_cluster(to_wait: list[PlannedRun], store: RunStore, owner: Owner, opti
                 watch.poll(run, record)
                 continue
             del left[record.hash]
-            if record.status == "completed":
+            if record.status == RunState.COMPLETED:
                 watch.completed(run, record)
             else:
                 result.failures.append(Failure(run, record.error or record.status, record.log_path))

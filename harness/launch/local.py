@@ -147,7 +147,7 @@ def _submit(batch: LocalBatch, executor: Any, run: PlannedRun, free_gpus: list[i
             processes.stop_tree(ref, grace_s=2.0)
         batch.watch.event(run, "cancelled as it was submitted: its job was stopped")
         return
-    batch.watch.event(run, f"submitted (job {job.job_id})", state=("submitted", None))
+    batch.watch.event(run, f"submitted (job {job.job_id})", state=(RunState.SUBMITTED, None))
     if batch.executor_name == "debug":
         _collect(batch, run, job)  # the debug executor trains in this process when asked for the result
         return

@@ -33,7 +33,7 @@ def plan(runs: Iterable[PlannedRun], statuses: Mapping[str, str],
     for run in runs:
         status = statuses.get(run.hash)
         verdict = verdicts.get(run.hash)
-        if status == "completed":
+        if status == RunState.COMPLETED:
             state = "done"
         elif status in ACTIVE and verdict is not None and verdict.alive:
             state = "in_flight"
