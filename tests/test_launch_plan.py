@@ -62,7 +62,8 @@ def test_one_rule_says_whether_a_runs_dependencies_let_it_start(tmp_path):
     ]
     for stored, verdict, ours, expected in cases:
         assert dependency_state("d" * 64, stored, verdict, ours).state == expected, (stored, verdict, ours)
-    assert dependency_state("d" * 64, record("failed"), None, True).why == "run dddddddddd that this run needs is failed"
+    failed = dependency_state("d" * 64, record("failed"), None, True)
+    assert failed.why == "run dddddddddd that this run needs is failed"
     assert dependency_state("d" * 64, record("running"), dead, True).why == dead.why
     # a run with several dependencies follows the worst of them
     student = next(r for r in runs(tmp_path) if r.depends_on)

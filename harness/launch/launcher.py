@@ -1,19 +1,21 @@
-"""Launch a spec: check what its runs need, register them, claim what is not done, submit, wait.
+"""Launch a spec: plan -> claim -> executor -> wait. Check what its runs need, register them, claim what is
+not done, and hand the claimed runs to their executor, which submits, waits and stops them.
 
     entries = prepare(runs, store)                 # done / in flight / to run, writing nothing
     result = launch(loaded, runs, store, db_url, options, progress)
 
 Every run a launch trains is first claimed in the store (harness/states.py), so two launches of one spec,
 started together or minutes apart, never train the same run twice: a run alive under another launch is
-reported as in flight, and one whose owner died is given up (with its cause) and claimed again. Locally, at
-most `max_parallel` runs train at once and a run waits for the runs it needs (harness/launch/local.py); on
-SLURM the whole graph is submitted at once with `afterok` dependencies (harness/launch/slurm.py).
+reported as in flight, and one whose owner died is taken over (with its cause, in one move). Each executor
+owns its jobs' life (submit, wait, stop) in one module: locally (harness/launch/local.py, `run_locally`) at
+most `max_parallel` runs train at once and a run waits for the runs it needs, taking over one whose owner
+died; on SLURM (harness/launch/slurm.py, `run_on_slurm`) the whole graph is submitted at once with `afterok`
+dependencies. Both follow plan.py's one rule of whether a run's dependencies let it start.
 """
 
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,21 +24,17 @@ from typing import Callable
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
 from harness.launch.executors import resolve_executor
-from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held, terminate_as_interrupt
+from harness.launch.interrupts import terminate_as_interrupt
 from harness.launch.job import RunJob
 from harness.launch.local import run_locally
-from harness.launch.outcome import Failure, LaunchResult
+from harness.launch.outcome import LaunchResult
 from harness.launch.plan import PlanEntry, dependency_order, plan
-from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
-from harness.launch.queue import slurm_job_id
-from harness.launch.slurm import SlurmConfig, cancel_jobs, submit_graph
+from harness.launch.slurm import SlurmConfig, run_on_slurm
 from harness.spec import LoadedSpec, PlannedRun
-from harness.states import FINISHED, Owner, RunState
+from harness.states import Owner, RunState
 
 Progress = Callable[[str], None]
-# seconds between two checks, while waiting on SLURM, that every job is still alive
-REAP_EVERY_S = 15.0
 
 
 class PreflightError(ValueError):
@@ -152,7 +150,8 @@ def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: L
     jobs = {r.hash: _job(r, db_url, owner.token, options, executor) for r in claimed}
     with secrets.password_in_environment(db_url), terminate_as_interrupt():
         if executor == "slurm":
-            _run_on_slurm(claimed, jobs, store, owner, options, progress, result)
+            run_on_slurm(claimed, jobs, store, owner, options.slurm or SlurmConfig(), options.output, options.poll_s,
+                         options.detach, progress, result)
         else:
             run_locally(executor, claimed, jobs, store, owner, options.output, options.max_parallel,
                         options.poll_s, progress, result, ours={r.hash: r for r in ours or ()},
@@ -205,57 +204,3 @@ def threads_per_run(options: LaunchOptions, executor: str) -> int | None:
     if executor == "slurm" or os.environ.get("OMP_NUM_THREADS"):
         return None
     return max(1, (os.cpu_count() or 1) // max(1, options.max_parallel))
-
-
-def _run_on_slurm(claimed: list[PlannedRun], jobs: dict[str, RunJob], store: RunStore, owner: Owner,
-                  options: LaunchOptions, progress: Progress, result: LaunchResult) -> None:
-    config = options.slurm or SlurmConfig()
-    submitted = submit_graph(claimed, jobs, store, owner.token, config, options.output, progress)
-    result.submitted.extend(r.hash for r in claimed if r.hash in submitted)
-    if options.detach:
-        return
-    try:
-        _wait_cluster([r for r in claimed if r.hash in submitted], store, owner, options, progress, result)
-    except KeyboardInterrupt as exc:
-        with signals_held():
-            lines = _cancel_cluster_runs([r for r in claimed if r.hash in submitted], store)
-        raise LaunchInterrupted(signal_name(exc), lines) from None
-
-
-def _wait_cluster(to_wait: list[PlannedRun], store: RunStore, owner: Owner, options: LaunchOptions,
-                  progress: Progress, result: LaunchResult) -> None:
-    watch = Watcher(store, progress)
-    left = {r.hash: r for r in to_wait}
-    checked = time.monotonic()
-    while left:
-        if time.monotonic() - checked > REAP_EVERY_S:
-            # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
-            liveness.reap(store, store.runs(hashes=list(left)))
-            store.renew_leases(owner.token)
-            checked = time.monotonic()
-        for record in store.runs(hashes=list(left)):
-            run = left[record.hash]
-            if record.status not in FINISHED:
-                watch.poll(run, record)
-                continue
-            del left[record.hash]
-            if record.status == RunState.COMPLETED:
-                watch.completed(run, record)
-            else:
-                result.failures.append(Failure(run, record.error or record.status, record.log_path))
-                watch.event(run, f"{record.status.upper()}: {record.error or ''} (log: {record.log_path})")
-        if left:
-            time.sleep(options.poll_s)
-
-
-def _cancel_cluster_runs(runs: list[PlannedRun], store: RunStore) -> list[str]:
-    lines = []
-    records = store.runs(hashes=[r.hash for r in runs])
-    unfinished = [r for r in records if r.status not in FINISHED]
-    cancel_jobs(j for r in unfinished if (j := slurm_job_id(r.job_id)))
-    by_hash = {r.hash: r for r in runs}
-    for record in unfinished:
-        store.cancel(record.hash, "the launch was interrupted")
-        run = by_hash[record.hash]
-        lines.append(f"{run.short}  cancelled: SLURM job {slurm_job_id(record.job_id)} scancelled  {run.describe()}")
-    return lines
