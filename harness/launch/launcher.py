@@ -18,19 +18,20 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
-from harness.launch.executors import resolve_executor
+from harness.launch.executors import Claimed, Executor, resolve_executor
 from harness.launch.interrupts import terminate_as_interrupt
 from harness.launch.job import RunJob
-from harness.launch.local import run_locally
+from harness.launch.local import LocalExecutor
 from harness.launch.outcome import LaunchResult
 from harness.launch.plan import PlanEntry, dependency_order, plan
 from harness.launch.protocols import RunStore
-from harness.launch.slurm import SlurmConfig, run_on_slurm
+from harness.launch.slurm import SlurmConfig, SlurmExecutor
 from harness.spec import LoadedSpec, PlannedRun
 from harness.states import Owner, RunState
 
@@ -147,16 +148,19 @@ def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: L
     claimed = claim_runs(store, dependency_order(runs), owner, result, progress)
     if not claimed:
         return result
-    jobs = {r.hash: _job(r, db_url, owner.token, options, executor) for r in claimed}
+    make_job = partial(_job, db_url=db_url, token=owner.token, options=options, executor=executor)
+    handed = Claimed(claimed, {r.hash: make_job(r) for r in claimed}, store, owner, progress, result,
+                     {r.hash: r for r in ours or ()}, make_job)
     with secrets.password_in_environment(db_url), terminate_as_interrupt():
-        if executor == "slurm":
-            run_on_slurm(claimed, jobs, store, owner, options.slurm or SlurmConfig(), options.output, options.poll_s,
-                         options.detach, progress, result)
-        else:
-            run_locally(executor, claimed, jobs, store, owner, options.output, options.max_parallel,
-                        options.poll_s, progress, result, ours={r.hash: r for r in ours or ()},
-                        make_job=lambda r: _job(r, db_url, owner.token, options, executor))
+        executor_for(executor, options).run(handed)
     return result
+
+
+def executor_for(name: str, options: LaunchOptions) -> Executor:
+    """The executor named `name` (resolved: local, debug or slurm), set up from the launch's options."""
+    if name == "slurm":
+        return SlurmExecutor(options.slurm or SlurmConfig(), options.output, options.poll_s, options.detach)
+    return LocalExecutor(name, options.output, options.max_parallel, options.poll_s)
 
 
 def new_owner() -> Owner:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from harness import paths
 from harness.launch import liveness, processes
-from harness.launch.executors import local_gpu_ids, make_local_executor
+from harness.launch.executors import Claimed, local_gpu_ids, make_local_executor
 from harness.launch.interrupts import LaunchInterrupted, children_ignore_ctrl_c, signal_name, signals_held
 from harness.launch.job import RunJob
 from harness.launch.progress import Watcher
@@ -49,6 +49,21 @@ class LocalBatch:
     # the runs of the launch's spec, which it may take over when their owner dies, and their jobs' maker
     ours: dict[str, PlannedRun] = field(default_factory=dict)
     make_job: Callable[[PlannedRun], RunJob] | None = None
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """The local executor (`local`: submitit's processes; `debug`: in this process)."""
+
+    name: str
+    output: Any
+    max_parallel: int = 1
+    poll_s: float = 1.0
+
+    def run(self, claimed: Claimed) -> None:
+        run_locally(self.name, claimed.runs, claimed.jobs, claimed.store, claimed.owner, self.output,
+                    self.max_parallel, self.poll_s, claimed.progress, claimed.result, ours=claimed.ours,
+                    make_job=claimed.make_job)
 
 
 def run_locally(executor_name: str, claimed: list[PlannedRun], jobs: dict[str, RunJob], store: RunStore,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness import paths
 from harness.launch import liveness
+from harness.launch.executors import Claimed
 from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held
 from harness.launch.outcome import Failure, LaunchResult
 from harness.launch.progress import Watcher
@@ -249,6 +250,20 @@ def cancel_jobs(job_ids: Iterable[str]) -> None:
 
 # seconds between two checks, while waiting on SLURM, that every job is still alive
 REAP_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class SlurmExecutor:
+    """The SLURM executor: the claimed runs go out as one graph; `detach` returns right after submitting."""
+
+    config: SlurmConfig
+    output: Path
+    poll_s: float = 1.0
+    detach: bool = False
+
+    def run(self, claimed: Claimed) -> None:
+        run_on_slurm(claimed.runs, claimed.jobs, claimed.store, claimed.owner, self.config, self.output,
+                     self.poll_s, self.detach, claimed.progress, claimed.result)
 
 
 def run_on_slurm(claimed: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], store: RunStore, owner: Owner,
