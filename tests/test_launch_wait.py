@@ -84,6 +84,7 @@ def test_a_launch_waiting_on_another_launchs_teacher_sleeps_and_takes_it_over_wh
                  "launch B to claim its student")
         time.sleep(2.0)  # past B's last start-up work: from here on it only waits
         share = cpu_share(b.pid, window_s=8.0)
+        print(f"launch B, waiting on launch A's teacher: {share:.1%} of a core")
         now = records(db)
         assert now["teacher"].status == "running" and now["teacher"].owner == teacher.owner  # B waited all along
         assert now["student"].status == "queued", now["student"].status
