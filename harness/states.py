@@ -8,6 +8,8 @@
        │                                                        │
        └───────────── claim (a new launch or `harness retry`) ──┘
 
+    any active state ──take over (its owner is dead)──▶ queued under a new owner
+
 A launcher *claims* a run before it submits anything: one conditional update moves it to `queued` under the
 launcher's owner token, so two launchers never both train it. Every later write by that launcher or by the
 run's job names the same token, and a write whose token no longer owns the run changes nothing: a job whose
@@ -46,6 +48,8 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in RunState)
 ACTIVE: tuple[str, ...] = ("queued", "submitted", "running", "requeued")
 # no more work will happen without a new claim
 FINISHED: tuple[str, ...] = ("completed", "failed", "cancelled")
+# the endings that leave a run untrained: `harness retry` trains them again
+UNTRAINED_ENDINGS: tuple[str, ...] = ("failed", "cancelled")
 # a launcher may claim a run in these states (a failed or cancelled run is trained again)
 CLAIMABLE: tuple[str, ...] = ("pending", "failed", "cancelled")
 
@@ -60,6 +64,10 @@ MOVES_TO: dict[str, tuple[str, ...]] = {
     "failed": ACTIVE,
     "cancelled": ("pending",) + ACTIVE,
 }
+# a run whose owner is judged dead is taken over by a new owner in one move, from any active state straight to
+# queued (never through failed, where a launch waiting on it would fail its own runs); `claim` keeps to
+# MOVES_TO["queued"], so only `take_over`, which names the dead owner, makes this move
+TAKE_OVER_FROM: tuple[str, ...] = ACTIVE
 
 
 def allowed_from(new: str) -> tuple[str, ...]:

@@ -112,6 +112,28 @@ def test_a_run_whose_dependency_failed_is_not_submitted():
     assert store.get_run("grand").status == "failed"
 
 
+
+def test_a_dependency_outside_the_graph_follows_the_launchs_one_rule():
+    from datetime import datetime, timedelta, timezone
+
+    store = FakeStore()
+    # a teacher another launch trains on a laptop (a local job, its lease renewed): afterok cannot wait for it
+    store.add("laptop", "running", job_id="local:4711")
+    store.records["laptop"].lease_until = datetime.now(timezone.utc) + timedelta(minutes=5)
+    # a teacher whose owner fell silent long ago: given up with its cause, its student not submitted
+    store.add("silent", "running", job_id="local:4712")
+    store.records["silent"].lease_until = datetime.now(timezone.utc) - timedelta(minutes=1)
+    for name, dep in (("a", "laptop"), ("b", "silent")):
+        store.add(name, "queued")
+    lines: list[str] = []
+    assert submit_graph([FakeRun("a", ("laptop",)), FakeRun("b", ("silent",))], {}, store, "token", SlurmConfig(),
+                        "unused", progress=lines.append) == {}
+    assert "trained outside SLURM" in store.get_run("a").error, store.get_run("a").error
+    assert store.get_run("laptop").status == "running"
+    assert store.get_run("silent").status == "failed" and "no word from its job" in store.get_run("silent").error
+    assert store.get_run("b").status == "failed" and "was given up: no word" in store.get_run("b").error
+
+
 # ---- on a real SLURM
 
 

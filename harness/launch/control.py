@@ -12,7 +12,7 @@ from typing import Any, Callable
 from harness.launch import logs, processes, queue
 from harness.launch.protocols import RunStore
 from harness.launch.slurm import cancel_jobs
-from harness.states import FINISHED
+from harness.states import FINISHED, UNTRAINED_ENDINGS
 from harness.store.records import RunRecord
 
 
@@ -89,7 +89,7 @@ def failed_runs(store: RunStore, spec: str | None = None) -> list[Any]:
 
     runs = []
     for record in store.runs(spec=spec):
-        if record.status not in ("failed", "cancelled") or record.source is not None:
+        if record.status not in UNTRAINED_ENDINGS or record.source is not None:
             continue
         runs.append(PlannedRun(
             hash=record.hash, config=RunConfig.model_validate(record.config), spec=record.spec or "",

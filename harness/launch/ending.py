@@ -11,6 +11,7 @@ from harness.launch import logs
 from harness.launch.protocols import RunStore
 from harness.provenance import redact
 from harness.store import StoreError
+from harness.states import RunState, UNTRAINED_ENDINGS
 from harness.store.records import RunRecord
 
 KILLED = "the job's process ended without a result: it was killed (kill -9, the out-of-memory killer, a lost node)"
@@ -42,12 +43,12 @@ def job_error(job: Any) -> str | None:
 def record_failure(store: RunStore, run_hash: str, token: str, record: RunRecord | None, error: str | None,
                    log_path: str | None) -> str:
     """The cause of a job that did not complete, stored as the run's error unless the job stored its own."""
-    if record is not None and record.status in ("failed", "cancelled") and record.error:
+    if record is not None and record.status in UNTRAINED_ENDINGS and record.error:
         return record.error  # the job said why itself
     cause = logs.last_exception(log_path) or error or (
         f"the job ended with the run still '{record.status if record else 'unknown'}'")
     try:
-        store.finish(run_hash, token, "failed", error=cause)
+        store.finish(run_hash, token, RunState.FAILED, error=cause)
     except (StoreError, SQLAlchemyError, OSError) as exc:
         # a full disk or a lost server must not end the launch: the next `harness run` finds the run dead
         print(f"harness: could not record that run {run_hash[:10]} failed ({redact(str(exc)).splitlines()[0]}); "

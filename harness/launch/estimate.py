@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from harness.config import RunConfig
 from harness.launch.protocols import RunStore
+from harness.states import RunState
 from harness.store.records import RunRecord
 
 # training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
@@ -177,7 +178,7 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
     found = []
     for r in records:
         info, img_s = r.info or {}, (r.final or {}).get("train_img_s")
-        if r.status != "completed" or r.source is not None or not img_s or math.isnan(img_s):
+        if r.status != RunState.COMPLETED or r.source is not None or not img_s or math.isnan(img_s):
             continue
         if speed_key(r.config) == key and target.runs_on(str(info.get("device", ""))) \
                 and str(info.get("world_size", "1")) == str(target.world_size):
@@ -298,7 +299,7 @@ def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: s
                      probe: bool = False) -> str:
     """What `harness run --dry-run` prints below the plan: the estimate of the runs still to run."""
     todo = [e.run for e in entries if e.state == "to_run"]
-    records = store.runs(status="completed") if store is not None and todo else []
+    records = store.runs(status=RunState.COMPLETED) if store is not None and todo else []
     return format_estimates(estimate_runs(todo, records, executor, max_parallel, slurm, probe))
 
 
@@ -314,7 +315,7 @@ def remaining_s(record: RunRecord, epoch_img_s: list[float], now: datetime | Non
     the run (re)started over the epochs it logged (which counts evaluation, but also epochs done before a resume).
     """
     epochs = ((record.config or {}).get("schedule") or {}).get("epochs")
-    if record.status != "running" or record.epoch is None or not epochs:
+    if record.status != RunState.RUNNING or record.epoch is None or not epochs:
         return None
     left = max(0, epochs - (record.epoch + 1))
     config = RunConfig.model_validate(record.config)

@@ -1,10 +1,25 @@
-"""submitit executors by name: local processes, in-process debug, or SLURM."""
+"""Executors by name (local processes, in-process debug, SLURM) and the interface the launcher speaks to them.
+
+The launcher plans and claims; then it hands an executor the `Claimed` runs, and the executor owns their
+jobs' life: it submits each run as its dependencies allow (harness/launch/plan.py's one rule), waits for them
+unless detached, and on Ctrl-C stops what it started and gives back the rest (`LaunchInterrupted`). The
+local and debug executors live in harness/launch/local.py, SLURM's in harness/launch/slurm.py.
+"""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Protocol
+
 import submitit
+
+from harness.launch.job import RunJob
+from harness.launch.outcome import LaunchResult
+from harness.launch.protocols import RunStore
+from harness.spec import PlannedRun
+from harness.states import Owner
 
 EXECUTORS = ("auto", "local", "debug", "slurm")
 
@@ -16,6 +31,28 @@ def resolve_executor(name: str) -> str:
     if name == "auto":
         return "slurm" if shutil.which("srun") else "local"
     return name
+
+
+@dataclass
+class Claimed:
+    """What a launch hands its executor: the runs it claimed (dependencies first) and their jobs."""
+
+    runs: list[PlannedRun]
+    jobs: dict[str, RunJob]
+    store: RunStore
+    owner: Owner
+    progress: Callable[[str], None]
+    # what the executor reports back: submitted runs, failures
+    result: LaunchResult
+    # the other runs of the spec, which a waiting executor trains itself when their owner dies, and their jobs
+    ours: dict[str, PlannedRun]
+    make_job: Callable[[PlannedRun], RunJob]
+
+
+class Executor(Protocol):
+    def run(self, claimed: Claimed) -> None:
+        """Submit the claimed runs as their dependencies allow and (unless detached) wait for them to end."""
+        ...
 
 
 def make_local_executor(name: str, folder: Path) -> submitit.Executor:

@@ -1,43 +1,41 @@
-"""Launch a spec: check what its runs need, register them, claim what is not done, submit, wait.
+"""Launch a spec: plan -> claim -> executor -> wait. Check what its runs need, register them, claim what is
+not done, and hand the claimed runs to their executor, which submits, waits and stops them.
 
     entries = prepare(runs, store)                 # done / in flight / to run, writing nothing
     result = launch(loaded, runs, store, db_url, options, progress)
 
 Every run a launch trains is first claimed in the store (harness/states.py), so two launches of one spec,
 started together or minutes apart, never train the same run twice: a run alive under another launch is
-reported as in flight, and one whose owner died is given up (with its cause) and claimed again. Locally, at
-most `max_parallel` runs train at once and a run waits for the runs it needs (harness/launch/local.py); on
-SLURM the whole graph is submitted at once with `afterok` dependencies (harness/launch/slurm.py).
+reported as in flight, and one whose owner died is taken over (with its cause, in one move). Each executor
+owns its jobs' life (submit, wait, stop) in one module: locally (harness/launch/local.py, `run_locally`) at
+most `max_parallel` runs train at once and a run waits for the runs it needs, taking over one whose owner
+died; on SLURM (harness/launch/slurm.py, `run_on_slurm`) the whole graph is submitted at once with `afterok`
+dependencies. Both follow plan.py's one rule of whether a run's dependencies let it start.
 """
 
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
-from harness.launch.executors import resolve_executor
-from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held, terminate_as_interrupt
-from harness.launch.ending import TAKEN_OVER, taken_over
+from harness.launch.executors import Claimed, Executor, resolve_executor
+from harness.launch.interrupts import terminate_as_interrupt
 from harness.launch.job import RunJob
-from harness.launch.local import run_locally
-from harness.launch.outcome import Failure, LaunchResult
+from harness.launch.local import LocalExecutor
+from harness.launch.outcome import LaunchResult
 from harness.launch.plan import PlanEntry, dependency_order, plan
-from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
-from harness.launch.queue import slurm_job_id
-from harness.launch.slurm import SlurmConfig, cancel_jobs, submit_graph
+from harness.launch.slurm import SlurmConfig, SlurmExecutor
 from harness.spec import LoadedSpec, PlannedRun
-from harness.states import ACTIVE, FINISHED, Owner, renew_every_s
+from harness.states import Owner, RunState
 
 Progress = Callable[[str], None]
-# seconds between two checks, while waiting on SLURM, that every job is still alive
-REAP_EVERY_S = 15.0
 
 
 class PreflightError(ValueError):
@@ -137,12 +135,14 @@ def _register_and_submit(loaded: LoadedSpec, entries: list[PlanEntry], store: Ru
     for entry in entries:
         if entry.state == "in_flight":
             result.elsewhere.append((entry.run, entry.why or "alive under another launch"))
-    return submit_runs(to_run, store, db_url, options, progress, result)
+    return submit_runs(to_run, store, db_url, options, progress, result, ours=[e.run for e in entries])
 
 
 def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: LaunchOptions,
-                progress: Progress = print, result: LaunchResult | None = None) -> LaunchResult:
-    """Claim registered runs, submit them (dependencies first) and, unless detached, wait for them."""
+                progress: Progress = print, result: LaunchResult | None = None,
+                ours: list[PlannedRun] | None = None) -> LaunchResult:
+    """Claim registered runs, submit them (dependencies first) and, unless detached, wait for them; `ours`:
+    the other runs of their spec, which a local launch trains itself when a run it waits on loses its owner."""
     result = result or LaunchResult([])
     if not runs:
         return result
@@ -151,14 +151,19 @@ def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: L
     claimed = claim_runs(store, dependency_order(runs), owner, result, progress)
     if not claimed:
         return result
-    jobs = {r.hash: _job(r, db_url, owner.token, options, executor) for r in claimed}
+    make_job = partial(_job, db_url=db_url, token=owner.token, options=options, executor=executor)
+    handed = Claimed(claimed, {r.hash: make_job(r) for r in claimed}, store, owner, progress, result,
+                     {r.hash: r for r in ours or ()}, make_job)
     with secrets.password_in_environment(db_url), terminate_as_interrupt():
-        if executor == "slurm":
-            _run_on_slurm(claimed, jobs, store, owner, options, progress, result)
-        else:
-            run_locally(executor, claimed, jobs, store, owner, options.output, options.max_parallel,
-                        options.poll_s, progress, result)
+        executor_for(executor, options).run(handed)
     return result
+
+
+def executor_for(name: str, options: LaunchOptions) -> Executor:
+    """The executor named `name` (resolved: local, debug or slurm), set up from the launch's options."""
+    if name == "slurm":
+        return SlurmExecutor(options.slurm or SlurmConfig(), options.output, options.poll_s, options.detach)
+    return LocalExecutor(name, options.output, options.max_parallel, options.poll_s)
 
 
 def new_owner() -> Owner:
@@ -174,18 +179,17 @@ def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: La
     claimed = []
     for run in runs:
         record = records.get(run.hash)
-        if record is not None and record.status == "completed":
+        if record is not None and record.status == RunState.COMPLETED:
             continue
-        if record is not None and record.status in ACTIVE:
-            verdict = verdicts[run.hash]
-            if verdict.alive:
-                result.elsewhere.append((run, verdict.why))
-                continue
-            cause = liveness.cause_of_death(record, verdict)
-            if store.give_up(run.hash, record.owner, cause, status=verdict.end):
-                progress(f"{run.short}  its last attempt ended: {cause}")
-        if store.claim(run.hash, owner):
+        verdict = verdicts.get(run.hash)
+        if verdict is not None and verdict.alive:
+            result.elsewhere.append((run, verdict.why))
+            continue
+        taken, cause = liveness.take(store, run.hash, record, verdict, owner)
+        if taken:
             claimed.append(run)
+            if cause:
+                progress(f"{run.short}  its last attempt ended: {cause}")
         else:
             result.elsewhere.append((run, "claimed by another launch a moment ago"))
     for run, why in result.elsewhere:
@@ -207,62 +211,3 @@ def threads_per_run(options: LaunchOptions, executor: str) -> int | None:
     if executor == "slurm" or os.environ.get("OMP_NUM_THREADS"):
         return None
     return max(1, (os.cpu_count() or 1) // max(1, options.max_parallel))
-
-
-def _run_on_slurm(claimed: list[PlannedRun], jobs: dict[str, RunJob], store: RunStore, owner: Owner,
-                  options: LaunchOptions, progress: Progress, result: LaunchResult) -> None:
-    config = options.slurm or SlurmConfig()
-    submitted = submit_graph(claimed, jobs, store, owner.token, config, options.output, progress)
-    result.submitted.extend(r.hash for r in claimed if r.hash in submitted)
-    if options.detach:
-        return
-    try:
-        _wait_cluster([r for r in claimed if r.hash in submitted], store, owner, options, progress, result)
-    except KeyboardInterrupt as exc:
-        with signals_held():
-            lines = _cancel_cluster_runs([r for r in claimed if r.hash in submitted], store)
-        raise LaunchInterrupted(signal_name(exc), lines) from None
-
-
-def _wait_cluster(to_wait: list[PlannedRun], store: RunStore, owner: Owner, options: LaunchOptions,
-                  progress: Progress, result: LaunchResult) -> None:
-    watch = Watcher(store, progress)
-    left = {r.hash: r for r in to_wait}
-    checked = time.monotonic()
-    while left:
-        if time.monotonic() - checked > min(REAP_EVERY_S, renew_every_s()):
-            # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
-            liveness.reap(store, store.runs(hashes=list(left)))
-            store.renew_leases(owner.token)
-            checked = time.monotonic()
-        for record in store.runs(hashes=list(left)):
-            run = left[record.hash]
-            if taken_over(record, owner.token):
-                del left[record.hash]
-                result.taken_over.append(run)
-                watch.event(run, TAKEN_OVER)
-                continue
-            if record.status not in FINISHED:
-                watch.poll(run, record)
-                continue
-            del left[record.hash]
-            if record.status == "completed":
-                watch.completed(run, record)
-            else:
-                result.failures.append(Failure(run, record.error or record.status, record.log_path))
-                watch.event(run, f"{record.status.upper()}: {record.error or ''} (log: {record.log_path})")
-        if left:
-            time.sleep(options.poll_s)
-
-
-def _cancel_cluster_runs(runs: list[PlannedRun], store: RunStore) -> list[str]:
-    lines = []
-    records = store.runs(hashes=[r.hash for r in runs])
-    unfinished = [r for r in records if r.status not in FINISHED]
-    cancel_jobs(j for r in unfinished if (j := slurm_job_id(r.job_id)))
-    by_hash = {r.hash: r for r in runs}
-    for record in unfinished:
-        store.cancel(record.hash, "the launch was interrupted")
-        run = by_hash[record.hash]
-        lines.append(f"{run.short}  cancelled: SLURM job {slurm_job_id(record.job_id)} scancelled  {run.describe()}")
-    return lines

@@ -25,7 +25,7 @@ from typing import Iterable
 
 from harness.launch import logs, processes, queue
 from harness.launch.protocols import RunStore
-from harness.states import ACTIVE, lease as current_lease
+from harness.states import ACTIVE, Owner, RunState, lease as current_lease
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Verdict:
     # the evidence, as a user reads it ("SLURM job 77 is PENDING", "process 4711 on node3 is gone")
     why: str
     # the state a dead run ends in (SLURM may say it was cancelled)
-    end: str = "failed"
+    end: str = RunState.FAILED
 
 
 def judge(records: Iterable, now: datetime | None = None) -> dict[str, Verdict]:
@@ -52,10 +52,10 @@ def _verdict(record, now: datetime, slurm_states: dict[str, str]) -> Verdict:
         status = queue.store_status(state)
         if status in ACTIVE:
             return Verdict(True, f"SLURM job {job} is {state}")
-        end = "cancelled" if status == "cancelled" else "failed"
+        end = RunState.CANCELLED if status == RunState.CANCELLED else RunState.FAILED
         return Verdict(False, f"SLURM job {job} ended {state}" if state != queue.UNLISTED
                        else f"SLURM no longer knows job {job}", end)
-    if job is not None and record.status in ("submitted", "requeued"):
+    if job is not None and record.status in (RunState.SUBMITTED, RunState.REQUEUED):
         # SLURM cannot be asked from here (a laptop sharing the store): a job may wait in its queue for days
         # without a heartbeat, so only a job that started and then fell silent counts as dead
         return Verdict(True, f"SLURM job {job} waits in the queue, as far as can be told here (no squeue)")
@@ -99,6 +99,18 @@ def reap(store: RunStore, records: Iterable | None = None, now: datetime | None 
         if store.give_up(record.hash, record.owner, cause, status=verdict.end):
             ended[record.hash] = cause
     return ended
+
+
+def take(store: RunStore, run_hash: str, record, verdict: Verdict | None, owner: Owner) -> tuple[bool, str | None]:
+    """Claim a run for `owner`: one whose owner is judged dead is taken over from it in one move (so no reader
+    sees it failed in between), any other claimable run is claimed. Returns whether `owner` now holds it, and
+    the cause of the last attempt's end where a dead owner's run was taken."""
+    if record is not None and record.status in ACTIVE:
+        if verdict is None or verdict.alive:
+            return False, None
+        cause = cause_of_death(record, verdict)
+        return store.take_over(run_hash, record.owner, cause, owner), cause
+    return store.claim(run_hash, owner), None
 
 
 def cause_of_death(record, verdict: Verdict) -> str:

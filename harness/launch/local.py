@@ -1,8 +1,11 @@
 """Training claimed runs as local processes (submitit's local executor) or in this process (debug).
 
 At most `max_parallel` run at once, one GPU each where the machine has several. A run waits for the runs it
-needs; before each submission the run is read again, so a run cancelled while it waited stays cancelled, and
-a submission the store refuses (cancelled that very moment) is stopped at once. Ctrl-C or SIGTERM end every
+needs (harness/launch/plan.py's `readiness`, the rule the SLURM graph follows too): every `poll_s` the loop
+sleeps and judges them again, so a dependency whose owner died (another launch killed with its job) is
+given up with its cause and, when it is a run of this launch's spec, taken over and trained here first.
+Before each submission the run is read again, so a run cancelled while it waited stays cancelled, and a
+submission the store refuses (cancelled that very moment) is stopped at once. Ctrl-C or SIGTERM end every
 job this launch started and give back the runs it never submitted.
 """
 
@@ -10,19 +13,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from harness import paths
-from harness.launch import processes
-from harness.launch.executors import local_gpu_ids, make_local_executor
+from harness.launch import liveness, processes
+from harness.launch.executors import Claimed, local_gpu_ids, make_local_executor
 from harness.launch.interrupts import LaunchInterrupted, children_ignore_ctrl_c, signal_name, signals_held
 from harness.launch.job import RunJob
 from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
 from harness.launch.queue import stored_job_id
 from harness.launch.outcome import Failure, LaunchResult
+from harness.launch.plan import (BLOCKED, ORPHANED, WAIT, Readiness, dependency_order, judge_dependencies,
+                                 readiness)
 from harness.spec import PlannedRun
-from harness.states import Owner, renew_every_s
+from harness.states import Owner, RunState, renew_every_s
 
 
 @dataclass
@@ -38,52 +43,103 @@ class LocalBatch:
     pending: list[PlannedRun] = field(default_factory=list)
     running: dict[str, tuple[PlannedRun, Any, processes.ProcessRef | None]] = field(default_factory=dict)
     gpu_of: dict[str, int] = field(default_factory=dict)
+    # the runs of the launch's spec, which it may take over when their owner dies, and their jobs' maker
+    ours: dict[str, PlannedRun] = field(default_factory=dict)
+    make_job: Callable[[PlannedRun], RunJob] | None = None
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """The local executor (`local`: submitit's processes; `debug`: in this process)."""
+
+    name: str
+    output: Any
+    max_parallel: int = 1
+    poll_s: float = 1.0
+
+    def run(self, claimed: Claimed) -> None:
+        run_locally(self.name, claimed.runs, claimed.jobs, claimed.store, claimed.owner, self.output,
+                    self.max_parallel, self.poll_s, claimed.progress, claimed.result, ours=claimed.ours,
+                    make_job=claimed.make_job)
 
 
 def run_locally(executor_name: str, claimed: list[PlannedRun], jobs: dict[str, RunJob], store: RunStore,
                 owner: Owner, output: Any, max_parallel: int, poll_s: float,
-                progress: Callable[[str], None], result: LaunchResult) -> None:
+                progress: Callable[[str], None], result: LaunchResult, *,
+                ours: Mapping[str, PlannedRun] | None = None,
+                make_job: Callable[[PlannedRun], RunJob] | None = None) -> None:
+    """Train `claimed` (claimed by `owner`, with their `jobs`); `ours` (with `make_job`): the other runs of the
+    spec, which this launch trains itself when a run it waits on among them loses its owner."""
     executor = make_local_executor(executor_name, paths.log_dir(output))
     # one GPU per run where the machine has GPUs (submitit hides them from a job given none)
     free_gpus = local_gpu_ids() if executor_name == "local" else []
     slots = max(1, min(max_parallel, len(free_gpus)) if free_gpus else max_parallel)
-    batch = LocalBatch(store, owner, executor_name, jobs, Watcher(store, progress), result, list(claimed))
+    batch = LocalBatch(store, owner, executor_name, jobs, Watcher(store, progress), result, list(claimed),
+                       ours={**(ours or {}), **{r.hash: r for r in claimed}}, make_job=make_job)
     renewed = time.monotonic()
     try:
         while batch.pending or batch.running:
-            _start_ready(batch, executor, slots, free_gpus)
-            _collect_finished(batch, free_gpus)
+            moved = _start_ready(batch, executor, slots, free_gpus)
+            moved = _collect_finished(batch, free_gpus) or moved
             if time.monotonic() - renewed > renew_every_s():
                 store.renew_leases(owner.token)
                 renewed = time.monotonic()
-            if batch.running:
-                time.sleep(poll_s)
+            if not moved and (batch.pending or batch.running):
+                time.sleep(poll_s)  # every wait sleeps, whether on a job of ours or on another launch's run
     except KeyboardInterrupt as exc:
         with signals_held():
             lines = _stop_everything(batch)
         raise LaunchInterrupted(signal_name(exc), lines) from None
 
 
-def _start_ready(batch: LocalBatch, executor: Any, slots: int, free_gpus: list[int]) -> None:
+def _start_ready(batch: LocalBatch, executor: Any, slots: int, free_gpus: list[int]) -> bool:
+    """Submit the pending runs whose dependencies are done, as slots allow; True when anything changed."""
+    if not batch.pending or len(batch.running) >= slots:
+        return False
+    judged = judge_dependencies(batch.store, (d for r in batch.pending for d in r.depends_on), batch.ours)
+    moved = False
     for run in list(batch.pending):
         if len(batch.running) >= slots:
-            return
-        problem = _dependency_problem(run, batch.store)
-        if problem == "wait":
+            return moved
+        ready = readiness(run, judged)
+        if ready.state == WAIT:
             continue
+        if ready.state == ORPHANED:
+            _adopt(batch, ready)
+            return moved  # the others are judged again at the next look, with this dependency's new state
+        moved = True
         batch.pending.remove(run)
         record = batch.store.get_run(run.hash)
-        if record is None or record.status != "queued" or record.owner != batch.owner.token:
+        if record is None or record.status != RunState.QUEUED or record.owner != batch.owner.token:
             state = record.status if record is not None else "gone"
             batch.watch.event(run, f"not started: it is {state} now" + (f" ({record.error})" if record and
                                                                            record.error else ""))
             continue
-        if problem:
-            batch.store.finish(run.hash, batch.owner.token, "failed", error=problem)
-            batch.result.failures.append(Failure(run, problem, None))
-            batch.watch.event(run, f"failed: {problem}")
+        if ready.state == BLOCKED:
+            batch.store.finish(run.hash, batch.owner.token, RunState.FAILED, error=ready.why)
+            batch.result.failures.append(Failure(run, ready.why, None))
+            batch.watch.event(run, f"failed: {ready.why}")
             continue
         _submit(batch, executor, run, free_gpus)
+    return moved
+
+
+def _adopt(batch: LocalBatch, ready: Readiness) -> None:
+    """A dependency with no living owner: take it over and train it first when it is a run of this launch's
+    spec, else give it up with its cause (the runs that need it then fail, saying so)."""
+    assert ready.dep is not None and ready.record is not None
+    dep = batch.ours.get(ready.dep)
+    if dep is None or batch.make_job is None:
+        liveness.reap(batch.store, [ready.record])
+        return
+    taken, cause = liveness.take(batch.store, dep.hash, ready.record, ready.verdict, batch.owner)
+    if not taken:
+        return  # another launch took it a moment ago: it is judged again at the next look
+    batch.jobs[dep.hash] = batch.make_job(dep)
+    batch.pending = dependency_order([dep, *batch.pending])
+    batch.result.elsewhere = [(r, why) for r, why in batch.result.elsewhere if r.hash != dep.hash]
+    batch.watch.event(dep, "taken over by this launch: " + (f"its last attempt ended: {cause}" if cause
+                                                             else ready.why))
 
 
 def _submit(batch: LocalBatch, executor: Any, run: PlannedRun, free_gpus: list[int]) -> None:
@@ -103,35 +159,26 @@ def _submit(batch: LocalBatch, executor: Any, run: PlannedRun, free_gpus: list[i
             processes.stop_tree(ref, grace_s=2.0)
         batch.watch.event(run, "cancelled as it was submitted: its job was stopped")
         return
-    batch.watch.event(run, f"submitted (job {job.job_id})", state=("submitted", None))
+    batch.watch.event(run, f"submitted (job {job.job_id})", state=(RunState.SUBMITTED, None))
     if batch.executor_name == "debug":
         _collect(batch, run, job)  # the debug executor trains in this process when asked for the result
         return
     batch.running[run.hash] = (run, job, ref)
 
 
-def _collect_finished(batch: LocalBatch, free_gpus: list[int]) -> None:
+def _collect_finished(batch: LocalBatch, free_gpus: list[int]) -> bool:
+    """Record the jobs that ended; True when any did."""
+    ended = False
     for run_hash, (run, job, _) in list(batch.running.items()):
         if job.done():
+            ended = True
             del batch.running[run_hash]
             if run_hash in batch.gpu_of:
                 free_gpus.append(batch.gpu_of.pop(run_hash))
             _collect(batch, run, job)
         else:
             batch.watch.poll(run)
-
-
-def _dependency_problem(run: PlannedRun, store: RunStore) -> str | None:
-    """'wait' while a run this one needs is unfinished; a reason if it can never finish; None when ready."""
-    for dep in run.depends_on:
-        record = store.get_run(dep)
-        status = record.status if record else None
-        if status == "completed":
-            continue
-        if status in ("failed", "cancelled"):
-            return f"run {dep[:10]} that this run needs is {status}"
-        return "wait"
-    return None
+    return ended
 
 
 def _collect(batch: LocalBatch, run: PlannedRun, job: Any) -> None:
@@ -143,7 +190,7 @@ def _collect(batch: LocalBatch, run: PlannedRun, job: Any) -> None:
         batch.result.taken_over.append(run)
         batch.watch.event(run, TAKEN_OVER)
         return
-    if error is None and record is not None and record.status == "completed":
+    if error is None and record is not None and record.status == RunState.COMPLETED:
         batch.watch.completed(run, record)
         return
     cause = record_failure(batch.store, run.hash, batch.owner.token, record, error, str(job.paths.stderr))
@@ -156,7 +203,7 @@ def _stop_everything(batch: LocalBatch) -> list[str]:
     lines = []
     for run, job, ref in batch.running.values():
         stopped = processes.stop_tree(ref) if ref is not None and batch.executor_name == "local" else False
-        batch.store.finish(run.hash, batch.owner.token, "cancelled", error="the launch was interrupted")
+        batch.store.finish(run.hash, batch.owner.token, RunState.CANCELLED, error="the launch was interrupted")
         lines.append(f"{run.short}  cancelled: " + (f"its job (process {ref.pid}) was stopped" if stopped and ref
                                                     else "its job had already ended") + f"  {run.describe()}")
     for run in batch.pending:

@@ -11,16 +11,20 @@ import shutil
 import subprocess
 from typing import Iterable
 
+from harness.states import RunState
+
 # a job that SLURM no longer lists anywhere (finished longer ago than MinJobAge, accounting off)
 UNLISTED = "UNLISTED"
 # SLURM job states (long names) -> the run states they mean
 STATUS_OF_STATE = {
-    "PENDING": "submitted", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running",
-    "SUSPENDED": "running", "STOPPED": "running", "RESIZING": "running", "SIGNALING": "running",
-    "REQUEUED": "requeued", "REQUEUE_HOLD": "requeued", "REQUEUE_FED": "requeued", "PREEMPTED": "requeued",
-    "COMPLETED": "completed", "CANCELLED": "cancelled", "REVOKED": "cancelled",
-    "FAILED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
-    "BOOT_FAIL": "failed", "DEADLINE": "failed", "SPECIAL_EXIT": "failed",
+    "PENDING": RunState.SUBMITTED,
+    **dict.fromkeys(("CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING"),
+                    RunState.RUNNING),
+    **dict.fromkeys(("REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PREEMPTED"), RunState.REQUEUED),
+    "COMPLETED": RunState.COMPLETED,
+    **dict.fromkeys(("CANCELLED", "REVOKED"), RunState.CANCELLED),
+    **dict.fromkeys(("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"),
+                    RunState.FAILED),
 }
 TIMEOUT_S = 30
 

@@ -6,12 +6,15 @@ another run of the same launch (a student and its teacher, a fine-tune and its s
 same time with `--dependency=afterok:<job>`, so SLURM orders the graph and nothing waits in the launcher.
 A job that reaches its time limit or is preempted is checkpointed by submitit (its callable is a
 `submitit.helpers.Checkpointable`), requeued, and resumes from the run's last checkpoint, at most
-`max_requeues` times. What SLURM says of the jobs afterwards is read by `harness.launch.queue`.
+`max_requeues` times. `run_on_slurm` is the executor's whole life for a launch: submit the graph, wait for
+it (reaping what SLURM ended without a word), scancel what is unfinished on Ctrl-C. What SLURM says of the
+jobs is read by `harness.launch.queue`.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +24,15 @@ import submitit
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import paths
+from harness.launch import liveness
+from harness.launch.ending import TAKEN_OVER, taken_over
+from harness.launch.executors import Claimed
+from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held
+from harness.launch.outcome import Failure, LaunchResult
+from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
 from harness.launch.queue import slurm_job_id, stored_job_id
-from harness.states import ACTIVE
+from harness.states import FINISHED, Owner, RunState, renew_every_s
 
 
 class SlurmConfig(BaseModel):
@@ -182,32 +191,39 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
     """The launcher's SLURM step: submit `to_run` (PlannedRuns claimed under `token`) with their job callables,
     recording each job.
 
-    A dependency outside `to_run` is looked up in the store: completed is satisfied; active with a SLURM job
-    id becomes an `afterok` on that job; anything else fails the run unsubmitted.
+    A dependency outside `to_run` is judged by the launch's one rule (harness/launch/plan.py): completed is
+    satisfied; alive under a SLURM job becomes an `afterok` on that job; one whose owner is dead is given up
+    with its cause; anything else (dead, failed, or alive where `afterok` cannot reach it) fails the run
+    unsubmitted.
     """
+    from harness.launch.plan import ORPHANED, READY, WAIT, judge_dependencies
+
     folder = paths.log_dir(Path(output))
     planned = {r.hash for r in to_run}
     queued: dict[str, str] = {}
+    # why a dependency outside the graph cannot be waited for
+    unusable: dict[str, str] = {}
+    judged = judge_dependencies(store, (d for r in to_run for d in r.depends_on if d not in planned), ())
+    for dep, found in judged.items():
+        slurm_job = slurm_job_id(found.record.job_id) if found.record is not None else None
+        if found.state == WAIT and slurm_job is not None:
+            queued[dep] = slurm_job
+        elif found.state == WAIT:
+            unusable[dep] = (f"run {dep[:10]} that this run needs is trained outside SLURM ({found.why}): "
+                             "launch this run again once it completes")
+        elif found.state == ORPHANED and found.record is not None:
+            cause = liveness.reap(store, [found.record]).get(dep, found.why)
+            unusable[dep] = f"run {dep[:10]} that this run needs was given up: {cause}"
+        elif found.state != READY:
+            unusable[dep] = found.why
     blocked: dict[str, str] = {}
-    for run in to_run:
-        for dep in run.depends_on:
-            if dep in planned or dep in queued:
-                continue
-            record = store.get_run(dep)
-            status = record.status if record else None
-            if record is not None and status in ACTIVE and (waiting := slurm_job_id(record.job_id)):
-                queued[dep] = waiting
-            elif status != "completed":
-                blocked[run.hash] = f"run {dep[:10]} that this run needs is {status or 'unknown'}"
-    # a run blocked by a dead dependency blocks the runs that need it in turn
-    for run in to_run:
-        if run.hash not in blocked:
-            bad = next((d for d in run.depends_on if d in blocked), None)
-            if bad:
-                blocked[run.hash] = f"run {bad[:10]} that this run needs cannot run"
+    for run in to_run:  # in dependency order: a blocked run blocks the runs that need it in turn
+        bad = next((d for d in run.depends_on if d in unusable or d in blocked), None)
+        if bad:
+            blocked[run.hash] = unusable.get(bad) or f"run {bad[:10]} that this run needs cannot run"
     for run in to_run:
         if run.hash in blocked:
-            store.finish(run.hash, token, "failed", error=blocked[run.hash])
+            store.finish(run.hash, token, RunState.FAILED, error=blocked[run.hash])
             progress(f"{run.short}  failed: {blocked[run.hash]}  {run.describe()}")
     nodes = [Node(r.hash, jobs[r.hash], tuple(r.depends_on)) for r in to_run if r.hash not in blocked]
     submitted = submit_dag(nodes, folder, config, queued=queued)
@@ -231,3 +247,82 @@ def cancel_jobs(job_ids: Iterable[str]) -> None:
     ids = sorted(set(job_ids))
     if ids:
         subprocess.run(["scancel", *ids], check=False, capture_output=True)
+
+
+# seconds between two checks, while waiting on SLURM, that every job is still alive
+REAP_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class SlurmExecutor:
+    """The SLURM executor: the claimed runs go out as one graph; `detach` returns right after submitting."""
+
+    config: SlurmConfig
+    output: Path
+    poll_s: float = 1.0
+    detach: bool = False
+
+    def run(self, claimed: Claimed) -> None:
+        run_on_slurm(claimed.runs, claimed.jobs, claimed.store, claimed.owner, self.config, self.output,
+                     self.poll_s, self.detach, claimed.progress, claimed.result)
+
+
+def run_on_slurm(claimed: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], store: RunStore, owner: Owner,
+                 config: SlurmConfig, output: Path, poll_s: float, detach: bool, progress: Callable[[str], None],
+                 result: LaunchResult) -> None:
+    """The SLURM executor's whole life for a launch: submit the claimed runs as one graph, then (unless
+    `detach`) wait for them, reaping the jobs SLURM ended without a word; Ctrl-C scancels what is unfinished."""
+    submitted = submit_graph(claimed, jobs, store, owner.token, config, output, progress)
+    result.submitted.extend(r.hash for r in claimed if r.hash in submitted)
+    if detach:
+        return
+    try:
+        _wait_cluster([r for r in claimed if r.hash in submitted], store, owner, poll_s, progress, result)
+    except KeyboardInterrupt as exc:
+        with signals_held():
+            lines = _cancel_cluster_runs([r for r in claimed if r.hash in submitted], store)
+        raise LaunchInterrupted(signal_name(exc), lines) from None
+
+
+def _wait_cluster(to_wait: list[Any], store: RunStore, owner: Owner, poll_s: float, progress: Callable[[str], None],
+                  result: LaunchResult) -> None:
+    watch = Watcher(store, progress)
+    left = {r.hash: r for r in to_wait}
+    checked = time.monotonic()
+    while left:
+        if time.monotonic() - checked > min(REAP_EVERY_S, renew_every_s()):
+            # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
+            liveness.reap(store, store.runs(hashes=list(left)))
+            store.renew_leases(owner.token)
+            checked = time.monotonic()
+        for record in store.runs(hashes=list(left)):
+            run = left[record.hash]
+            if taken_over(record, owner.token):
+                del left[record.hash]
+                result.taken_over.append(run)
+                watch.event(run, TAKEN_OVER)
+                continue
+            if record.status not in FINISHED:
+                watch.poll(run, record)
+                continue
+            del left[record.hash]
+            if record.status == RunState.COMPLETED:
+                watch.completed(run, record)
+            else:
+                result.failures.append(Failure(run, record.error or record.status, record.log_path))
+                watch.event(run, f"{record.status.upper()}: {record.error or ''} (log: {record.log_path})")
+        if left:
+            time.sleep(poll_s)
+
+
+def _cancel_cluster_runs(runs: list[Any], store: RunStore) -> list[str]:
+    lines = []
+    records = store.runs(hashes=[r.hash for r in runs])
+    unfinished = [r for r in records if r.status not in FINISHED]
+    cancel_jobs(j for r in unfinished if (j := slurm_job_id(r.job_id)))
+    by_hash = {r.hash: r for r in runs}
+    for record in unfinished:
+        store.cancel(record.hash, "the launch was interrupted")
+        run = by_hash[record.hash]
+        lines.append(f"{run.short}  cancelled: SLURM job {slurm_job_id(record.job_id)} scancelled  {run.describe()}")
+    return lines

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, TypeVar, cast
 from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session
 
-from harness.states import ACTIVE, CLAIMABLE, FINISHED, Owner, allowed_from, lease as current_lease
+from harness.states import ACTIVE, CLAIMABLE, FINISHED, TAKE_OVER_FROM, Owner, allowed_from, lease as current_lease
 from harness.store.errors import NotOwner, UnknownRun
 from harness.store.schema import Run
 
@@ -121,6 +121,20 @@ class RunLifecycle:
             raise ValueError(f"a run given up is failed or cancelled, not '{status}'")
         owner_matches = Run.owner.is_(None) if observed_owner is None else Run.owner == observed_owner
         return self._move(run_hash, status, {"error": error}, extra=[owner_matches])
+
+    def take_over(self, run_hash: str, observed_owner: str | None, cause: str, owner: Owner,
+                  lease: timedelta | None = None) -> bool:
+        """End the claim of an owner judged dead and claim the run for `owner`, in one conditional update: the
+        run goes from its active state straight to queued, so no reader ever sees it failed in between (and
+        fails what waits on it). `cause` (why the last attempt ended) stays as its error until the new job
+        starts. False when the run changed hands or ended since `observed_owner` was seen."""
+        now = now_utc()
+        owner_matches = Run.owner.is_(None) if observed_owner is None else Run.owner == observed_owner
+        return self._conditional(run_hash, [Run.status.in_(TAKE_OVER_FROM), owner_matches, Run.source.is_(None)], {
+            "status": "queued", "updated_at": now, "error": cause, "ended_at": None, "job_id": None,
+            "job_started": None, "owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid,
+            "owner_started": owner.started, "lease_until": now + (lease or current_lease()),
+        })
 
     def cancel(self, run_hash: str, reason: str = "cancelled by the user") -> bool:
         """Cancel an unfinished run, whoever owns it: its job notices at its next heartbeat and stops."""
