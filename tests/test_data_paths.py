@@ -124,3 +124,40 @@ def test_resample_is_pillows_resize(size, out, mode):
     w = torch.from_numpy(resample_weights(size, out, mode).copy())[None]
     ours = resample(torch.from_numpy(image).permute(2, 0, 1)[None].float(), w, w)[0].permute(1, 2, 0).numpy()
     assert np.abs(ours - pillow).max() <= 1
+
+
+def top1_of_three_seeds(base: dict, root: Path | None, tmp_path: Path) -> list[float]:
+    from harness.trainer import train
+    from harness.trainer.sink import MemorySink
+
+    out = []
+    for seed in (0, 1, 2):
+        raw = {**base, "seed": seed}
+        if root is not None:
+            raw["data"] = {**base["data"], "name": "imagefolder", "root": str(root)}
+        sink = MemorySink()
+        train(RunConfig.model_validate(raw), tmp_path / f"{root is not None}-{seed}", sink, lambda h: None)
+        out.append(sink.final["top1"])
+    return out
+
+
+@pytest.mark.slow  # six runs of a small convnet, 4 epochs of 600 digits: one to two minutes on 2 cores
+def test_the_same_run_through_both_paths_reaches_the_same_top1_within_the_seed_spread(digits_folder, tmp_path):
+    torch.set_num_threads(1)
+    base = {
+        "model": {"name": "resnet_tiny_32"},
+        # the same 600 images in both paths: the class-balanced subset picks the same members of each class,
+        # which keep their order in the image folder
+        "data": {"name": "digits", "img_size": 16, "num_workers": 0, "train_subset": 600},
+        "schedule": {"epochs": 4, "warmup_epochs": 0},
+        "optimizer": {"base_lr": 5e-3},
+        "augment": {"auto_augment": None, "color_jitter": 0.0, "random_erasing": 0.0, "mixup": 0.0, "cutmix": 0.0,
+                    "repeated_aug": False, "crop_scale_min": 0.35, "hflip": 0.0},
+        "throughput": {"protocols": []}, "batch_size": 64, "eval_batch_size": 360, "device": "cpu",
+    }
+    memory = top1_of_three_seeds(base, None, tmp_path)
+    folder = top1_of_three_seeds(base, digits_folder[1], tmp_path)
+    spread = max(max(memory) - min(memory), max(folder) - min(folder))
+    # both learn (chance is 10%), and their means differ by less than either path's spread over seeds
+    assert min(memory + folder) > 80, (memory, folder)
+    assert abs(sum(memory) / 3 - sum(folder) / 3) <= spread, (memory, folder)
