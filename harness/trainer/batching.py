@@ -23,7 +23,7 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 
 from harness.config import RunConfig
 from harness.trainer.datasets import InMemoryImages
-from harness.trainer.resampling import crop_weights, resample, resample_weights
+from harness.trainer.resampling import box_weights, resample, resample_weights
 from harness.trainer.transforms import per_image_train_transform
 
 
@@ -73,17 +73,20 @@ class BatchTransform:
 
     def _train_weights(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per image, timm's crop box (Python's `random`) and torchvision's flip (`torch.rand(1)`, drawn only
-        when flips are on, as timm adds the flip only then), as row and column weights."""
-        _, _, h, w = images.shape
-        rows, cols = [], []
-        for img in images:
-            top, left, bh, bw = RandomResizedCropAndInterpolation.get_params(img, self.scale, self.ratio)
-            col = crop_weights(w, left, bw, self.size, self.interpolation)
-            if self.hflip > 0 and torch.rand(1) < self.hflip:
-                col = col[::-1]
-            rows.append(crop_weights(h, top, bh, self.size, self.interpolation))
-            cols.append(col)
-        return torch.from_numpy(np.stack(rows)), torch.from_numpy(np.stack(cols))
+        when flips are on, as timm adds the flip only then), as row and column weights on the device."""
+        n, _, h, w = images.shape
+        # timm reads only the image's size: a blank PIL image of that size is the cheapest to ask
+        blank = Image.new("L", (w, h))
+        boxes, flips = [], []
+        for _ in range(n):
+            boxes.append(RandomResizedCropAndInterpolation.get_params(blank, self.scale, self.ratio))
+            flips.append(bool(self.hflip > 0 and torch.rand(1) < self.hflip))
+        top, left, height, width = torch.tensor(boxes, dtype=torch.float64).unbind(1)
+        rows = box_weights(h, top, height, self.size, self.interpolation, self.device)
+        cols = box_weights(w, left, width, self.size, self.interpolation, self.device)
+        # a flip after the resize reverses the order of the output columns
+        flip = torch.tensor(flips, device=self.device).view(-1, 1, 1)
+        return rows, torch.where(flip, cols.flip(1), cols)
 
     def _eval_weights(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = eval_weights(h, self.size, self.crop_pct, self.interpolation)

@@ -19,49 +19,53 @@ import torch
 _A = -0.5
 
 
-def _bicubic(x: np.ndarray) -> np.ndarray:
-    x = np.abs(x)
+def _bicubic(x: torch.Tensor) -> torch.Tensor:
+    x = x.abs()
     near = ((_A + 2.0) * x - (_A + 3.0)) * x * x + 1.0
     far = (((x - 5.0) * x + 8.0) * x - 4.0) * _A
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+    return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
 
 
-def _triangle(x: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - np.abs(x), 0.0, None)
+def _triangle(x: torch.Tensor) -> torch.Tensor:
+    return (1.0 - x.abs()).clamp(min=0.0)
 
 
 # Pillow's filters: (support in source pixels at scale 1, kernel)
 _FILTERS = {"bicubic": (2.0, _bicubic), "bilinear": (1.0, _triangle)}
 
 
-@lru_cache(maxsize=4096)
-def resample_weights(length: int, out: int, mode: str) -> np.ndarray:
-    """(out, length) weights of Pillow's resize of `length` pixels to `out` (read-only; cached)."""
-    w = np.zeros((out, length), dtype=np.float64)
-    scale = length / out
-    centers = (np.arange(out) + 0.5) * scale
+def box_weights(length: int, starts: torch.Tensor, extents: torch.Tensor, out: int, mode: str,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, out, length) float32 weights on `device`: per image, Pillow's resize to `out` pixels of the window
+    [start, start + extent) of an axis of `length` pixels, cropped first as torchvision's `resized_crop` does
+    (the kernel stops at the window's edges). Computed at once for the batch, in float64 as Pillow does."""
+    f64 = dict(dtype=torch.float64, device=device)
+    start = torch.as_tensor(starts, **f64).view(-1, 1, 1)
+    extent = torch.as_tensor(extents, **f64).view(-1, 1, 1)
+    scale = extent / out
+    # each output pixel's centre, and each source pixel, in the window's coordinates
+    center = (torch.arange(out, **f64).view(1, -1, 1) + 0.5) * scale
+    source = torch.arange(length, **f64).view(1, 1, -1) - start
     if mode == "nearest":
-        w[np.arange(out), np.minimum(centers.astype(int), length - 1)] = 1.0
+        w = (source == torch.minimum(center.floor(), extent - 1)).to(torch.float64)
     else:
         support, kernel = _FILTERS[mode]
-        filterscale = max(scale, 1.0)
-        support *= filterscale
-        for xx, center in enumerate(centers):
-            # C's (int) truncation, as Pillow rounds the window's ends
-            xmin = max(int(center - support + 0.5), 0)
-            xmax = min(int(center + support + 0.5), length)
-            k = kernel((np.arange(xmin, xmax) - center + 0.5) / filterscale)
-            w[xx, xmin:xmax] = k / k.sum() if k.sum() != 0.0 else k
-    w = w.astype(np.float32)
+        filterscale = scale.clamp(min=1.0)
+        support = support * filterscale
+        # Pillow's window: C's (int) of (centre ± support + 0.5), within the crop
+        low = (center - support + 0.5).floor().clamp(min=0.0)
+        high = torch.minimum((center + support + 0.5).floor(), extent)
+        w = kernel((source - center + 0.5) / filterscale) * ((source >= low) & (source < high))
+        total = w.sum(-1, keepdim=True)
+        w = torch.where(total != 0, w / torch.where(total != 0, total, 1.0), w)
+    return w.to(torch.float32)
+
+
+@lru_cache(maxsize=1024)
+def resample_weights(length: int, out: int, mode: str) -> np.ndarray:
+    """(out, length) weights of Pillow's resize of `length` pixels to `out` (read-only; cached)."""
+    w = box_weights(length, torch.zeros(1), torch.full((1,), float(length)), out, mode)[0].numpy()
     w.flags.writeable = False
-    return w
-
-
-def crop_weights(length: int, start: int, extent: int, out: int, mode: str) -> np.ndarray:
-    """(out, length) weights that crop [start, start + extent) of an axis and resize it to `out` pixels (a crop
-    first, as torchvision's `resized_crop` does: the kernel stops at the crop's edges)."""
-    w = np.zeros((out, length), dtype=np.float32)
-    w[:, start : start + extent] = resample_weights(extent, out, mode)
     return w
 
 
