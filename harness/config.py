@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -117,8 +118,18 @@ class AugmentConfig(Frozen):
 class EmaConfig(Frozen):
     # keep an exponential moving average of the weights and evaluate it too
     enabled: Bool = False
-    # EMA decay per step
+    # EMA decay per step (the paper's 0.99996 averages over about 25,000 steps: 20 of its 300 ImageNet epochs)
     decay: Float = Field(0.99996, gt=0.0, lt=1.0)
+    # or the averaging horizon in epochs, for runs of any length: the trainer uses the per-step decay
+    # exp(-1 / (horizon_epochs x the run's steps per epoch)), under which a step's weight falls by e in that many
+    # epochs; set, it replaces `decay`. None: `decay` as given
+    horizon_epochs: Float | None = Field(None, gt=0.0, le=MAX_COUNT)
+
+    def step_decay(self, steps_per_epoch: int) -> float:
+        """The per-step decay of a run with `steps_per_epoch` optimiser steps per epoch."""
+        if self.horizon_epochs is None:
+            return self.decay
+        return math.exp(-1.0 / (self.horizon_epochs * steps_per_epoch))
 
 
 # ARCHITECTURE.TAG, in the characters a hub repository name allows (`timm/<tag>`): every tag timm publishes

@@ -14,6 +14,7 @@ from test_report_helpers import fake_top1, fill
 
 from harness.report import definitions as defs
 from harness.report import render, significance, table
+from harness.report.seeds import format_plan as seeds_format
 from harness.report.seeds import seed_plan
 
 T975_DF2 = 4.302652729911275  # two-sided 95% quantile of Student's t with 2 degrees of freedom (printed tables)
@@ -78,15 +79,34 @@ def test_one_seed_gives_no_interval_and_no_mark():
     assert both.test == "n = 1: no interval" and math.isnan(both.sd)
 
 
-def test_zero_spread_gives_a_degenerate_interval(known):
+def test_zero_spread_gives_no_interval_and_no_mark(known):
     df = table(3, store=known, vs_reference=True)
     # fake_top1: the class head is base + seed − 1 = 74, 75, 76 against 70, 71, 72: +4 on every seed
-    assert df.loc[CLS, (TI, "test")] == "paired"
-    assert df.loc[CLS, (TI, "ci_low")] == df.loc[CLS, (TI, "ci_high")] == pytest.approx(4.0)
+    assert df.loc[CLS, (TI, "test")] == "spread 0 over 3 seeds"
+    assert df.loc[CLS, (TI, "delta")] == pytest.approx(4.0)
+    assert math.isnan(df.loc[CLS, (TI, "ci_low")]) and math.isnan(df.loc[CLS, (TI, "ci_high")])
+    md = render(df, "markdown")
+    assert "Δ +4.0 (spread 0 over 3 seeds)" in md and "Δ +4.0 [" not in md
+    assert '<span class="delta">Δ +4.0 (spread 0 over 3 seeds)</span>' in render(df, "html")
     same = significance.difference([(0, 1.0), (1, 2.0)], [(0, 1.0), (1, 2.0)])
-    assert (same.delta, same.low, same.high) == (0.0, 0.0, 0.0) and not same.marked
-    flat = significance.difference([(0, 3.0), (1, 3.0)], [(5, 1.0), (6, 1.0)])
-    assert flat.test == "welch" and (flat.low, flat.high) == (2.0, 2.0) and flat.marked
+    assert same.delta == 0.0 and math.isnan(same.low) and not same.marked and same.test == "spread 0 over 2 seeds"
+    flat = significance.difference([(0, 3.0), (1, 3.0)], [(5, 1.0), (6, 1.0), (7, 1.0)])
+    assert flat.delta == 2.0 and math.isnan(flat.low) and math.isnan(flat.high) and not flat.marked
+    assert flat.test == "spread 0 over 2 and 3 seeds" and flat.sd == 0.0
+    # one side flat, the other not: Welch's interval as usual
+    one_flat = significance.difference([(0, 3.0), (1, 3.0)], [(5, 1.0), (6, 1.5)])
+    assert one_flat.test == "welch" and one_flat.low < one_flat.high
+
+
+def test_zero_spread_needs_an_unknown_number_of_seeds(known):
+    assert significance.seeds_needed(0.0, 0.5) is None and significance.seeds_needed(0.0, 0.5, paired=False) is None
+    df = table(3, store=known, vs_reference=True, detect=0.5)
+    assert math.isnan(df.loc[CLS, (TI, "need")])
+    plan = seed_plan(3, detect=0.5, store=known, profile="small")
+    cls = plan[(plan["row"] == CLS) & (plan["column"] == TI)].iloc[0]
+    assert cls["test"] == "spread 0 over 3 seeds" and cls["sd"] == 0.0 and math.isnan(cls["need"])
+    assert f"{CLS} | {TI}: has 3, needs unknown (no spread among its seeds to plan from)" in \
+        seeds_format(plan)
 
 
 def test_marks_only_intervals_that_exclude_zero():
@@ -134,7 +154,7 @@ def test_seeds_needed_known_cases():
     assert significance.seeds_needed(1.0, 0.5, paired=True) == 34
     assert significance.seeds_needed(2.0, 1.0, paired=True) == 34  # only the ratio counts
     assert significance.power(34, 1.0, 0.5) >= 0.8 > significance.power(33, 1.0, 0.5)
-    assert significance.seeds_needed(0.0, 0.5) == 2 and significance.seeds_needed(math.nan, 0.5) is None
+    assert significance.seeds_needed(math.nan, 0.5) is None
     assert significance.seeds_needed(10.0, 0.01) is None  # beyond MAX_SEEDS
 
 

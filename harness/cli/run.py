@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import typer
 
 from harness.cli.common import (
-    Db, LaunchChoices, Output, command, open_existing_store, store_url, with_launch_options,
+    Db, LaunchChoices, Output, command, fail, open_existing_store, store_url, with_launch_options,
 )
+
+T = TypeVar("T")
 
 
 def register(app: typer.Typer) -> None:
@@ -23,16 +25,24 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
     probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few training steps of each model "
                                "here for runs that no completed run of the store can estimate"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="these seeds instead of the spec's: a range 0-7 or a "
+                                        "list 0,3,5 (a variant that pins its own seeds keeps them)"),
+    variants: Optional[str] = typer.Option(None, "--variants", help="only these variants (comma-separated), with "
+                                           "the runs they need (teachers, fine-tuning sources)"),
     db: Db = None, output: Output = None, *, launch: LaunchChoices,
 ) -> None:
     """Train every run of SPEC that the store does not hold yet."""
     from harness.launch import dry_run as plan_only
     from harness.launch import launch_spec
-    from harness.spec import expand, load_spec, validate_profiles
+    from harness.spec import expand, load_spec, only_variants, parse_names, parse_seeds, validate_profiles
 
+    seed_list = _parsed("--seeds", parse_seeds, seeds)
+    names = _parsed("--variants", parse_names, variants)
     loaded = load_spec(spec)
     validate_profiles(loaded)
-    runs = expand(loaded, profile)
+    runs = expand(loaded, profile, seed_list)
+    if names is not None:
+        runs = only_variants(runs, names, loaded.path)
     options = launch.options(output, loaded.spec.slurm)
     if dry_run:
         plan, estimate = plan_only(runs, store_url(db, output), options, probe)
@@ -62,6 +72,17 @@ def retry(
     typer.echo(f"{len(result.submitted)} resubmitted, {len(result.elsewhere)} in flight elsewhere, "
                f"{len(result.failures)} failed again")
     _report_failures(result)
+
+
+def _parsed(option: str, parse: Callable[[str], list[T]], text: Optional[str]) -> list[T] | None:
+    """An option's text parsed, None when not given; bad text is one line and exit 2."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+        raise  # fail() has exited
 
 
 def _report_failures(result) -> None:

@@ -34,7 +34,8 @@ def seed_plan(n: int, detect: float, db: str | None = None, spec: str | None = N
               runset: RunSet | None = None, store: Any = None, alpha: float = 1 - sig.CONFIDENCE,
               power: float = 0.8) -> pd.DataFrame:
     """One line per compared cell of Table `n` (see the module docstring); `need` is NaN where the store shows no
-    spread (one seed on both sides) or more than `significance.MAX_SEEDS` would be needed."""
+    spread (one seed on both sides, or the same difference on every seed: `test` then says the spread was zero
+    over n seeds) or more than `significance.MAX_SEEDS` would be needed."""
     td = defs.load_table(n)
     if td.reference is None:
         raise ValueError(f"Table {n} names no reference row; tables with one: "
@@ -65,8 +66,12 @@ def format_plan(plan: pd.DataFrame) -> str:
     if plan.empty:
         lines.append("  no row has runs beside the reference row yet")
     for r in plan.itertuples(index=False):
-        need = "? (two seeds are needed to measure the spread)" if pd.isna(r.sd) else (
-            f"more than {sig.MAX_SEEDS}" if pd.isna(r.need) else f"{int(r.need)}")
+        if pd.isna(r.sd):
+            need = "? (two seeds are needed to measure the spread)"
+        elif sig.is_zero_spread(r.test):
+            need = "unknown (no spread among its seeds to plan from)"
+        else:
+            need = f"more than {sig.MAX_SEEDS}" if pd.isna(r.need) else f"{int(r.need)}"
         sd = "-" if pd.isna(r.sd) else f"{r.sd:.2f}"
         lines.append(f"  {r.row} | {r.column}: has {r.has}, needs {need}  (sd {sd}, {r.test})")
     return "\n".join(lines)

@@ -10,9 +10,11 @@ per-seed values with the reference cell of the same column:
 - Welch's interval (`scipy.stats.ttest_ind(equal_var=False)`) otherwise, when each cell has two or more values;
 - no interval when a side has a single value ("n = 1: no interval").
 
-A difference whose interval excludes zero is *marked*. Cells whose values do not vary at all (the same run on both
-sides, or the same difference on every seed) get the degenerate interval [Δ, Δ]: scipy's interval there rests on
-a 0/0 and warns.
+A difference whose interval excludes zero is *marked*. Where the seeds show no spread at all (the same difference
+on every seed when paired, or every value the same on both sides), there is no interval and no mark: a spread of
+zero over a few seeds says nothing about the spread of the next seed (accuracies on a small validation set move in
+steps, so equal differences happen), and a t interval there is [Δ, Δ] out of a 0/0. The test then reads
+"spread 0 over n seeds" (`zero_spread`), and the seeds such a cell needs are unknown (`seeds_needed` returns None).
 
 `seeds_needed` turns a stored spread into the number of seeds a difference needs (see its docstring).
 """
@@ -29,6 +31,8 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 PAIRED, WELCH, NO_INTERVAL, REFERENCE = "paired", "welch", "n = 1: no interval", "reference"
+# the start of the test of a cell whose seeds show no spread (see `zero_spread`)
+ZERO_SPREAD = "spread 0 over"
 # seeds_needed gives up beyond this many seeds per cell
 MAX_SEEDS = 1000
 
@@ -43,7 +47,7 @@ class Difference:
     delta: float
     low: float
     high: float
-    # PAIRED, WELCH, NO_INTERVAL, REFERENCE, or "" for an empty cell
+    # PAIRED, WELCH, NO_INTERVAL, REFERENCE, `zero_spread(...)`, or "" for an empty cell
     test: str
     # the cell's standard deviation for a seed-count plan: of the per-seed differences when paired, else pooled
     sd: float = math.nan
@@ -72,6 +76,15 @@ def _flat(x: np.ndarray) -> bool:
     return bool(np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())))
 
 
+def zero_spread(*seeds: int) -> str:
+    """The test of a cell whose seeds show no spread: "spread 0 over 3 seeds" (paired), "... over 2 and 3 seeds"."""
+    return f"{ZERO_SPREAD} {' and '.join(str(n) for n in seeds)} seeds"
+
+
+def is_zero_spread(test: str) -> bool:
+    return isinstance(test, str) and test.startswith(ZERO_SPREAD)
+
+
 def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
     dof = len(a) + len(b) - 2
     if dof < 1:
@@ -92,7 +105,7 @@ def difference(cell: Samples, reference: Samples, confidence: float = CONFIDENCE
         x, y = np.array([mine[s] for s in seeds]), np.array([theirs[s] for s in seeds])
         sd = float((x - y).std(ddof=1))
         if _flat(x - y):
-            return Difference(delta, delta, delta, PAIRED, sd)
+            return Difference(delta, math.nan, math.nan, zero_spread(len(seeds)), 0.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ci = stats.ttest_rel(x, y).confidence_interval(confidence)
@@ -101,7 +114,7 @@ def difference(cell: Samples, reference: Samples, confidence: float = CONFIDENCE
     if len(a) < 2 or len(b) < 2:
         return Difference(delta, math.nan, math.nan, NO_INTERVAL, sd)
     if _flat(a) and _flat(b):
-        return Difference(delta, delta, delta, WELCH, sd)
+        return Difference(delta, math.nan, math.nan, zero_spread(len(a), len(b)), 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
@@ -121,8 +134,9 @@ def power(n: int, sd: float, detect: float, alpha: float = 1 - CONFIDENCE, paire
 def seeds_needed(sd: float, detect: float, alpha: float = 1 - CONFIDENCE, target_power: float = 0.8,
                  paired: bool = True) -> int | None:
     """The fewest seeds per cell with which a difference of `detect` points is found at confidence 1 − `alpha`
-    with probability `target_power`, given the per-seed standard deviation `sd` (None: more than MAX_SEEDS, or
-    no spread measured).
+    with probability `target_power`, given the per-seed standard deviation `sd` (None: more than MAX_SEEDS, no
+    spread measured, or a measured spread of zero, which does not tell how far the next seeds will spread:
+    unknown, not 2).
 
     The exact power of the two-sided t-test, from the noncentral t distribution (scipy.stats.nct):
 
@@ -134,10 +148,8 @@ def seeds_needed(sd: float, detect: float, alpha: float = 1 - CONFIDENCE, target
     The answer is the smallest n ≥ 2 (an interval needs two) with power(n) ≥ `target_power`. For large n it
     approaches the normal formula n ≈ (z_{1−α/2} + z_{power})² σ² / δ² (paired; twice that unpaired).
     """
-    if math.isnan(sd) or detect <= 0:
+    if math.isnan(sd) or sd <= 0 or detect <= 0:
         return None
-    if sd == 0:
-        return 2
     for n in range(2, MAX_SEEDS + 1):
         if power(n, sd, detect, alpha, paired) >= target_power:
             return n

@@ -10,8 +10,8 @@ are a two-level index `(column label, field)` with fields
 
 By default (`vs_reference=None`) a table whose definition names a `reference` row (Tables 2, 3, 8, 10) also has,
 per column, `delta` (the cell's mean minus the reference row's in that column), `ci_low`, `ci_high` (its 95%
-interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference",
-or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With
+interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "spread 0 over
+3 seeds" (no interval), "reference", or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With
 `detect=D` also `need`: the seeds the cell needs to resolve a difference of D points. With `cost=True` each
 column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
 
@@ -293,7 +293,8 @@ def _reference_notes(td: defs.TableDef, df: pd.DataFrame, detect: float | None) 
         return [f"Table {td.number} names no reference row: no differences shown."]
     label = next(r.label for r in td.rows if r.id == td.reference)
     out = [f"Δ: difference to '{label}' (mean over seeds) with its 95% confidence interval: paired by seed where "
-           "both cells hold the same seeds, Welch's otherwise; * : the interval excludes 0."]
+           "both cells hold the same seeds, Welch's otherwise; * : the interval excludes 0; no interval (and no *) "
+           "where the seeds show no spread at all."]
     if detect is not None:
         out.append(seed_note(df, detect))
     return out
@@ -311,7 +312,7 @@ def seed_note(df: pd.DataFrame, detect: float) -> str:
         need, has = max(known) if known else (None, max(h for _, h in needs))
         parts.append(f"{row}: {'?' if need is None else int(need)} (has {has})")
     return (f"Seeds to resolve a {detect:g}-point difference at 95% confidence and 80% power (from the stored "
-            f"spread; ?: fewer than two seeds to measure it): " + ("; ".join(parts) or "no row to compare") + ".")
+            f"spread; ?: unknown, from fewer than two seeds or a spread of zero): " + ("; ".join(parts) or "no row to compare") + ".")
 
 
 def _cell_costs(td: defs.TableDef, members_of: Members) -> Fields:

@@ -3,5 +3,7 @@
 from harness.spec.errors import SpecError
 from harness.spec.expand import PlannedRun, expand, validate_profiles
 from harness.spec.load import LoadedSpec, load_spec
+from harness.spec.select import only_variants, parse_names, parse_seeds
 
-__all__ = ["LoadedSpec", "PlannedRun", "SpecError", "expand", "load_spec", "validate_profiles"]
+__all__ = ["LoadedSpec", "PlannedRun", "SpecError", "expand", "load_spec", "only_variants", "parse_names", "parse_seeds",
+           "validate_profiles"]

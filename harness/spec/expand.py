@@ -80,10 +80,12 @@ class _Draft:
         return None
 
 
-def expand(loaded: LoadedSpec, profile: str | None = None) -> list[PlannedRun]:
+def expand(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | None = None) -> list[PlannedRun]:
+    """The spec's runs under `profile`; `seeds` (the command line's `--seeds`) replace the profile's and the
+    spec's seeds, not those a variant pins (`harness.spec.select`)."""
     spec, path = loaded.spec, loaded.path
     prof = _profile(spec, path, profile)
-    drafts = _drafts(spec, prof, profile, path)
+    drafts = _drafts(spec, prof, profile, path, seeds)
     _resolve(drafts, path)
     runs: dict[str, PlannedRun] = {}
     for d in drafts:
@@ -126,7 +128,8 @@ def _profile(spec: Spec, path: str, name: str | None) -> Profile:
     return prof
 
 
-def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str) -> list[_Draft]:
+def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str,
+            seeds_given: list[int] | None = None) -> list[_Draft]:
     drafts = []
     pwhere = f"profiles.{prof_name}"
     for vname, variant in spec.variants.items():
@@ -139,8 +142,8 @@ def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str) -> list
                                   (variant.axes, f"variants.{vname}.axes"), (prof.axes, f"{pwhere}.axes"),
                                   (spec.axes, "axes"))
         seeds, seeds_where = _first((pvar.seeds if pvar else None, f"{pwhere}.variants.{vname}.seeds"),
-                                    (variant.seeds, f"variants.{vname}.seeds"), (prof.seeds, f"{pwhere}.seeds"),
-                                    (spec.seeds, "seeds"))
+                                    (variant.seeds, f"variants.{vname}.seeds"), (seeds_given, "--seeds"),
+                                    (prof.seeds, f"{pwhere}.seeds"), (spec.seeds, "seeds"))
         layers_before = _preset_layers(variant.presets, f"variants.{vname}.presets", path)
         layers_after = _preset_layers(pvar.presets if pvar else [], f"{pwhere}.variants.{vname}.presets", path)
         for coords in _product(axes):

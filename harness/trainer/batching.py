@@ -1,8 +1,12 @@
 """In-memory datasets augmented a batch at a time: `BatchTransform` and the loader that applies it.
 
-The random-resized crop, flip, normalisation and random erasing run batched on tensors; only timm's
-auto-augment policy (RandAugment/AutoAugment, PIL-based in timm) or colour jitter touches each image, on a
-small PIL image, which costs a fraction of a training step.
+The same transforms as timm's image pipeline (`harness.trainer.transforms`), computed on a batch of tensors, so
+an image exported to an image folder comes out of either path with the same pixels (to one grey level):
+timm's random-resized crop (its own box draw, from Python's `random`), torchvision's horizontal flip (one
+`torch.rand(1)` per image) and the evaluation resize to `floor(size / crop_pct)` then centre crop, each resampled
+with Pillow's weights and rounding (`harness.trainer.resampling`). Only timm's auto-augment policy
+(RandAugment/AutoAugment, PIL-based) or colour jitter touches each image, on a small PIL image, which costs a
+fraction of a training step; normalisation and random erasing are batched.
 """
 
 from __future__ import annotations
@@ -12,43 +16,32 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data.random_erasing import RandomErasing
-from torchvision import transforms as T
+from timm.data.transforms import RandomResizedCropAndInterpolation
 
 from harness.config import RunConfig
 from harness.trainer.datasets import InMemoryImages
+from harness.trainer.resampling import box_weights, resample, resample_weights
 from harness.trainer.transforms import per_image_train_transform
 
-def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, mode: str, flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Crop each image to its box (top, left, height, width in pixels) and resize to size x size, in one batched
-    `grid_sample`; `flip` (bool per image) mirrors horizontally. images: float (N, C, H, W)."""
-    n, _, h, w = images.shape
-    top, left, bh, bw = boxes.to(images.dtype).unbind(1)
-    # affine map from output coordinates in [-1, 1] to input coordinates in [-1, 1] (align_corners=False)
-    sx = bw / w
-    sy = bh / h
-    cx = (2 * left + bw) / w - 1
-    cy = (2 * top + bh) / h - 1
-    if flip is not None:
-        sx = torch.where(flip, -sx, sx)
-    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0] = sx
-    theta[:, 0, 2] = cx
-    theta[:, 1, 1] = sy
-    theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
+
+def eval_weights(length: int, size: int, crop_pct: float, mode: str) -> np.ndarray:
+    """(size, length) weights of timm's evaluation transform along one axis of a square image: torchvision's
+    `Resize(floor(size / crop_pct))`, then `CenterCrop(size)` (its top is `round((scaled - size) / 2)`)."""
+    scaled = math.floor(size / crop_pct)
+    top = int(round((scaled - size) / 2.0))
+    return resample_weights(length, scaled, mode)[top : top + size]
 
 
 class BatchTransform:
     """The training (or evaluation) transform of an in-memory dataset, applied to a uint8 batch (N, 3, H, W).
 
-    The same recipe as timm's `create_transform(is_training=True)` in the same order: random-resized crop and
-    horizontal flip (batched), auto-augment or colour jitter (timm's own per-image PIL ops, `secondary`),
-    normalisation and random erasing (batched). Evaluation: a centre crop of `crop_pct`, resized.
+    timm's `create_transform(is_training=True)` in the same order and with the same random draws per image:
+    random-resized crop and horizontal flip (resampled batched), auto-augment or colour jitter (timm's own
+    per-image PIL ops, `secondary`), normalisation and random erasing (batched). Evaluation: timm's resize
+    to `floor(size / crop_pct)` and centre crop of `size`.
     """
 
     def __init__(self, config: RunConfig, training: bool, device: torch.device | str = "cpu") -> None:
@@ -78,35 +71,39 @@ class BatchTransform:
             f"secondary={self.secondary}, random_erasing={self.random_erasing})"
         )
 
-    def _train_boxes(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(
-            [T.RandomResizedCrop.get_params(img, list(self.scale), list(self.ratio)) for img in images],
-            dtype=torch.float32,
-        )
+    def _train_weights(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image, timm's crop box (Python's `random`) and torchvision's flip (`torch.rand(1)`, drawn only
+        when flips are on, as timm adds the flip only then), as row and column weights on the device."""
+        n, _, h, w = images.shape
+        # timm reads only the image's size: a blank PIL image of that size is the cheapest to ask
+        blank = Image.new("L", (w, h))
+        boxes, flips = [], []
+        for _ in range(n):
+            boxes.append(RandomResizedCropAndInterpolation.get_params(blank, self.scale, self.ratio))
+            flips.append(bool(self.hflip > 0 and torch.rand(1) < self.hflip))
+        top, left, height, width = torch.tensor(boxes, dtype=torch.float64).unbind(1)
+        rows = box_weights(h, top, height, self.size, self.interpolation, self.device)
+        cols = box_weights(w, left, width, self.size, self.interpolation, self.device)
+        # a flip after the resize reverses the order of the output columns
+        flip = torch.tensor(flips, device=self.device).view(-1, 1, 1)
+        return rows, torch.where(flip, cols.flip(1), cols)
 
-    @property
-    def crops(self) -> bool:
-        """False when the random-resized crop is the identity (scale (1, 1): the whole image) and no flip."""
-        return self.scale[0] < 1.0 or self.hflip > 0
+    def _eval_weights(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = eval_weights(h, self.size, self.crop_pct, self.interpolation)
+        cols = eval_weights(w, self.size, self.crop_pct, self.interpolation)
+        return torch.from_numpy(rows.copy())[None], torch.from_numpy(cols.copy())[None]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> normalised float (N, 3, size, size) on this transform's device."""
-        n, _, h, w = images.shape
+        _, _, h, w = images.shape
+        rows, cols = self._train_weights(images) if self.training else self._eval_weights(h, w)
         x = images.to(self.device, non_blocking=True).float()
-        if self.training:
-            if self.crops or h != self.size or w != self.size:
-                boxes = self._train_boxes(images).to(self.device)
-                flip = (torch.rand(n) < self.hflip).to(self.device)
-                x = crop_resize(x, boxes, self.size, self.interpolation, flip)
-            if self.secondary is not None:
-                x = x.clamp_(0, 255).round_().to(torch.uint8).cpu()
-                pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
-                x = torch.from_numpy(np.stack([np.asarray(self.secondary(p)) for p in pil]))
-                x = x.permute(0, 3, 1, 2).to(self.device).float()
-        elif self.crop_pct != 1.0 or h != self.size or w != self.size:
-            ch, cw = h * self.crop_pct, w * self.crop_pct
-            box = torch.tensor([(h - ch) / 2, (w - cw) / 2, ch, cw]).expand(n, 4).to(self.device)
-            x = crop_resize(x, box, self.size, self.interpolation)
+        x = resample(x, rows.to(self.device), cols.to(self.device))
+        if self.secondary is not None:
+            x = x.to(torch.uint8).cpu()
+            pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
+            x = torch.from_numpy(np.stack([np.asarray(self.secondary(p)) for p in pil]))
+            x = x.permute(0, 3, 1, 2).to(self.device).float()
         x = (x - self.mean.to(self.device)) / self.std.to(self.device)
         if self.random_erasing is not None:
             x = self.random_erasing(x)

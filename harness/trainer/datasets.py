@@ -1,7 +1,7 @@
 """Datasets by name: `DATASETS` maps a name to a builder `builder(config) -> DataSplits`.
 
-- `digits`: scikit-learn's 1,797 handwritten 8x8 digits (shipped inside scikit-learn), upscaled to
-  `data.img_size`, 3 channels, split 80/20 train/val, stratified and seeded by `data.split_seed`;
+- `digits`: scikit-learn's 1,797 handwritten 8x8 digits (shipped inside scikit-learn), resized to
+  `data.img_size` as Pillow's bicubic resize does, 3 channels, split 80/20 train/val, stratified and seeded by `data.split_seed`;
 - `fashion_mnist`: Fashion-MNIST's 60,000/10,000 28x28 images from Debian's `dataset-fashion-mnist` package;
 - `synthetic`: seeded random images in 1,000 classes, for speed benchmarks;
 - `imagefolder`: `data.root/train` and `data.root/val` class folders (ImageNet's layout), decoded by
@@ -21,10 +21,10 @@ from typing import Any, Callable, Sized, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
 from harness.config import RunConfig
+from harness.trainer.resampling import resample, resample_weights
 from harness.trainer.transforms import eval_transform, imagefolder_train_transform
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -99,11 +99,14 @@ def apply_train_subset(splits: DataSplits, config: RunConfig) -> DataSplits:
 
 
 def _to_rgb_uint8(gray: np.ndarray, img_size: int) -> torch.Tensor:
-    """(N, h, w) grayscale in [0, 255] -> (N, 3, img_size, img_size) uint8, resized bicubic with antialias."""
-    x = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)).unsqueeze(1)
+    """(N, h, w) grayscale in [0, 255] -> (N, 3, img_size, img_size) uint8: rounded to 8 bits, then resized as
+    Pillow's bicubic resize does (what `Image.resize` makes of the source image)."""
+    x = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)).unsqueeze(1).add_(0.5).floor_().clamp_(0, 255)
     if x.shape[-1] != img_size or x.shape[-2] != img_size:
-        x = F.interpolate(x, size=(img_size, img_size), mode="bicubic", align_corners=False, antialias=True)
-    return x.clamp_(0, 255).round_().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+        rows = torch.from_numpy(resample_weights(x.shape[-2], img_size, "bicubic").copy())[None]
+        cols = torch.from_numpy(resample_weights(x.shape[-1], img_size, "bicubic").copy())[None]
+        x = resample(x, rows, cols)
+    return x.to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------------------

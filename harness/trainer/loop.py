@@ -148,7 +148,8 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     teacher = None
     if config.distillation.kind != "none":
         teacher = build_teacher(config, splits.num_classes, resolve_run_dir, device, info)
-    ema = ModelEmaV3(model, decay=config.ema.decay) if config.ema.enabled else None
+    # a horizon in epochs becomes a per-step decay with this run's steps per epoch (those of one process)
+    ema = ModelEmaV3(model, decay=config.ema.step_decay(len(train_loader))) if config.ema.enabled else None
     unused_head = is_distilled(model) and config.distillation.kind == "none"
     optimizer = build_optimizer(config, model)
     mixup = build_mixup(config, splits.num_classes)
