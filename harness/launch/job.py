@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import submitit
 
-from harness import paths
+from harness import paths, registry
 from harness.config import RunConfig
 from harness.launch.protocols import RunStore
 
@@ -129,6 +129,8 @@ class RunJob(submitit.helpers.Checkpointable):
         directory = paths.run_dir(root, self.run_hash)
         directory.mkdir(parents=True, exist_ok=True)
         run_config = RunConfig.model_validate(self.config)
+        # imported before the provenance is collected, which records the lab's modules and their SHA-256
+        registry.import_modules(run_config.imports)
         resolve = lambda other: paths.run_dir(root, other)  # noqa: E731
         if _global_rank() != 0:
             # the other tasks of a multi-GPU job train beside rank 0, which alone reports to the store

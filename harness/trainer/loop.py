@@ -29,6 +29,7 @@ import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from harness import registry
 from harness.config import RunConfig
 from harness.trainer import distributed, final
 from harness.trainer.checkpoint import CHECKPOINT, Progress, resume, rng_state, save_checkpoint, seed_everything
@@ -99,6 +100,8 @@ def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: C
     """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics.
 
     `should_stop()` is asked before every training step; a reason (not None) raises `RunStopped`."""
+    # the lab's own models and datasets are registered before anything is built
+    registry.import_modules(config.imports)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = distributed.setup(config)

@@ -1,0 +1,71 @@
+"""A lab's own model and dataset by name: a spec's `imports:`, checked at plan time, trained through `harness run`,
+recorded in the run's provenance."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+LAB_CODE = Path(__file__).resolve().parent / "lab_code.py"
+SPEC = """
+name: lab
+imports: [tests.lab_code]
+base:
+  data: {name: lab_stripes, img_size: 32, num_workers: 0}
+  model.name: lab_mlp_32
+  device: cpu
+  batch_size: 50
+  eval_batch_size: 100
+  schedule: {epochs: 2, warmup_epochs: 0}
+  augment: {auto_augment: null, random_erasing: 0.0, repeated_aug: false, mixup: 0.0, cutmix: 0.0, label_smoothing: 0.0}
+  ema: {enabled: false}
+  throughput: {batch_size: 8, repeats: 1}
+"""
+
+
+def _spec(tmp_path: Path, text: str = SPEC) -> str:
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_model_and_a_dataset_of_the_lab_train_through_harness_run(tmp_path, importable_by_jobs):
+    from harness.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(app, ["run", _spec(tmp_path), "--executor", "local", "--db", db,
+                                      "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    with open_store(db) as store:
+        (run,) = store.runs(spec="lab")
+        assert run.status == "completed" and run.config["imports"] == ["tests.lab_code"]
+        assert [e for _, e, n, _ in store.metrics([run.hash]) if n == "top1"] == [0, 1]
+    files = run.provenance["imports"]["tests.lab_code"]
+    assert files == {str(LAB_CODE): hashlib.sha256(LAB_CODE.read_bytes()).hexdigest()}
+
+
+def test_a_module_that_cannot_be_imported_is_one_line_at_plan_time(tmp_path):
+    result = CliRunner().invoke(app, ["run", _spec(tmp_path, SPEC.replace("tests.lab_code", "tests.no_such_lab")),
+                                      "--dry-run", "--db", f"sqlite:///{tmp_path / 'store.db'}"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "imports" in lines[0] and "cannot import 'tests.no_such_lab'" in lines[0], lines
+
+
+def test_a_name_the_module_does_not_register_is_one_line_at_plan_time(tmp_path):
+    result = CliRunner().invoke(app, ["run", _spec(tmp_path, SPEC.replace("lab_stripes", "lab_nosuch")),
+                                      "--dry-run", "--db", f"sqlite:///{tmp_path / 'store.db'}"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "unknown dataset 'lab_nosuch'" in lines[0] and "lab_stripes" in lines[0], lines
+
+
+def test_without_imports_the_hash_of_a_config_is_what_it_was():
+    from harness.config import RunConfig, run_hash
+
+    assert "imports" not in RunConfig().as_json()
+    assert run_hash(RunConfig()) != run_hash(RunConfig(imports=("tests.lab_code",)))
