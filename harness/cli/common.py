@@ -143,9 +143,9 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail("interrupted", code=130)
         except PreflightError as exc:
             lines = str(exc).splitlines()
-            for line in lines[1:]:
+            for line in lines[:-1]:  # in the order found
                 typer.echo(f"error: {line}", err=True)
-            fail(lines[0])
+            fail(lines[-1])
         except (SpecError, StoreError, LookupError) as exc:
             fail(_first_line(exc))
         except SQLAlchemyError as exc:

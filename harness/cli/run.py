@@ -35,9 +35,14 @@ def run(
     runs = expand(loaded, profile)
     options = launch.options(output, loaded.spec.slurm)
     if dry_run:
-        plan, estimate = plan_only(runs, store_url(db, output), options, probe)
+        plan, estimate, problems = plan_only(runs, store_url(db, output), options, probe)
         typer.echo(plan)
         typer.echo(estimate, err=True)  # stdout stays the plan, one line per run, for scripts
+        if problems:
+            typer.echo(f"error: the real run would stop on {len(problems)} problem(s):", err=True)
+            for line in problems:
+                typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(2)
         return
     result = launch_spec(loaded, runs, store_url(db, output), options, progress=typer.echo)
     typer.echo(result.summary())

@@ -79,13 +79,15 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
     if store is not None:
         return launch(loaded, runs, store, db_url, options, progress)
     entries = prepare(runs, None)  # every run is to run, as it is in the store created below
-    check_files([e.run for e in entries])
+    check_files([e.run for e in entries], options.executor)
     Path(options.output).mkdir(parents=True, exist_ok=True)
     return _register_and_submit(loaded, entries, open_store(db_url), db_url, options, progress)
 
 
-def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: bool = False) -> tuple[str, str]:
-    """`harness run --dry-run`: the plan (one line per run and a summary) and its cost estimate; writes nothing."""
+def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
+            probe: bool = False) -> tuple[str, str, list[str]]:
+    """`harness run --dry-run`: the plan (one line per run and a summary), its cost estimate, and every problem
+    the real run would stop on (files, weights, the executor's commands); writes nothing."""
     from harness.launch.estimate import dry_run_estimate
     from harness.launch.plan import format_plan
 
@@ -94,8 +96,10 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: 
     todo = sum(e.state == "to_run" for e in entries)
     plan_text = (f"{format_plan(entries)}\n{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to "
                  "run (dry run: nothing trained)")
+    to_run = [e.run for e in entries if e.state == "to_run"]
+    problems = preflight.problems(to_run, _executor_named(options.executor))
     estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe)
-    return plan_text, estimate
+    return plan_text, estimate, problems
 
 
 def existing_store(db_url: str):  # type: ignore[no-untyped-def]
@@ -109,9 +113,10 @@ def existing_store(db_url: str):  # type: ignore[no-untyped-def]
         return None
 
 
-def check_files(runs: list[PlannedRun]) -> None:
-    """PreflightError, one line per problem, when runs lack a file, a folder or published weights."""
-    problems = preflight.problems(runs)
+def check_files(runs: list[PlannedRun], executor: str | None = None) -> None:
+    """PreflightError, one line per problem, when runs lack a file, a folder or published weights, or the
+    executor a command it needs."""
+    problems = preflight.problems(runs, _executor_named(executor))
     if problems:
         raise PreflightError("\n".join(problems))
 
@@ -120,7 +125,7 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: 
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
-    check_files([e.run for e in entries if e.state == "to_run"])
+    check_files([e.run for e in entries if e.state == "to_run"], options.executor)
     return _register_and_submit(loaded, entries, store, db_url, options, progress)
 
 
@@ -155,6 +160,14 @@ def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: L
             run_locally(executor, claimed, jobs, store, owner, options.output, options.max_parallel,
                         options.poll_s, progress, result)
     return result
+
+
+def _executor_named(name: str | None) -> str | None:
+    """The executor an option names (`auto` resolved); None for a name that is no executor (an error later)."""
+    try:
+        return None if name is None else resolve_executor(name)
+    except ValueError:
+        return None
 
 
 def new_owner() -> Owner:

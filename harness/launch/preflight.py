@@ -9,15 +9,17 @@ working directory.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 from harness.spec import PlannedRun
 
 
-def problems(runs: Iterable[PlannedRun]) -> list[str]:
+def problems(runs: Iterable[PlannedRun], executor: str | None = None) -> list[str]:
     """One line per missing file, folder or published weight a run would need, naming the run, the key and the
-    path (a weight: its tag and the command that fetches it)."""
+    path (a weight: its tag and the command that fetches it), and per SLURM command the executor needs; every
+    problem, in the order found (a dry run shows them all at once)."""
     from harness.weights import check_weights
 
     runs = list(runs)
@@ -28,7 +30,19 @@ def problems(runs: Iterable[PlannedRun]) -> list[str]:
             if (key, problem) not in seen:
                 seen.add((key, problem))
                 found.append(f"{run.short} {run.describe()}: {key}: {problem}")
-    return found + check_weights(runs)
+    return found + check_weights(runs) + (executor_problems(executor) if runs else [])
+
+
+# the SLURM commands a launch runs here (submitit submits with sbatch, watches with squeue and sacct) or its jobs run
+SLURM_COMMANDS = ("sbatch", "srun")
+
+
+def executor_problems(executor: str | None) -> list[str]:
+    """The SLURM commands that `--executor slurm` needs and this machine lacks."""
+    if executor != "slurm":
+        return []
+    return [f"--executor slurm: no `{name}` command here (run on a SLURM login node, or use --executor local)"
+            for name in SLURM_COMMANDS if shutil.which(name) is None]
 
 
 def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:
