@@ -68,3 +68,61 @@ def test_weights_fetch_without_network_says_so_in_one_line(tmp_path):
     assert len(lines) == 1, lines
     assert "cannot reach the Hugging Face hub (http://127.0.0.1:9)" in lines[0] and "holds none" not in lines[0]
     assert time.monotonic() - start < 60  # no minute of retries
+
+
+def test_cost_counts_cpu_runs_in_core_hours(sqlite_store, planned):
+    from harness.report.cost import format_costs, run_cost, spec_costs
+    from tests.runstate import drive
+
+    (run,) = planned(1)
+    sqlite_store.register_experiment("ablation", "", "")
+    sqlite_store.register_runs("ablation", [run])
+    drive(sqlite_store, run.hash, "completed")
+    # half an hour of training in 2 processes of 4 threads each: 4 core-hours, not "1 CPU-h"
+    sqlite_store.log_final(run.hash, {"train_time_s": 1800.0}, {"device": "cpu (4 threads)", "world_size": "2"})
+    assert run_cost(sqlite_store.get_run(run.hash)).cpu_h == 4.0
+    text = format_costs(spec_costs(store=sqlite_store))
+    assert "core-h" in text and "CPU-h" not in text and "4.000" in text
+
+
+def test_a_probe_times_seconds_of_steps_says_how_noisy_they_were_and_rounds_to_it():
+    import re
+
+    from harness.launch import estimate as est
+    from harness.launch.probe import MIN_SECONDS, MIN_STEPS
+    from tests.test_launch_estimate import config, planned_run
+
+    [e] = est.estimate_runs([planned_run(config())], [], executor="local", probe=True)
+    timed = re.search(r"^~([\d.e+]+) img/s timed here: .*, (\d+) training steps in ([\d.]+) s, which varied ±(\d+)%",
+                      e.basis)
+    assert timed, e.basis
+    assert int(timed[2]) >= MIN_STEPS and float(timed[3]) >= MIN_SECONDS * 0.99  # seconds of steps, not a few steps
+    # printed to the digits the spread allows, never more
+    shown = timed[1].replace(".", "").lstrip("0").rstrip("0")
+    assert len(shown) <= est.digits(e.spread)
+    assert est.rounded(754.3, 0.1) == 750 and est.rounded(754.3, 0.5) == 800 and est.rounded(754.3, 0.01) == 754
+
+
+def test_an_estimate_without_any_known_speed_prints_no_total_and_plain_words(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: {data: {name: digits, img_size: 16}, model.name: resnet_tiny_32, device: cpu}\n"
+                    "seeds: [0, 1]\n")
+    res = runner.invoke(app, ["run", str(spec), "--dry-run", "--executor", "local", "--db",
+                              f"sqlite:///{tmp_path / 'none.db'}"])
+    assert res.exit_code == 0, res.output
+    assert "0:00:00" not in res.stderr and "no estimate: the speed of all 2 runs is unknown" in res.stderr
+    for jargon in ("no basis", "process(es)", "GPU(s)", "run(s)"):
+        assert jargon not in res.stderr, jargon
+    assert "no GPU and 1 process per run" in res.stderr
+
+
+def test_the_estimate_and_the_launcher_share_one_thread_rule(monkeypatch):
+    from harness.launch import estimate as est
+    from harness.launch.executors import threads_per_run
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert est.target_for("local", True, max_parallel=2, threads=3).threads == 3 == threads_per_run(3, "local", 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # OMP_NUM_THREADS set: the launcher forces nothing, and the probe must not force the cores split either
+    assert threads_per_run(None, "local", 1) is None and est.target_for("local", True).threads is None
+    assert est.target_for("local", True).device == "cpu (1 thread)"

@@ -12,7 +12,6 @@ SLURM the whole graph is submitted at once with `afterok` dependencies (harness/
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Callable
 
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
-from harness.launch.executors import resolve_executor
+from harness.launch.executors import resolve_executor, threads_per_run
 from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held, terminate_as_interrupt
 from harness.launch.job import RunJob
 from harness.launch.local import run_locally
@@ -98,7 +97,8 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
                  "run (dry run: nothing trained)")
     to_run = [e.run for e in entries if e.state == "to_run"]
     problems = preflight.problems(to_run, _executor_named(options.executor))
-    estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe)
+    estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe,
+                                options.threads)
     return plan_text, estimate, problems
 
 
@@ -205,17 +205,7 @@ def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: La
 def _job(run: PlannedRun, db_url: str, token: str, options: LaunchOptions, executor: str) -> RunJob:
     max_requeues = options.slurm.max_requeues if executor == "slurm" and options.slurm is not None else 0
     return RunJob(run.hash, run.config.as_json(), secrets.job_url(db_url), str(options.output), owner=token,
-                  max_requeues=max_requeues, threads=threads_per_run(options, executor))
-
-
-def threads_per_run(options: LaunchOptions, executor: str) -> int | None:
-    """torch threads for a local run: the explicit option, else none forced when OMP_NUM_THREADS is set, else
-    the machine's cores split between the runs trained at once (they would otherwise oversubscribe them)."""
-    if options.threads is not None:
-        return options.threads
-    if executor == "slurm" or os.environ.get("OMP_NUM_THREADS"):
-        return None
-    return max(1, (os.cpu_count() or 1) // max(1, options.max_parallel))
+                  max_requeues=max_requeues, threads=threads_per_run(options.threads, executor, options.max_parallel))
 
 
 def _run_on_slurm(claimed: list[PlannedRun], jobs: dict[str, RunJob], store: RunStore, owner: Owner,

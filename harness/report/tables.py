@@ -13,7 +13,7 @@ per column, `delta` (the cell's mean minus the reference row's in that column), 
 interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "reference",
 or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With
 `detect=D` also `need`: the seeds the cell needs to resolve a difference of D points. With `cost=True` each
-column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
+column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU core-hours of the cell's runs (see `harness.report.cost`).
 
 Descriptive columns (Table 3's supervision marks, Table 8's ✓/✗) come first as `(name, "")`. Everything
 else a renderer needs sits in `df.attrs`: the table number, title, caption, which origin of runs it shows

@@ -80,9 +80,10 @@ class Run:
     scheduler: object
     mixup: object
     criterion: nn.Module
-    train_loader: object
-    val_loader: object
-    val_shard: np.ndarray | None
+    # the data (None where only training steps are timed: harness.launch.probe)
+    train_loader: object = None
+    val_loader: object = None
+    val_shard: np.ndarray | None = None
 
     def evaluate(self, model: nn.Module, prefix: str = "") -> EvalResult:
         return evaluate(model, self.val_loader, self.device, self.autocast, self.val_shard, prefix=prefix)
@@ -147,15 +148,39 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     teacher = None
     if config.distillation.kind != "none":
         teacher = build_teacher(config, splits.num_classes, resolve_run_dir, device, info)
+    run = assemble(config, env, device, model, teacher, splits.num_classes)
+    run.train_loader, run.val_loader, run.val_shard = train_loader, val_loader, val_shard
+    return run, teacher
+
+
+def assemble(config: RunConfig, env: distributed.DistEnv, device: torch.device, model: nn.Module,
+             teacher: nn.Module | None, num_classes: int) -> Run:
+    """What a training step needs around a built student (and teacher): EMA, optimizer, schedule, Mixup/CutMix,
+    the run's loss, the DDP wrapper; no data (`build_run` adds it)."""
     ema = ModelEmaV3(model, decay=config.ema.decay) if config.ema.enabled else None
     unused_head = is_distilled(model) and config.distillation.kind == "none"
     optimizer = build_optimizer(config, model)
-    mixup = build_mixup(config, splits.num_classes)
-    run = Run(config, env, device, _autocast(config, device), model,
-              distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
-              build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher),
-              train_loader, val_loader, val_shard)
-    return run, teacher
+    mixup = build_mixup(config, num_classes)
+    return Run(config, env, device, _autocast(config, device), model,
+               distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
+               build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher))
+
+
+def train_step(run: Run, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One training step on a batch already on the device: Mixup/CutMix, the run's loss (the teacher's forward
+    included), backward, gradient clipping, the optimizer step and the EMA update; the loss, detached."""
+    if run.mixup is not None:
+        images, targets = run.mixup(images, targets)
+    with run.autocast():
+        loss = run.criterion(images, run.train_model(images), targets)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.optimizer.clip_grad is not None:
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.config.optimizer.clip_grad)
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return loss.detach()
 
 
 def _check_stop(run: Run, should_stop: StopCheck, pending: str | None, epoch: int, step: int) -> str | None:
@@ -184,22 +209,11 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
         pending = _check_stop(run, should_stop, pending, epoch, step)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        if run.mixup is not None:
-            images, targets = run.mixup(images, targets)
-        with run.autocast():
-            loss = run.criterion(images, run.train_model(images), targets)
-        loss_value = loss.detach()
+        loss_value = train_step(run, images, targets)
         # on a GPU, reading the loss waits for the step: only every 20 steps
         if (device.type == "cpu" or step % 20 == 0) and not math.isfinite(loss_value.item()):
             lr = run.optimizer.param_groups[0]["lr"]
             raise TrainingDiverged(f"loss is {loss_value.item()} at epoch {epoch}, step {step} (lr {lr:.3g})")
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if run.config.optimizer.clip_grad is not None:
-            nn.utils.clip_grad_norm_(run.model.parameters(), run.config.optimizer.clip_grad)
-        run.optimizer.step()
-        if run.ema is not None:
-            run.ema.update(run.model)
         loss_sum += loss_value.float()
         steps += 1
         samples += images.shape[0]
