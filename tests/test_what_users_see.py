@@ -126,3 +126,35 @@ def test_the_estimate_and_the_launcher_share_one_thread_rule(monkeypatch):
     # OMP_NUM_THREADS set: the launcher forces nothing, and the probe must not force the cores split either
     assert threads_per_run(None, "local", 1) is None and est.target_for("local", True).threads is None
     assert est.target_for("local", True).device == "cpu (1 thread)"
+
+
+def test_figure_1_says_truly_why_it_has_no_point_of_ours(sqlite_store, sqlite_url, tmp_path):
+    from test_report_helpers import fake_top1, fill
+
+    # the README's first run: distillation's quick profile, every run with throughput and top-1
+    fill(sqlite_store, "distillation", "quick", fake_top1)
+    res = runner.invoke(app, ["plot", "--figure", "1", "--out", str(tmp_path / "f1.png"), "--db", sqlite_url])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[1] == (
+        "only the paper's points: no finished run of model_size (Table 5's spec, whose runs Figure 1 draws) yet: "
+        "harness run ablations/model_size.yaml --profile quick")
+    fill(sqlite_store, "model_size", "quick", lambda run: {"top1": 70.0})  # no throughput measured
+    res = runner.invoke(app, ["plot", "--figure", "1", "--out", str(tmp_path / "f1.png"), "--db", sqlite_url])
+    assert "none of the" in res.stdout and "'paper' protocol throughput" in res.stdout
+
+
+def test_an_unknown_profile_and_a_missing_detect_are_one_true_line(sqlite_store, sqlite_url, tmp_path):
+    from test_report_helpers import fake_top1, fill
+
+    fill(sqlite_store, "distillation", "quick", fake_top1)
+    for args in (["report", "--table", "3", "--profile", "nosuch"],
+                 ["plot", "--figure", "1", "--out", str(tmp_path / "f.png"), "--profile", "nosuch"]):
+        res = runner.invoke(app, args + ["--db", sqlite_url])
+        assert res.exit_code == 2, res.output
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: no run of profile 'nosuch' in the store; its profiles: ")
+        assert {"quick", "small"} <= set(lines[0].split("its profiles: ")[1].split(", ")), lines
+    assert runner.invoke(app, ["report", "--table", "3", "--profile", "quick", "--db", sqlite_url]).exit_code == 0
+    res = runner.invoke(app, ["seeds", "distillation", "--db", sqlite_url])
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: say which difference the seeds must resolve, in top-1 points: --detect 0.5, say"
