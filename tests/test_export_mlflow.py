@@ -125,9 +125,9 @@ def test_the_command_exports_and_says_what_it_wrote(filled, tracking, sqlite_url
 
     result = CliRunner().invoke(app, ["export", "mlflow", "ablation", "--tracking-uri", tracking, "--db", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert "1 experiment(s): 6 run(s) created" in result.output
+    assert "1 experiment: 6 runs created" in result.output
     again = CliRunner().invoke(app, ["export", "mlflow", "--tracking-uri", tracking, "--db", sqlite_url])
-    assert "0 run(s) created, 0 updated, 6 already up to date; 0 epoch(s)" in again.output
+    assert "0 runs created, 0 updated, 6 already up to date; 0 epochs" in again.output
 
 
 def test_without_mlflow_the_command_says_how_to_install_it(filled, sqlite_url, monkeypatch):

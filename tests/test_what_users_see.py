@@ -158,3 +158,58 @@ def test_an_unknown_profile_and_a_missing_detect_are_one_true_line(sqlite_store,
     res = runner.invoke(app, ["seeds", "distillation", "--db", sqlite_url])
     assert res.exit_code == 2
     assert res.output.strip() == "error: say which difference the seeds must resolve, in top-1 points: --detect 0.5, say"
+
+
+def test_a_stopped_run_says_so_plainly_and_its_log_shows_every_job_without_submitit_noise(tmp_path,
+                                                                                           importable_by_jobs):
+    """A run's job stopped by Ctrl-C (SIGINT), then retried: the launch says 'cancelled: stopped by SIGINT', not
+    'FAILED: KeyboardInterrupt', and `harness logs` shows both jobs' lines, without submitit's bookkeeping."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from harness.store import open_store
+    from tests.test_lab_code import SPEC
+
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(SPEC.replace("epochs: 2", "epochs: 12"))
+    db, out = f"sqlite:///{tmp_path / 'store.db'}", str(tmp_path / "out")
+    launch = subprocess.Popen([sys.executable, "-m", "harness", "run", str(spec), "--executor", "local", "--threads",
+                               "1", "--db", db, "--output", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        record = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if os.path.exists(tmp_path / "store.db"):
+                with open_store(db) as store:
+                    found = store.runs(spec="lab")
+                record = found[0] if found else None
+                if record is not None and record.epoch is not None and record.epoch >= 1:
+                    break
+        assert record is not None and record.status == "running", record
+        job = psutil.Process(int(record.job_id.split(":")[-1]))
+        for process in [job, *job.children(recursive=True)]:
+            process.send_signal(signal.SIGINT)  # what Ctrl-C in the job's terminal sends
+        said, _ = launch.communicate(timeout=120)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    assert "FAILED" not in said and "KeyboardInterrupt" not in said, said
+    assert "cancelled: stopped by SIGINT (Ctrl-C)" in said, said
+    retried = runner.invoke(app, ["retry", "lab", "--failed", "--executor", "local", "--threads", "1", "--db", db,
+                                  "--output", out])
+    assert retried.exit_code == 0, retried.output
+    shown = runner.invoke(app, ["logs", record.hash[:10], "--db", db, "--output", out])
+    assert shown.exit_code == 0, shown.output
+    text = shown.stdout
+    assert text.count("### job ") == 2 and "the run's job 1 of 2" in text and "the run's job 2 of 2" in text, text
+    assert "submitit INFO" not in text and "Loading pickle" not in text, text
+    assert text.count(f"run {record.hash} starts on ") == 2
+    epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert epochs[-1].startswith("epoch 12/12") and len(epochs) >= 12, text

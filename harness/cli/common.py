@@ -16,6 +16,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from harness import paths
+from harness.words import count
 
 SLURM = "SLURM (--executor slurm; values override the spec's slurm: section)"
 
@@ -138,7 +139,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except LaunchInterrupted as exc:
             for line in exc.lines:
                 typer.echo(line, err=True)
-            fail(f"interrupted by {exc.signal_name}: {len(exc.lines)} run(s) stopped or given back", code=130)
+            fail(f"interrupted by {exc.signal_name}: {count(len(exc.lines), 'run')} stopped or given back", code=130)
         except KeyboardInterrupt:
             fail("interrupted", code=130)
         except PreflightError as exc:

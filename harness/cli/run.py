@@ -10,6 +10,7 @@ import typer
 from harness.cli.common import (
     Db, LaunchChoices, Output, command, open_existing_store, store_url, with_launch_options,
 )
+from harness.words import count
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +40,7 @@ def run(
         typer.echo(plan)
         typer.echo(estimate, err=True)  # stdout stays the plan, one line per run, for scripts
         if problems:
-            typer.echo(f"error: the real run would stop on {len(problems)} problem(s):", err=True)
+            typer.echo(f"error: the real run would stop on {count(len(problems), 'problem')}:", err=True)
             for line in problems:
                 typer.echo(f"error: {line}", err=True)
             raise typer.Exit(2)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import Db, Output, command, open_existing_store
+from harness.words import count
 
 
 def register(app: typer.Typer) -> None:
@@ -51,4 +52,4 @@ def cancel(target: str = typer.Argument(..., help="spec name or run hash prefix"
     from harness.launch.control import cancel as cancel_runs
 
     cancelled = cancel_runs(open_existing_store(db, output), target)
-    typer.echo(f"cancelled {len(cancelled)} run(s)" + "".join(f"\n  {c.hash[:10]}  {c.job}" for c in cancelled))
+    typer.echo(f"cancelled {count(len(cancelled), 'run')}" + "".join(f"\n  {c.hash[:10]}  {c.job}" for c in cancelled))

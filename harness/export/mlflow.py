@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from harness import dotted
 from harness.config import short_hash
 from harness.states import FINISHED
+from harness.words import count
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -68,9 +69,9 @@ class ExportSummary:
     values_logged: int = 0
 
     def line(self) -> str:
-        return (f"{len(self.experiments)} experiment(s): {self.runs_created} run(s) created, {self.runs_updated} "
-                f"updated, {self.runs_unchanged} already up to date; {self.epochs_logged} epoch(s) "
-                f"({self.values_logged} metric values) logged")
+        return (f"{count(len(self.experiments), 'experiment')}: {count(self.runs_created, 'run')} created, "
+                f"{self.runs_updated} updated, {self.runs_unchanged} already up to date; "
+                f"{count(self.epochs_logged, 'epoch')} ({count(self.values_logged, 'metric value')}) logged")
 
 
 def client_for(tracking_uri: str) -> "MlflowClient":

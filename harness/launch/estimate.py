@@ -33,6 +33,7 @@ from typing import Any, Iterable
 from harness.config import RunConfig
 from harness.launch.protocols import RunStore
 from harness.store.records import RunRecord
+from harness.words import count
 
 # training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
 TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000}
@@ -107,11 +108,6 @@ class Target:
         where = self.device or "a GPU of the cluster's"
         gpus = "no GPU" if not self.gpus else count(self.gpus, "GPU")
         return f"{self.executor} executor, {where}, {gpus} and {count(self.world_size, 'process', 'processes')} per run"
-
-
-def count(n: int, one: str, many: str | None = None) -> str:
-    """`1 process`, `8 processes`: a number and its noun, as a sentence says them."""
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def local_gpu_name() -> str | None:

@@ -18,6 +18,7 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +27,8 @@ import submitit
 
 from harness import paths, registry
 from harness.config import RunConfig
+from harness.launch import logs
+from harness.launch.interrupts import signal_name
 from harness.launch.protocols import RunStore
 
 HEARTBEAT_S = 30.0
@@ -129,6 +132,11 @@ class RunJob(submitit.helpers.Checkpointable):
         directory = paths.run_dir(root, self.run_hash)
         directory.mkdir(parents=True, exist_ok=True)
         run_config = RunConfig.model_validate(self.config)
+        from harness.launch.processes import hostname
+
+        # the first line of every job's log: `harness logs` finds all the jobs of a resumed run by it
+        print(logs.start_line(self.run_hash, hostname(), datetime.now(timezone.utc).isoformat(timespec="seconds")),
+              flush=True)
         # imported before the provenance is collected, which records the lab's modules and their SHA-256
         registry.import_modules(run_config.imports)
         resolve = lambda other: paths.run_dir(root, other)  # noqa: E731
@@ -136,8 +144,6 @@ class RunJob(submitit.helpers.Checkpointable):
             # the other tasks of a multi-GPU job train beside rank 0, which alone reports to the store
             return train(run_config, directory, _NullSink(), resolve)
         store = open_store(self.db_url, create=False)
-        from harness.launch.processes import hostname
-
         if not store.mark_started(self.run_hash, self.owner, hostname(), collect()):
             raise ClaimLost(_not_ours(store, self.run_hash))
         heartbeat = Heartbeat(store, self.run_hash, self.owner, self.heartbeat_s).start()
@@ -149,8 +155,10 @@ class RunJob(submitit.helpers.Checkpointable):
         except RunStopped:
             raise  # the store already says why (cancelled, or another owner): nothing of ours to record
         except BaseException as exc:
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self._record_end(store, status, _describe(exc))
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or a signal: a stop, not a fault of the run
+                self._record_end(store, "cancelled", f"stopped by {signal_name(exc)}")
+            else:
+                self._record_end(store, "failed", _describe(exc))
             raise
         finally:
             heartbeat.stop()

@@ -21,6 +21,7 @@ from typing import Callable
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
 from harness.launch.executors import resolve_executor, threads_per_run
+from harness.words import count
 from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held, terminate_as_interrupt
 from harness.launch.job import RunJob
 from harness.launch.local import run_locally
@@ -93,8 +94,8 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
     store = existing_store(db_url)
     entries = prepare(runs, store)
     todo = sum(e.state == "to_run" for e in entries)
-    plan_text = (f"{format_plan(entries)}\n{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to "
-                 "run (dry run: nothing trained)")
+    plan_text = (f"{format_plan(entries)}\n{count(len(entries), 'run')}: {len(entries) - todo} done or in flight, "
+                 f"{todo} to run (dry run: nothing trained)")
     to_run = [e.run for e in entries if e.state == "to_run"]
     problems = preflight.problems(to_run, _executor_named(options.executor))
     estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe,
@@ -244,7 +245,7 @@ def _wait_cluster(to_wait: list[PlannedRun], store: RunStore, owner: Owner, opti
                 watch.completed(run, record)
             else:
                 result.failures.append(Failure(run, record.error or record.status, record.log_path))
-                watch.event(run, f"{record.status.upper()}: {record.error or ''} (log: {record.log_path})")
+                watch.ended(run, record.status, record.error, record.log_path)
         if left:
             time.sleep(options.poll_s)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from harness.launch.plan import PlanEntry
 from harness.spec import PlannedRun
+from harness.words import count
 
 
 @dataclass
@@ -29,5 +30,5 @@ class LaunchResult:
 
     def summary(self) -> str:
         done = sum(e.state == "done" for e in self.entries)
-        return (f"{len(self.entries)} runs: {done} already done, {len(self.submitted)} trained now, "
+        return (f"{count(len(self.entries), 'run')}: {done} already done, {len(self.submitted)} trained now, "
                 f"{len(self.elsewhere)} in flight elsewhere, {len(self.failures)} failed")

@@ -37,6 +37,7 @@ from harness.report import definitions as defs
 from harness.report import setting
 from harness.report import significance as sig
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
+from harness.words import count
 
 def _num(value: Any) -> float:
     if value is None:
@@ -375,7 +376,7 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
                         values[(a, b)].append(disagreement(arrays[a], arrays[b]))
             shown += [distilled] + ([baseline] if baseline is not None else [])
         if size_label:
-            notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
+            notes.append(f"Models compared: {size_label} ({count(len(pairs), 'seed')}).")
     df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
     df.attrs.update(_attrs(td, origin, shown, setting.caption((r, td.img_size) for r in shown)))
     df.attrs["notes"] = notes
