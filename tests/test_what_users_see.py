@@ -213,3 +213,33 @@ def test_a_stopped_run_says_so_plainly_and_its_log_shows_every_job_without_submi
     assert text.count(f"run {record.hash} starts on ") == 2
     epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
     assert epochs[-1].startswith("epoch 12/12") and len(epochs) >= 12, text
+
+
+# words of the harness's developers that no help text of a researcher's command should hold
+JARGON = ("typer", "registers its own", "pickle", "submitit", "(s)", "(es)", "token", "no basis", "RunJob")
+
+
+def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
+    import typer.main
+
+    click_group = typer.main.get_command(group) if not hasattr(group, "commands") else group
+    for name, command in click_group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _commands(command, prefix + (name,))
+        else:
+            yield prefix + (name,)
+
+
+def test_every_command_s_help_speaks_to_a_researcher():
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert top.exit_code == 0
+    opening = [line.strip() for line in top.stdout.splitlines() if line.strip()][1]
+    assert opening.startswith("Train the runs of an ablation spec"), opening
+    commands = list(_commands(app))
+    assert ("export", "mlflow") in commands and ("run",) in commands and len(commands) >= 14
+    for command in commands:
+        text = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).stdout
+        for word in JARGON:
+            assert word not in text, (command, word)
+    imported = runner.invoke(app, ["import", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "optionally label, profile and seed" in imported  # not eaten as markup

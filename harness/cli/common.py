@@ -22,7 +22,9 @@ SLURM = "SLURM (--executor slurm; values override the spec's slurm: section)"
 
 Db = Annotated[Optional[str], typer.Option("--db", help="store URL (default: $HARNESS_DB, else OUTPUT/harness.db)")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="output folder (default: $HARNESS_OUTPUT or ./runs)")]
-Executor = Annotated[str, typer.Option(help="auto (SLURM where srun exists, else local), local, debug or slurm")]
+Executor = Annotated[str, typer.Option(help="where runs train: auto (SLURM where srun exists, else local), local "
+                                            "(processes on this machine), slurm, or debug (inside this command, "
+                                            "for a debugger)")]
 MaxParallel = Annotated[int, typer.Option(min=1, help="runs trained at once by the local executor")]
 Threads = Annotated[Optional[int], typer.Option(
     min=1, help="torch CPU threads per local run (default: $OMP_NUM_THREADS if set, else cores / max-parallel)")]

@@ -22,8 +22,8 @@ def run(
     spec: Path = typer.Argument(..., help="YAML ablation spec"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
-    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few training steps of each model "
-                               "here for runs that no completed run of the store can estimate"),
+    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few seconds of training of each "
+                               "model here, for runs whose speed no completed run in the store shows"),
     db: Db = None, output: Output = None, *, launch: LaunchChoices,
 ) -> None:
     """Train every run of SPEC that the store does not hold yet."""

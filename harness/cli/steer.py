@@ -40,7 +40,7 @@ def status(
 
 
 def logs(run: str = typer.Argument(..., help="run hash prefix"), db: Db = None, output: Output = None) -> None:
-    """Print a run's log: the trainer's epoch lines and the job's errors."""
+    """Print a run's log: the epoch lines and errors of every job it had (a resumed run has several)."""
     from harness.launch.control import log_text
 
     typer.echo(log_text(open_existing_store(db, output), run))
