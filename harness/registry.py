@@ -41,14 +41,16 @@ def _cache_dir() -> Path:
 def timm_model_names() -> frozenset[str]:
     """Every model name timm registers, read from a per-version cache that the first call writes."""
     version = importlib.metadata.version("timm")
-    cache = _cache_dir() / f"timm-{version}-models.txt"
+    # "timm-only": timm's own models, never those a lab's module registered in the process that wrote the cache
+    cache = _cache_dir() / f"timm-{version}-timm-only-models.txt"
     try:
         return frozenset(cache.read_text().split())
     except OSError:
         pass
     import timm
 
-    names = sorted(set(timm.list_models()) - set(HARNESS_MODELS))
+    names = sorted(name for name in timm.list_models()
+                   if timm.models.model_entrypoint(name).__module__.startswith("timm."))
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -100,6 +102,15 @@ def _sources(name: str) -> dict[str, str]:
     return out
 
 
+def _lab_models() -> set[str]:
+    """Models registered in timm by a lab's modules imported here (none before any is imported)."""
+    timm = sys.modules.get("timm")
+    if not _IMPORTED or timm is None:
+        return set()
+    return {name for name in timm.list_models()
+            if not timm.models.model_entrypoint(name).__module__.startswith(("timm.", "harness."))}
+
+
 def _registered_in_timm(architecture: str) -> bool:
     """A model a lab's module registered with timm's `@register_model` (timm is imported by then)."""
     timm = sys.modules.get("timm")
@@ -111,7 +122,7 @@ def check_model(name: str) -> str:
     architecture = name.split(".", 1)[0]
     if architecture in HARNESS_MODELS or architecture in timm_model_names() or _registered_in_timm(architecture):
         return name
-    known = sorted(timm_model_names() | set(HARNESS_MODELS))
+    known = sorted(timm_model_names() | set(HARNESS_MODELS) | _lab_models())
     close = difflib.get_close_matches(architecture, known, n=5)
     hint = f"; did you mean: {', '.join(close)}" if close else "; see timm.list_models()"
     raise KeyError(f"unknown model '{name}'{hint}")

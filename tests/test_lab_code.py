@@ -68,3 +68,15 @@ def test_without_imports_the_hash_of_a_config_is_what_it_was():
 
     assert "imports" not in RunConfig().as_json()
     assert run_hash(RunConfig()) != run_hash(RunConfig(imports=("tests.lab_code",)))
+
+
+def test_a_lab_model_never_enters_the_cache_of_timm_s_names_and_a_typo_suggests_it(tmp_path, monkeypatch):
+    from harness import registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    registry.import_modules(["tests.lab_code"])
+    assert "lab_mlp_32" not in registry.timm_model_names() and "resnet50" in registry.timm_model_names()
+    assert "lab_mlp_32" not in (next((tmp_path / "deit-harness").glob("timm-*.txt"))).read_text().split()
+    assert registry.check_model("lab_mlp_32") == "lab_mlp_32"
+    with pytest.raises(KeyError, match="unknown model 'lab_mpl_32'; did you mean: lab_mlp_32"):
+        registry.check_model("lab_mpl_32")

@@ -110,7 +110,7 @@ def test_an_estimate_without_any_known_speed_prints_no_total_and_plain_words(tmp
     res = runner.invoke(app, ["run", str(spec), "--dry-run", "--executor", "local", "--db",
                               f"sqlite:///{tmp_path / 'none.db'}"])
     assert res.exit_code == 0, res.output
-    assert "0:00:00" not in res.stderr and "no estimate: the speed of all 2 runs is unknown" in res.stderr
+    assert "0:00:00" not in res.stderr and "no estimate: the speed of the 2 runs is unknown" in res.stderr
     for jargon in ("no basis", "process(es)", "GPU(s)", "run(s)"):
         assert jargon not in res.stderr, jargon
     assert "no GPU and 1 process per run" in res.stderr

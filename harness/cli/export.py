@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -26,6 +27,8 @@ def mlflow(
     from harness.export.mlflow import MlflowMissing, client_for, export
     from harness.provenance import redact
 
+    # MLflow's own progress lines (creating its tables) are not the researcher's business; read at its import
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         client_for(tracking_uri)
     except MlflowMissing as exc:

@@ -333,7 +333,7 @@ def format_estimates(estimates: list[Estimate]) -> str:
     else:
         lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {'?':>9}  {'?':>8}  no estimate: "
                      + ("the run's speed is unknown" if len(estimates) == 1 else
-                        f"the speed of all {len(estimates)} runs is unknown"))
+                        f"the speed of the {len(estimates)} runs is unknown"))
     lines += [f"[{i}] {basis}" for i, basis in enumerate(bases, 1)]
     sizes = sorted({e.size_basis for e in estimates})
     lines.append("Images per epoch, from the training-set size known without loading data: " + "; ".join(sizes))
