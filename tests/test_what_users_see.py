@@ -243,3 +243,10 @@ def test_every_command_s_help_speaks_to_a_researcher():
             assert word not in text, (command, word)
     imported = runner.invoke(app, ["import", "--help"], env={"COLUMNS": "200"}).stdout
     assert "optionally label, profile and seed" in imported  # not eaten as markup
+
+
+def test_a_rough_wall_time_is_printed_roughly():
+    from harness.launch.estimate import duration
+
+    assert duration(2000.0, 0.58) == "~30 min" and duration(2000.0, 0.1) == "~33 min"
+    assert duration(40000.0, 0.1) == "~11 h" and duration(2000.0, 0.0) == "0:33:20"

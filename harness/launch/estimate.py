@@ -307,6 +307,15 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def duration(seconds: float, spread: float) -> str:
+    """A wall time as precise as it is known: h:mm:ss when the speed is known to a few percent, else `~40 min`,
+    `~1.5 h` (the significant digits the spread allows, in the largest unit that fits)."""
+    if digits(spread) >= 3:
+        return clock(seconds)
+    unit, size = ("h", 3600) if seconds >= 3600 else ("min", 60) if seconds >= 60 else ("s", 1)
+    return f"~{rounded(seconds / size, spread):g} {unit}"
+
+
 def format_estimates(estimates: list[Estimate]) -> str:
     """Per run: epochs, images per epoch, wall time, GPU-hours and a numbered basis; the total; the bases. Times
     and hours are rounded to what the speed is known to (a probe on a busy machine: two digits, or one)."""
@@ -316,7 +325,7 @@ def format_estimates(estimates: list[Estimate]) -> str:
     lines = [f"Estimate on the {t.describe}:" for t in dict.fromkeys(e.target for e in estimates)]
     lines.append(f"{'run':<10}  {'epochs':>6}  {'img/epoch':>9}  {'wall':>9}  {'GPU-h':>8}  basis")
     for e in estimates:
-        wall = clock(rounded(e.wall_s, e.spread)) if e.wall_s is not None else "?"
+        wall = duration(e.wall_s, e.spread) if e.wall_s is not None else "?"
         gpu_h = f"{rounded(e.gpu_h, e.spread):g}" if e.gpu_h is not None else "?"
         per_epoch = e.images_per_epoch if e.images_per_epoch is not None else "?"
         lines.append(f"{e.run.short:<10}  {e.run.config.schedule.epochs:>6}  {per_epoch:>9}  {wall:>9}  "
@@ -326,7 +335,7 @@ def format_estimates(estimates: list[Estimate]) -> str:
     if done:
         spread = max(e.spread for e in done)
         total_gpu_h = rounded(sum(e.gpu_h for e in done if e.gpu_h is not None), spread)
-        lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {clock(rounded(sum(e.wall_s for e in done), spread)):>9}  "
+        lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {duration(sum(e.wall_s for e in done), spread):>9}  "
                      f"{total_gpu_h:>8g}  {len(done)} of {count(len(estimates), 'run')} estimated"
                      + (f"; {missing} of unknown speed not counted" if missing else "")
                      + " (run one after another; parallel runs share the wall time)")
