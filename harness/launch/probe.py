@@ -66,9 +66,9 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
         device = resolve_device(config)
         classes = num_classes(config)
         model = build_student(config, classes, lambda run: Path(run)).to(device)
-        teacher = None
-        if config.distillation.kind != "none":
-            teacher = create_model(config.distillation.teacher.model, classes, config.data.img_size)
+        teacher, named = None, config.distillation.teacher
+        if config.distillation.kind != "none" and named is not None:
+            teacher = create_model(named.model, classes, config.data.img_size)
             teacher = teacher.to(device).eval().requires_grad_(False)
         run = assemble(config, distributed.DistEnv(), device, model, teacher, classes)
         run.train_model.train()
