@@ -9,7 +9,7 @@ A run's training time is epochs × images per epoch / training images per second
 - **images per second** come from completed runs in the store with the same model, resolution, batch size,
   precision and teacher, on the same device with the same number of processes (`final["train_img_s"]`, the
   median over those runs); their wall time over training time (evaluation, start-up, the throughput measurement)
-  scales training time to wall time. Or, with `probe`, from timing a few training steps of each distinct model
+  scales training time to wall time. Or, with `probe`, from timing a few seconds of training steps of each model
   on this machine (`harness.launch.probe`), which covers training steps only.
 
 A run with neither basis gets no estimate and says so. What is printed is rounded to what the speed is known to:
