@@ -37,7 +37,7 @@ def test_a_dry_run_reports_every_problem_the_real_run_would_stop_on(tmp_path, mo
     assert dry.exit_code == 2, dry.output
     assert "3 runs: 0 done or in flight, 3 to run" in dry.stdout
     errors = [line for line in dry.stderr.splitlines() if line.startswith("error: ")]
-    assert errors[0] == "error: the real run would stop on 5 problem(s):"
+    assert errors[0] == "error: the real run would stop on 5 problems:"
     found = errors[1:]
     # in the order found: the runs' files (run by run), the weights, the executor's commands
     assert ["data.root: no folder" in found[0], "distillation.teacher.checkpoint: no file" in found[1],
