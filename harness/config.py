@@ -237,9 +237,13 @@ class RunConfig(Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # training precision: fp32, or bf16 autocast
     precision: Literal["fp32", "bf16"] = "fp32"
+    # a lab's own modules (the spec's `imports:`), imported before anything is built: they register models and
+    # datasets by name. Their names are part of the run's identity, their code is not (its SHA-256 is provenance)
+    imports: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # no imports, no key: the hashes of runs made before `imports` existed stay the same
+        return self.model_dump(mode="json", exclude={"imports"} if not self.imports else None)
 
 
 def run_hash(config: RunConfig) -> str:

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import registry
+
 # scheme://user:password@ -> scheme://user:***@
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]*)@")
 # --password=... / PGPASSWORD=... style arguments
@@ -48,6 +50,8 @@ def collect() -> dict[str, Any]:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
         "command": redact(shlex.join(sys.argv)),
+        # the lab's own modules (a spec's `imports:`) imported so far, each with its source files' SHA-256
+        "imports": registry.imported(),
     }
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import urlparse
 
 from harness.config import check_pretrained_tag
 
@@ -80,8 +82,24 @@ def cached_file(tag: str) -> Path | None:
     return None
 
 
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached from here, in a few words, or None. One connection attempt (huggingface_hub
+    itself retries for ~25 s per file, printing each retry); behind a proxy the proxy decides, so None."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=5).close()
+    except OSError as exc:
+        return f"cannot reach the Hugging Face hub ({constants.ENDPOINT}) from here: {exc.strerror or exc}"
+    return None
+
+
 def _downloadable(tag: str) -> bool:
-    if offline():
+    if offline() or hub_unreachable():
         return False
     from huggingface_hub import file_exists
 
@@ -199,17 +217,28 @@ def fetch(tag: str, repair: bool = False) -> Path:
 
 def _download(tag: str, force: bool) -> Path:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    unreachable = hub_unreachable()
+    if unreachable:
+        raise WeightsError(f"{tag}: {unreachable}; fetch it where there is network, into a hub cache this machine "
+                           f"reads (HF_HOME)")
     for filename in HUB_FILES:
         try:
             return Path(hf_hub_download(hub_repo(tag), filename, cache_dir=hub_cache(), force_download=force))
+        except LocalEntryNotFoundError as exc:  # the hub stopped answering: not a file the repository lacks
+            raise WeightsError(f"{tag}: the Hugging Face hub did not answer ({_first_line(exc)}); fetch it where "
+                               f"there is network") from None
         except EntryNotFoundError:
             continue
         except Exception as exc:  # network, authentication, no such repository: one line for the command
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise WeightsError(f"cannot fetch {tag} from {hub_repo(tag)}: {type(exc).__name__}: {first}") from exc
+            raise WeightsError(f"cannot fetch {tag} from {hub_repo(tag)}: {type(exc).__name__}: "
+                               f"{_first_line(exc)}") from exc
     raise WeightsError(f"{hub_repo(tag)} holds none of {', '.join(HUB_FILES)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
 def spec_weights(spec: str, profile: str | None = None) -> list[str]:

@@ -79,11 +79,11 @@ def test_cancel_a_pending_run(sqlite_store, sqlite_url, planned):
     result = harness("cancel", runs[0].hash[:10], "--db", sqlite_url)
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"cancelled 1 run(s)\n  {runs[0].hash[:10]}  no job was submitted yet\n"
+    assert result.stdout == f"cancelled 1 run\n  {runs[0].hash[:10]}  no job was submitted yet\n"
     assert [sqlite_store.get_run(r.hash).status for r in runs] == ["cancelled", "pending", "pending"]
     assert sqlite_store.get_run(runs[0].hash).error == "cancelled by the user"
     again = harness("cancel", runs[0].hash[:10], "--db", sqlite_url)
-    assert again.exit_code == 0 and again.stdout == "cancelled 0 run(s)\n"
+    assert again.exit_code == 0 and again.stdout == "cancelled 0 runs\n"
     unknown = harness("cancel", "zzzzzz", "--db", sqlite_url)
     assert unknown.exit_code == 2 and unknown.stderr == "error: no spec or run matches 'zzzzzz'\n"
 

@@ -1,5 +1,5 @@
 """Cost before it is spent: images per epoch without loading data, estimates from completed runs of known speed,
-plans with no basis, the probe, a running run's remaining time, and the dry run's output."""
+plans of unknown speed, the probe, a running run's remaining time, and the dry run's output."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_estimate_from_completed_runs_of_known_speed(sqlite_store):
     assert e.images_per_epoch == per_epoch
     assert e.train_s == pytest.approx(24 * per_epoch / 200.0)  # the median of 100, 200, 600 img/s
     assert e.wall_s == pytest.approx(e.train_s)  # stored times too short for a wall/training ratio
-    assert e.gpu_h == 0.0 and "200 img/s measured by 3 completed run(s)" in e.basis and CPU in e.basis
+    assert e.gpu_h == 0.0 and "200 img/s measured by 3 completed runs of" in e.basis and CPU in e.basis
     text = est.format_estimates([e])
     assert "Estimate on the local executor" in text and "[1] 200 img/s measured" in text
     assert "digits: 1437 training images" in text
@@ -120,7 +120,7 @@ def test_gpu_hours_count_the_gpus_a_run_holds(sqlite_store):
     assert e.wall_s == pytest.approx(24 * per_epoch / 1000.0)
     assert e.gpu_h == pytest.approx(e.wall_s * 8 / 3600)
     [local] = est.estimate_runs([todo], sqlite_store.runs(status="completed"), executor="local", gpu_name=gpu)
-    assert local.gpu_h is None and "no basis" in local.basis  # one process here, eight measured
+    assert local.gpu_h is None and "speed unknown" in local.basis  # one process here, eight measured
 
 
 def test_wall_time_scales_by_the_basis_runs_wall_over_training_ratio():
@@ -143,21 +143,22 @@ def test_a_plan_with_no_basis_says_so(sqlite_store):
     other = planned_run(config(**{"model.name": "deit_small_patch4_32"}))
     [e] = est.estimate_runs([other], sqlite_store.runs(status="completed"), executor="local")
     assert e.wall_s is None and e.gpu_h is None
-    assert e.basis.startswith("no basis: no completed run of deit_small_patch4_32") and "--probe" in e.basis
+    assert e.basis.startswith("speed unknown: the store holds no completed run of deit_small_patch4_32")
+    assert "--probe" in e.basis
     text = est.format_estimates([e])
-    assert "0 of 1 runs estimated; 1 without a basis not counted" in text and "        ?" in text
+    assert "no estimate: the run's speed is unknown" in text and "        ?" in text and "0:00:00" not in text
     unknown = planned_run(config(**{"data.name": "imagefolder", "data.root": "/nowhere"}, seed=1))
     [e] = est.estimate_runs([unknown], [], executor="local", probe=False)
-    assert e.wall_s is None and "no basis" in e.basis
+    assert e.wall_s is None and e.basis.startswith("speed unknown") and e.size_basis.endswith("/nowhere unknown here")
 
 
 def test_probe_times_a_few_steps_of_a_tiny_model():
     todo = planned_run(config(**{"model.distillation_token": True}))
     [e] = est.estimate_runs([todo], [], executor="local", probe=True)
     assert e.wall_s is not None and e.wall_s > 0 and e.gpu_h == 0.0
-    assert "probed: median of 5 training steps of deit_tiny_patch4_32 + distillation token, 16 px, batch 64" in e.basis
-    shown = float(e.basis.split(" img/s")[0])  # rounded to whole images/s: a slow machine shows few digits
-    assert e.train_s == pytest.approx(24 * 1408 / shown, rel=0.51 / shown + 1e-3)
+    assert "img/s timed here: deit_tiny_patch4_32 + distillation token, 16 px, batch 64" in e.basis
+    shown = float(e.basis.removeprefix("~").split(" img/s")[0])  # rounded to the digits the probe's spread allows
+    assert e.train_s == pytest.approx(24 * 1408 / shown, rel=0.5 * 10 ** (1 - est.digits(e.spread)) + 1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,15 +216,16 @@ def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "Estimate on the local executor" in res.stderr and "500 img/s measured by" in res.stderr
-    assert "1 of 1 runs estimated" in res.stderr and "4 done or in flight, 1 to run" in res.stdout
+    assert "1 of 1 run estimated" in res.stderr and "4 done or in flight, 1 to run" in res.stdout
     # the small profile trains at batch 128: nothing stored measures it, until the probe times it
     small = ["run", "ablations/distillation.yaml", "--profile", "small", "--dry-run", "--executor", "local",
              "--db", sqlite_url]
     res = runner.invoke(app, small)
-    assert res.exit_code == 0 and "no basis: no completed run of resnet_tiny_32, 16 px, batch 128" in res.stderr
-    assert "0 of 13 runs estimated" in res.stderr
+    assert res.exit_code == 0
+    assert "speed unknown: the store holds no completed run of resnet_tiny_32, 16 px, batch 128" in res.stderr
+    assert "no estimate: the speed of the 13 runs is unknown" in res.stderr
     # --max-parallel 2: one thread a probe, quicker on a busy machine
     res = runner.invoke(app, small + ["--probe", "--max-parallel", "2"])
     assert res.exit_code == 0, res.output
-    assert "13 of 13 runs estimated" in res.stderr and res.stderr.count("img/s probed") == 4
+    assert "13 of 13 runs estimated" in res.stderr and res.stderr.count("img/s timed here") == 4
     assert "fashion_mnist: 60000 training images, subset 6000" in res.stderr

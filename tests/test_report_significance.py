@@ -190,7 +190,7 @@ def test_cost_per_cell_from_stored_time_and_processes(known):
     assert f"Cost: {total} for the {shown} runs shown" in " ".join(df.attrs["notes"])
     cpu = table(3, store=known, cost=True)  # the distillation runs are CPU runs ("cpu (test)")
     assert cpu.loc[HARD, (TI, "gpu_h")] == 0.0 and cpu.loc[HARD, (TI, "cpu_h")] == pytest.approx(1.5)
-    assert "1.5 CPU-h" in render(cpu, "markdown")
+    assert "1.5 core-h" in render(cpu, "markdown")  # "cpu (test)" names no threads: one core a process
 
 
 def test_throughput_cells_show_devices_not_a_difference(known):

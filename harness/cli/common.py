@@ -11,17 +11,20 @@ import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
 
 from harness import paths
+from harness.words import count
 
 SLURM = "SLURM (--executor slurm; values override the spec's slurm: section)"
 
 Db = Annotated[Optional[str], typer.Option("--db", help="store URL (default: $HARNESS_DB, else OUTPUT/harness.db)")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="output folder (default: $HARNESS_OUTPUT or ./runs)")]
-Executor = Annotated[str, typer.Option(help="auto (SLURM where srun exists, else local), local, debug or slurm")]
+Executor = Annotated[str, typer.Option(help="where runs train: auto (SLURM where srun exists, else local), local "
+                                            "(processes on this machine), slurm, or debug (inside this command, "
+                                            "for a debugger)")]
 MaxParallel = Annotated[int, typer.Option(min=1, help="runs trained at once by the local executor")]
 Threads = Annotated[Optional[int], typer.Option(
     min=1, help="torch CPU threads per local run (default: $OMP_NUM_THREADS if set, else cores / max-parallel)")]
@@ -118,7 +121,7 @@ def slurm_options(section: Any, values: dict[str, Any]):
         fail(f"SLURM parameters: {_first_line(exc)}")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -139,14 +142,14 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except LaunchInterrupted as exc:
             for line in exc.lines:
                 typer.echo(line, err=True)
-            fail(f"interrupted by {exc.signal_name}: {len(exc.lines)} run(s) stopped or given back", code=130)
+            fail(f"interrupted by {exc.signal_name}: {count(len(exc.lines), 'run')} stopped or given back", code=130)
         except KeyboardInterrupt:
             fail("interrupted", code=130)
         except PreflightError as exc:
             lines = str(exc).splitlines()
-            for line in lines[1:]:
+            for line in lines[:-1]:  # in the order found
                 typer.echo(f"error: {line}", err=True)
-            fail(lines[0])
+            fail(lines[-1])
         except (SpecError, StoreError, LookupError) as exc:
             fail(_first_line(exc))
         except SQLAlchemyError as exc:

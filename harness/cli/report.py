@@ -34,7 +34,7 @@ def report(
     """Print (or write) the paper's tables with our numbers beside the paper's."""
     from harness.report import TABLES
     from harness.report import output as rendering
-    from harness.report.runs import load
+    from harness.report.runs import check_profile, load
 
     rendering.check(fmt, [table] if table is not None else [])  # before the store is opened
     if cost and table is None and not all_:
@@ -46,6 +46,7 @@ def report(
         fail("give --table N, --all or --cost")
     numbers = [table] if table is not None else list(TABLES)
     runset = load(store=open_existing_store(db, output))
+    check_profile(runset, profile)
     options: dict[str, Any] = {"spec": spec, "profile": profile, "source": source, "vs_reference": vs_reference, "detect": detect,
                "cost": cost}
     if all_ and out is not None:
@@ -68,10 +69,17 @@ def plot(
 ) -> None:
     """Draw Figure 1, a spec's training curves, or a table's bar chart."""
     from harness.report import output as rendering
-    from harness.report.runs import load
+    from harness.report.runs import check_profile, load
 
     if sum(x is not None for x in (figure, curves, bars)) != 1:
         fail("give exactly one of --figure 1, --curves SPEC, --bars N")
     path = rendering.plot_path(out, figure, curves, bars)  # before the store is opened
     runset = load(store=open_existing_store(db, output))
+    check_profile(runset, profile)
     typer.echo(f"wrote {rendering.plot(path, figure, curves, bars, runset, profile=profile, metric=metric)}")
+    if figure is not None:
+        from harness.report.figures import figure1_data
+
+        note = figure1_data(runset=runset, profile=profile).attrs.get("note")
+        if note:
+            typer.echo(f"only the paper's points: {note}")

@@ -10,6 +10,7 @@ import typer
 from harness.cli.common import (
     Db, LaunchChoices, Output, command, fail, open_existing_store, store_url, with_launch_options,
 )
+from harness.words import count
 
 T = TypeVar("T")
 
@@ -23,8 +24,8 @@ def run(
     spec: Path = typer.Argument(..., help="YAML ablation spec"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
-    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few training steps of each model "
-                               "here for runs that no completed run of the store can estimate"),
+    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few seconds of training of each "
+                               "model here, for runs whose speed no completed run in the store shows"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="these seeds instead of the spec's: a range 0-7 or a "
                                         "list 0,3,5 (a variant that pins its own seeds keeps them)"),
     variants: Optional[str] = typer.Option(None, "--variants", help="only these variants (comma-separated), with "
@@ -45,9 +46,14 @@ def run(
         runs = only_variants(runs, names, loaded.path)
     options = launch.options(output, loaded.spec.slurm)
     if dry_run:
-        plan, estimate = plan_only(runs, store_url(db, output), options, probe)
+        plan, estimate, problems = plan_only(runs, store_url(db, output), options, probe)
         typer.echo(plan)
         typer.echo(estimate, err=True)  # stdout stays the plan, one line per run, for scripts
+        if problems:
+            typer.echo(f"error: the real run would stop on {count(len(problems), 'problem')}:", err=True)
+            for line in problems:
+                typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(2)
         return
     result = launch_spec(loaded, runs, store_url(db, output), options, progress=typer.echo)
     typer.echo(result.summary())

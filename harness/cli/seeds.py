@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 
 def seeds(
     spec: str = typer.Argument(..., help="spec file (ablations/NAME.yaml) or spec name"),
-    detect: float = typer.Option(..., min=0.001, help="difference to resolve, in points (e.g. 0.5)"),
+    detect: Optional[float] = typer.Option(None, min=0.001, help="difference to resolve, in top-1 points "
+                                           "(e.g. 0.5); required"),
     profile: Optional[str] = typer.Option(None, help="read this profile's runs ('paper-scale': runs without one)"),
     confidence: float = typer.Option(0.95, min=0.5, max=0.999, help="confidence of the test"),
     power: float = typer.Option(0.8, min=0.5, max=0.999, help="probability of finding a true difference"),
@@ -24,6 +25,9 @@ def seeds(
 ) -> None:
     """Seeds each row needs, from the stored per-seed spread, to resolve a difference to the reference row."""
     from harness.report.seeds import format_plan, seed_plan, tables_for
+
+    if detect is None:
+        fail("say which difference the seeds must resolve, in top-1 points: --detect 0.5, say")
 
     name, own_table = spec, None
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():

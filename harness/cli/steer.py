@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import Db, Output, command, open_existing_store
+from harness.words import count
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +40,7 @@ def status(
 
 
 def logs(run: str = typer.Argument(..., help="run hash prefix"), db: Db = None, output: Output = None) -> None:
-    """Print a run's log: the trainer's epoch lines and the job's errors."""
+    """Print a run's log: the epoch lines and errors of every job it had (a resumed run has several)."""
     from harness.launch.control import log_text
 
     typer.echo(log_text(open_existing_store(db, output), run))
@@ -51,4 +52,4 @@ def cancel(target: str = typer.Argument(..., help="spec name or run hash prefix"
     from harness.launch.control import cancel as cancel_runs
 
     cancelled = cancel_runs(open_existing_store(db, output), target)
-    typer.echo(f"cancelled {len(cancelled)} run(s)" + "".join(f"\n  {c.hash[:10]}  {c.job}" for c in cancelled))
+    typer.echo(f"cancelled {count(len(cancelled), 'run')}" + "".join(f"\n  {c.hash[:10]}  {c.job}" for c in cancelled))

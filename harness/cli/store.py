@@ -85,7 +85,8 @@ def _summary(df):
 
 
 def import_results(
-    file: Path = typer.Argument(..., help="CSV file: spec, variant, [label, profile, seed], coordinates, metrics."),
+    file: Path = typer.Argument(..., help="CSV file, one row per result: spec, variant, optionally label, profile and seed, then axis values "
+                                          "and metrics."),
     source: str = typer.Option(..., "--source", help="Where the numbers come from (e.g. deit-paper)."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Spec name for rows without a 'spec' column."),
     db: Db = None, output: Output = None,

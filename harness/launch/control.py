@@ -30,17 +30,25 @@ def find_runs(store: RunStore, selector: str) -> list[RunRecord]:
 
 
 def log_text(store: RunStore, selector: str) -> str:
-    """The run's own log: its job's stdout (the trainer's epoch lines) and stderr."""
+    """The run's own log: every job's stdout (the trainer's epoch lines) and stderr, oldest job first, without
+    submitit's bookkeeping lines."""
     runs = find_runs(store, selector)
     if len(runs) != 1:
         raise LookupError(f"'{selector}' matches {len(runs)} runs; give a longer hash prefix")
     record = runs[0]
     if not record.log_path:
         raise LookupError(f"run {record.short} has no log yet (status: {record.status})")
-    files = logs.log_files(record.log_path)
+    files = logs.run_log_files(record.log_path, record.hash)
     if not files:
         raise LookupError(f"the log of run {record.short} is not at {record.log_path}")
-    return "\n".join(f"==> {path} <==\n{path.read_text(errors='replace')}" for path in files)
+    jobs = list(dict.fromkeys(path.name.split("_")[0] for path in files))
+    parts = []
+    for path in files:
+        job = path.name.split("_")[0]
+        if len(jobs) > 1 and path.suffix == ".out":
+            parts.append(f"### job {job}: the run's job {jobs.index(job) + 1} of {len(jobs)}")
+        parts.append(f"==> {path} <==\n{logs.readable(path.read_text(errors='replace'))}")
+    return "\n".join(parts)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ A run's training time is epochs × images per epoch / training images per second
 - **images per second** come from completed runs in the store with the same model, resolution, batch size,
   precision and teacher, on the same device with the same number of processes (`final["train_img_s"]`, the
   median over those runs); their wall time over training time (evaluation, start-up, the throughput measurement)
-  scales training time to wall time. Or, with `probe`, from timing a few training steps of each distinct model
+  scales training time to wall time. Or, with `probe`, from timing a few seconds of training steps of each model
   on this machine (`harness.launch.probe`), which covers training steps only.
 
-A run with neither basis gets no estimate and says so. GPU-hours are wall time × the GPUs a run holds on the
+A run with neither basis gets no estimate and says so. What is printed is rounded to what the speed is known to:
+a probe says how much its steps varied, runs measured how far apart they were. GPU-hours are wall time × the GPUs a run holds on the
 executor (SLURM: nodes × GPUs per node; local: one GPU per run where the machine has GPUs, none on CPU).
 """
 
@@ -33,6 +34,7 @@ from harness.config import RunConfig
 from harness.launch.protocols import RunStore
 from harness.states import RunState
 from harness.store.records import RunRecord
+from harness.words import count
 
 # training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
 TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000}
@@ -105,7 +107,8 @@ class Target:
     @property
     def describe(self) -> str:
         where = self.device or "a GPU of the cluster's"
-        return f"{self.executor} executor, {where}, {self.gpus} GPU(s) and {self.world_size} process(es) per run"
+        gpus = "no GPU" if not self.gpus else count(self.gpus, "GPU")
+        return f"{self.executor} executor, {where}, {gpus} and {count(self.world_size, 'process', 'processes')} per run"
 
 
 def local_gpu_name() -> str | None:
@@ -121,9 +124,10 @@ def local_gpu_name() -> str | None:
 
 
 def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any = None,
-               gpu_name: str | None = None) -> Target:
-    """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu."""
-    from harness.launch.executors import resolve_executor
+               gpu_name: str | None = None, threads: int | None = None) -> Target:
+    """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu, `threads`
+    the --threads option."""
+    from harness.launch.executors import resolve_executor, threads_per_run
 
     name = resolve_executor(executor)
     if name == "slurm" and slurm is not None:
@@ -133,9 +137,18 @@ def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any 
     gpu = None if runs_cpu else (gpu_name or local_gpu_name())
     if gpu:
         return Target(name, gpu, 1)
-    # as the launcher: parallel CPU runs split the cores instead of oversubscribing them
-    threads = max(1, (os.cpu_count() or 1) // max(1, max_parallel))
-    return Target(name, f"cpu ({threads} threads)", 0, 1, threads)
+    # the launcher's rule; None: torch's own choice (OMP_NUM_THREADS), which the trainer stores as it found it
+    chosen = threads_per_run(threads, name, max_parallel)
+    shown = chosen or _torch_threads()
+    return Target(name, f"cpu ({count(shown, 'thread')})", 0, 1, chosen)
+
+
+def _torch_threads() -> int:
+    """The threads torch takes without being told (OMP_NUM_THREADS when set, else the cores)."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,12 +171,27 @@ def key_text(key: tuple[Any, ...]) -> str:
 
 @dataclass(frozen=True)
 class Speed:
-    """Training images/s (all processes) and what it rests on; img_s None: no basis."""
+    """Training images/s (all processes) and what it rests on; img_s None: not known."""
 
     img_s: float | None
     basis: str
     # wall time / training time of the runs measured (None: training time only)
     wall_ratio: float | None = None
+    # how far the speed may be off, relative (a probe's spread between steps, the spread between measured runs);
+    # what is printed is rounded to it
+    spread: float = 0.0
+
+
+def digits(spread: float) -> int:
+    """Significant digits worth printing for a number known to within `spread` (relative)."""
+    return 1 if spread >= 0.3 else 2 if spread >= 0.03 else 3
+
+
+def rounded(value: float, spread: float) -> float:
+    """`value` to the significant digits its spread allows (0.254 h ±10% -> 0.25)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits(spread) - 1 - math.floor(math.log10(abs(value))))
 
 
 def _wall_ratio(record: RunRecord) -> float | None:
@@ -187,31 +215,37 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
         return None
     ratios = [x for x in (_wall_ratio(r) for r in found) if x is not None and x >= 1.0]
     devices = sorted({r.info.get("device", "") for r in found})
-    img_s = statistics.median(r.final["train_img_s"] for r in found)
-    basis = (f"{img_s:.0f} img/s measured by {len(found)} completed run(s) of {key_text(key)} on "
-             f"{', '.join(devices)} ({target.world_size} process(es))")
+    speeds = [r.final["train_img_s"] for r in found]
+    img_s = statistics.median(speeds)
+    spread = (max(speeds) - min(speeds)) / img_s
+    basis = (f"{rounded(img_s, spread):g} img/s measured by {count(len(found), 'completed run')} of "
+             f"{key_text(key)} on {', '.join(devices)} ({count(target.world_size, 'process', 'processes')})")
     ratio = statistics.median(ratios) if ratios else None
     basis += f"; wall = training × {ratio:.2f}, their wall/training ratio" if ratio else "; training time only"
-    return Speed(img_s, basis, ratio)
+    return Speed(img_s, basis, ratio, spread)
 
 
 def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
-    """Time a few training steps of the run's model here (see `harness.launch.probe`)."""
-    from harness.launch.probe import STEPS, probe_img_s
+    """Time the run's training step here for a few seconds (see `harness.launch.probe`)."""
+    from harness.launch.probe import probe
 
     try:
-        img_s = probe_img_s(config, target.world_size, threads=target.threads) * target.world_size
-    except Exception as exc:  # out of memory, a model that cannot be built here: no basis, and why
-        return Speed(None, f"probe of {key_text(key)} failed here: {type(exc).__name__}: {str(exc)[:120]}")
-    here = target.device if target.threads else "this machine's device"
+        timed = probe(config, target.world_size, threads=target.threads)
+    except Exception as exc:  # out of memory, a model that cannot be built here: not known, and why
+        return Speed(None, f"speed unknown: timing {key_text(key)} here failed: {type(exc).__name__}: "
+                           f"{str(exc)[:120]}")
+    img_s = timed.img_s * target.world_size
+    here = target.device if target.device and target.device.startswith("cpu") else "this machine's device"
     scaled = f" × {target.world_size} processes (linear scaling assumed)" if target.world_size > 1 else ""
-    return Speed(img_s, f"{img_s:.0f} img/s probed: median of {STEPS} training steps of {key_text(key)} on "
-                        f"{here}{scaled}, random images (no data loading, evaluation or start-up: training only)")
+    return Speed(img_s, f"~{rounded(img_s, timed.spread):g} img/s timed here: {key_text(key)} on {here}{scaled}, "
+                        f"{timed.steps} training steps in {timed.seconds:.1f} s, which varied ±{timed.spread / 2:.0%} "
+                        f"(random images: no data loading, evaluation or start-up)", spread=timed.spread)
 
 
 def no_basis(key: tuple[Any, ...], target: Target) -> Speed:
-    return Speed(None, f"no basis: no completed run of {key_text(key)} on {target.device or 'a GPU'} with "
-                       f"{target.world_size} process(es) in the store; --probe times a few steps here")
+    return Speed(None, f"speed unknown: the store holds no completed run of {key_text(key)} on "
+                       f"{target.device or 'a GPU'} with {count(target.world_size, 'process', 'processes')}; "
+                       "add --probe to time its training here for a few seconds")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,6 +265,8 @@ class Estimate:
     # what the speed rests on, and what the images per epoch rest on
     basis: str
     size_basis: str
+    # relative uncertainty of the speed: times and hours are printed to the digits it allows
+    spread: float = 0.0
 
 
 def estimate_run(run: Any, speed: Speed, target: Target) -> Estimate:
@@ -238,15 +274,17 @@ def estimate_run(run: Any, speed: Speed, target: Target) -> Estimate:
     size, size_basis = train_set_size(config)
     per_epoch = images_per_epoch(size, config, target.world_size) if size is not None else None
     if speed.img_s is None or per_epoch is None:
-        basis = speed.basis if speed.img_s is None else f"no basis: {size_basis}"
+        basis = speed.basis if speed.img_s is None else f"epoch length unknown: {size_basis}"
         return Estimate(run, target, per_epoch, None, None, None, basis, size_basis)
     train_s = config.schedule.epochs * per_epoch / speed.img_s
     wall_s = train_s * (speed.wall_ratio or 1.0)
-    return Estimate(run, target, per_epoch, train_s, wall_s, wall_s * target.gpus / 3600, speed.basis, size_basis)
+    return Estimate(run, target, per_epoch, train_s, wall_s, wall_s * target.gpus / 3600, speed.basis, size_basis,
+                    speed.spread)
 
 
 def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "auto", max_parallel: int = 1,
-                  slurm: Any = None, probe: bool = False, gpu_name: str | None = None) -> list[Estimate]:
+                  slurm: Any = None, probe: bool = False, gpu_name: str | None = None,
+                  threads: int | None = None) -> list[Estimate]:
     """An estimate per planned run (`harness.spec.PlannedRun`), from the store's completed `records` or a probe."""
     records = list(records)
     targets: dict[bool, Target] = {}
@@ -255,7 +293,7 @@ def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "
     for run in runs:
         cpu = run.config.device == "cpu"
         if cpu not in targets:
-            targets[cpu] = target_for(executor, cpu, max_parallel, slurm, gpu_name)
+            targets[cpu] = target_for(executor, cpu, max_parallel, slurm, gpu_name, threads)
         target = targets[cpu]
         key = speed_key(run.config.as_json())
         if (key, target) not in speeds:
@@ -270,37 +308,54 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def duration(seconds: float, spread: float) -> str:
+    """A wall time as precise as it is known: h:mm:ss when the speed is known to a few percent, else `~40 min`,
+    `~1.5 h` (the significant digits the spread allows, in the largest unit that fits)."""
+    if digits(spread) >= 3:
+        return clock(seconds)
+    unit, size = ("h", 3600) if seconds >= 3600 else ("min", 60) if seconds >= 60 else ("s", 1)
+    return f"~{rounded(seconds / size, spread):g} {unit}"
+
+
 def format_estimates(estimates: list[Estimate]) -> str:
-    """Per run: epochs, images per epoch, wall time, GPU-hours and a numbered basis; the total; the bases."""
+    """Per run: epochs, images per epoch, wall time, GPU-hours and a numbered basis; the total; the bases. Times
+    and hours are rounded to what the speed is known to (a probe on a busy machine: two digits, or one)."""
     if not estimates:
         return "Estimate: nothing to run."
     bases = list(dict.fromkeys(e.basis for e in estimates))
     lines = [f"Estimate on the {t.describe}:" for t in dict.fromkeys(e.target for e in estimates)]
     lines.append(f"{'run':<10}  {'epochs':>6}  {'img/epoch':>9}  {'wall':>9}  {'GPU-h':>8}  basis")
     for e in estimates:
-        wall = clock(e.wall_s) if e.wall_s is not None else "?"
-        gpu_h = f"{e.gpu_h:.2f}" if e.gpu_h is not None else "?"
+        wall = duration(e.wall_s, e.spread) if e.wall_s is not None else "?"
+        gpu_h = f"{rounded(e.gpu_h, e.spread):g}" if e.gpu_h is not None else "?"
         per_epoch = e.images_per_epoch if e.images_per_epoch is not None else "?"
         lines.append(f"{e.run.short:<10}  {e.run.config.schedule.epochs:>6}  {per_epoch:>9}  {wall:>9}  "
                      f"{gpu_h:>8}  [{bases.index(e.basis) + 1}]")
     done = [e for e in estimates if e.wall_s is not None]
     missing = len(estimates) - len(done)
-    lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {clock(sum(e.wall_s or 0.0 for e in done)):>9}  "
-                 f"{sum(e.gpu_h or 0.0 for e in done):>8.2f}  {len(done)} of {len(estimates)} runs estimated"
-                 + (f"; {missing} without a basis not counted" if missing else "")
-                 + " (run one after another; parallel runs share the wall time)")
+    if done:
+        spread = max(e.spread for e in done)
+        total_gpu_h = rounded(sum(e.gpu_h for e in done if e.gpu_h is not None), spread)
+        lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {duration(sum(e.wall_s or 0.0 for e in done), spread):>9}  "
+                     f"{total_gpu_h:>8g}  {len(done)} of {count(len(estimates), 'run')} estimated"
+                     + (f"; {missing} of unknown speed not counted" if missing else "")
+                     + " (run one after another; parallel runs share the wall time)")
+    else:
+        lines.append(f"{'total':<10}  {'':>6}  {'':>9}  {'?':>9}  {'?':>8}  no estimate: "
+                     + ("the run's speed is unknown" if len(estimates) == 1 else
+                        f"the speed of the {len(estimates)} runs is unknown"))
     lines += [f"[{i}] {basis}" for i, basis in enumerate(bases, 1)]
     sizes = sorted({e.size_basis for e in estimates})
     lines.append("Images per epoch, from the training-set size known without loading data: " + "; ".join(sizes))
     return "\n".join(lines)
 
 
-def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: str, max_parallel: int = 1, slurm: Any = None,
-                     probe: bool = False) -> str:
+def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: str, max_parallel: int = 1,
+                     slurm: Any = None, probe: bool = False, threads: int | None = None) -> str:
     """What `harness run --dry-run` prints below the plan: the estimate of the runs still to run."""
     todo = [e.run for e in entries if e.state == "to_run"]
     records = store.runs(status=RunState.COMPLETED) if store is not None and todo else []
-    return format_estimates(estimate_runs(todo, records, executor, max_parallel, slurm, probe))
+    return format_estimates(estimate_runs(todo, records, executor, max_parallel, slurm, probe, threads=threads))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ local and debug executors live in harness/launch/local.py, SLURM's in harness/la
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,18 @@ from harness.spec import PlannedRun
 from harness.states import Owner
 
 EXECUTORS = ("auto", "local", "debug", "slurm")
+
+
+def threads_per_run(threads: int | None, executor: str, max_parallel: int = 1) -> int | None:
+    """The one rule for torch's CPU threads in a run (the launcher's jobs and the estimate's probe): the explicit
+    option; else none forced on SLURM (its cpus-per-task decide) or where OMP_NUM_THREADS is set (torch honours
+    it); else this machine's cores split between the runs trained at once, which would otherwise oversubscribe
+    them."""
+    if threads is not None:
+        return threads
+    if executor == "slurm" or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 1) // max(1, max_parallel))
 
 
 def resolve_executor(name: str) -> str:

@@ -25,16 +25,19 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import submitit
 
-from harness import paths
+from harness import paths, registry
 from harness.config import RunConfig
-from harness.launch.logs import named
+from harness.launch import logs
 from harness.launch.ending import TAKEN_OVER, taken_over
+from harness.launch.interrupts import signal_name
+from harness.launch.logs import named
 from harness.launch.protocols import RunStore
 from harness.states import renew_every_s
 from harness.store.errors import NotOwner, StoreUnreachable
@@ -215,6 +218,13 @@ class RunJob(submitit.helpers.Checkpointable):
         directory = paths.run_dir(root, self.run_hash)
         directory.mkdir(parents=True, exist_ok=True)
         run_config = RunConfig.model_validate(self.config)
+        from harness.launch.processes import hostname
+
+        # the first line of every job's log: `harness logs` finds all the jobs of a resumed run by it
+        print(logs.start_line(self.run_hash, hostname(), datetime.now(timezone.utc).isoformat(timespec="seconds")),
+              flush=True)
+        # imported before the provenance is collected, which records the lab's modules and their SHA-256
+        registry.import_modules(run_config.imports)
         resolve = lambda other: paths.run_dir(root, other)  # noqa: E731
         if _global_rank() != 0:
             # the other tasks of a multi-GPU job train beside rank 0, which alone reports to the store
@@ -242,9 +252,11 @@ class RunJob(submitit.helpers.Checkpointable):
                                 ) from None
             raise
         except BaseException as exc:
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
             heartbeat.stop()
-            self._record_end(store, status, _describe(exc), sink)
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or a signal: a stop, not a fault of the run
+                self._record_end(store, "cancelled", f"stopped by {signal_name(exc)}", sink)
+            else:
+                self._record_end(store, "failed", _describe(exc), sink)
             raise
         finally:
             heartbeat.stop()

@@ -15,7 +15,6 @@ dependencies. Both follow plan.py's one rule of whether a run's dependencies let
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -24,8 +23,9 @@ from typing import Callable
 
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
-from harness.launch.executors import Claimed, Executor, resolve_executor
+from harness.launch.executors import Claimed, Executor, resolve_executor, threads_per_run
 from harness.launch.interrupts import terminate_as_interrupt
+from harness.words import count
 from harness.launch.job import RunJob
 from harness.launch.local import LocalExecutor
 from harness.launch.outcome import LaunchResult
@@ -78,23 +78,29 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
     if store is not None:
         return launch(loaded, runs, store, db_url, options, progress)
     entries = prepare(runs, None)  # every run is to run, as it is in the store created below
-    check_files([e.run for e in entries])
+    check_files([e.run for e in entries], options.executor)
     Path(options.output).mkdir(parents=True, exist_ok=True)
     return _register_and_submit(loaded, entries, open_store(db_url), db_url, options, progress)
 
 
-def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions, probe: bool = False) -> tuple[str, str]:
-    """`harness run --dry-run`: the plan (one line per run and a summary) and its cost estimate; writes nothing."""
+def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
+            probe: bool = False) -> tuple[str, str, list[str]]:
+    """`harness run --dry-run`: the plan (one line per run and a summary), its cost estimate, and every problem
+    the real run would stop on (files, weights, the executor's commands); writes nothing."""
     from harness.launch.estimate import dry_run_estimate
     from harness.launch.plan import format_plan
 
     store = existing_store(db_url)
     entries = prepare(runs, store)
     todo = sum(e.state == "to_run" for e in entries)
-    plan_text = (f"{format_plan(entries)}\n{len(entries)} runs: {len(entries) - todo} done or in flight, {todo} to "
-                 "run (dry run: nothing trained)")
-    estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe)
-    return plan_text, estimate
+    plan_text = (f"{format_plan(entries)}\n{count(len(entries), 'run')}: {len(entries) - todo} done or in flight, "
+                 f"{todo} to run (dry run: nothing trained)")
+    to_run = [e.run for e in entries if e.state == "to_run"]
+    problems = preflight.problems(to_run, _executor_named(options.executor), options.output,
+                                  [e.run for e in entries if e.state == "done"], store)
+    estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe,
+                                options.threads)
+    return plan_text, estimate, problems
 
 
 def existing_store(db_url: str):
@@ -108,11 +114,12 @@ def existing_store(db_url: str):
         return None
 
 
-def check_files(runs: list[PlannedRun], output: Path | None = None, completed: list[PlannedRun] | None = None,
-                store: RunStore | None = None) -> None:
+def check_files(runs: list[PlannedRun], executor: str | None = None, output: Path | None = None,
+                completed: list[PlannedRun] | None = None, store: RunStore | None = None) -> None:
     """PreflightError, one line per problem, when runs lack a file, a folder or published weights they can
-    trust (or, given the output folder, the weights of a `completed` run they learn from)."""
-    problems = preflight.problems(runs, output, completed or [], store)
+    trust (or, given the output folder, the weights of a `completed` run they learn from), or the executor a
+    command it needs."""
+    problems = preflight.problems(runs, _executor_named(executor), output, completed or [], store)
     if problems:
         raise PreflightError("\n".join(problems))
 
@@ -121,7 +128,7 @@ def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: 
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
-    check_files([e.run for e in entries if e.state == "to_run"], options.output,
+    check_files([e.run for e in entries if e.state == "to_run"], options.executor, options.output,
                 [e.run for e in entries if e.state == "done"], store)
     return _register_and_submit(loaded, entries, store, db_url, options, progress)
 
@@ -166,6 +173,14 @@ def executor_for(name: str, options: LaunchOptions) -> Executor:
     return LocalExecutor(name, options.output, options.max_parallel, options.poll_s)
 
 
+def _executor_named(name: str | None) -> str | None:
+    """The executor an option names (`auto` resolved); None for a name that is no executor (an error later)."""
+    try:
+        return None if name is None else resolve_executor(name)
+    except ValueError:
+        return None
+
+
 def new_owner() -> Owner:
     me = processes.this_process()
     return Owner(token=uuid.uuid4().hex, host=me.host, pid=me.pid, started=me.started)
@@ -200,14 +215,4 @@ def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: La
 def _job(run: PlannedRun, db_url: str, token: str, options: LaunchOptions, executor: str) -> RunJob:
     max_requeues = options.slurm.max_requeues if executor == "slurm" and options.slurm is not None else 0
     return RunJob(run.hash, run.config.as_json(), secrets.job_url(db_url), str(options.output), owner=token,
-                  max_requeues=max_requeues, threads=threads_per_run(options, executor))
-
-
-def threads_per_run(options: LaunchOptions, executor: str) -> int | None:
-    """torch threads for a local run: the explicit option, else none forced when OMP_NUM_THREADS is set, else
-    the machine's cores split between the runs trained at once (they would otherwise oversubscribe them)."""
-    if options.threads is not None:
-        return options.threads
-    if executor == "slurm" or os.environ.get("OMP_NUM_THREADS"):
-        return None
-    return max(1, (os.cpu_count() or 1) // max(1, options.max_parallel))
+                  max_requeues=max_requeues, threads=threads_per_run(options.threads, executor, options.max_parallel))

@@ -17,6 +17,43 @@ DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|database or
 DUMP_FAILED = "Could not dump error:"
 
 
+# what a job prints first (RunJob), so that every job a run ever had is found again among submitit's logs
+def start_line(run_hash: str, host: str, when: str) -> str:
+    return f"run {run_hash} starts on {host} at {when}"
+
+
+# submitit's own bookkeeping ("Starting with JobEnvironment(...)", "Loading pickle: ...", "Exiting after ...")
+SUBMITIT_NOISE = re.compile(r"^submitit (?:INFO|DEBUG) \(")
+# bytes read from the head of each log when looking for a run's jobs
+HEAD_BYTES = 4096
+
+
+def run_log_files(log_path: str | None, run_hash: str) -> list[Path]:
+    """Every log file of every job the run had (a resumed or retried run has several), oldest job first: the
+    logs beside its latest one that start with the run's `start_line`, and the latest one's own."""
+    latest = log_files(log_path)
+    if not latest:
+        return []
+    marker = f"run {run_hash} starts".encode()
+    found = set(latest)
+    for out in latest[0].parent.glob("*_log.out"):
+        try:
+            with open(out, "rb") as handle:
+                head = handle.read(HEAD_BYTES)
+        except OSError:
+            continue
+        if marker in head:
+            found.update(p for p in (out, out.with_suffix(".err")) if p.exists())
+    return sorted(found, key=lambda p: (p.stat().st_mtime if p.suffix == ".out" else
+                                        p.with_suffix(".out").stat().st_mtime if p.with_suffix(".out").exists()
+                                        else p.stat().st_mtime, p.suffix != ".out", p.name))
+
+
+def readable(text: str) -> str:
+    """A log without submitit's bookkeeping lines: what the trainer and the job said."""
+    return "".join(line for line in text.splitlines(keepends=True) if not SUBMITIT_NOISE.match(line))
+
+
 def log_files(log_path: str | None) -> list[Path]:
     """The job's stdout and stderr files (those that exist), stdout first."""
     if not log_path:

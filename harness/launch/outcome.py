@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from harness.launch.plan import PlanEntry
 from harness.spec import PlannedRun
+from harness.words import count
 
 
 @dataclass
@@ -33,5 +34,5 @@ class LaunchResult:
         done = sum(e.state == "done" for e in self.entries)
         trained = len(self.submitted) - len(self.taken_over)
         lost = f", {len(self.taken_over)} taken over by another launch" if self.taken_over else ""
-        return (f"{len(self.entries)} runs: {done} already done, {trained} trained now, "
+        return (f"{count(len(self.entries), 'run')}: {done} already done, {trained} trained now, "
                 f"{len(self.elsewhere)} in flight elsewhere{lost}, {len(self.failures)} failed")

@@ -9,6 +9,7 @@ working directory.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -17,13 +18,14 @@ from harness.launch.protocols import RunStore
 from harness.spec import PlannedRun
 
 
-def problems(runs: Iterable[PlannedRun], output: Path | None = None,
+def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Path | None = None,
              completed: Iterable[PlannedRun] = (), store: RunStore | None = None) -> list[str]:
     """One line per missing file, folder or published weight a run would need, naming the run, the key and the
-    path (a weight: its tag and the command that fetches it). With the output folder, a teacher or fine-tune
-    source named by run that is `completed` (so no launch will train it again) must have left its weights there.
-    A published weight must be what its hub-cache name promises and, with the store, the file that the stored
-    runs of its tag used."""
+    path (a weight: its tag and the command that fetches it), and per SLURM command the executor needs; every
+    problem, in the order found (a dry run shows them all at once). With the output folder, a teacher or
+    fine-tune source named by run that is `completed` (so no launch will train it again) must have left its
+    weights there. A published weight must be what its hub-cache name promises and, with the store, the file
+    that the stored runs of its tag used."""
     from harness.weights import check_weights, named_weights
 
     runs = list(runs)
@@ -37,7 +39,18 @@ def problems(runs: Iterable[PlannedRun], output: Path | None = None,
                 seen.add((key, problem))
                 found.append(f"{run.short} {run.describe()}: {key}: {problem}")
     records = store.runs() if store is not None and named_weights(runs) else []
-    return found + check_weights(runs, records)
+    return found + check_weights(runs, records) + (executor_problems(executor) if runs else [])
+
+# the SLURM commands a launch runs here (submitit submits with sbatch, watches with squeue and sacct) or its jobs run
+SLURM_COMMANDS = ("sbatch", "srun")
+
+
+def executor_problems(executor: str | None) -> list[str]:
+    """The SLURM commands that `--executor slurm` needs and this machine lacks."""
+    if executor != "slurm":
+        return []
+    return [f"--executor slurm: no `{name}` command here (run on a SLURM login node, or use --executor local)"
+            for name in SLURM_COMMANDS if shutil.which(name) is None]
 
 
 def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:

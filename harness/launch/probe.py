@@ -1,18 +1,20 @@
-"""Time a few training steps of a run's model on this machine: a speed basis for runs nothing stored yet.
+"""Time training steps of a run's model on this machine: a speed basis for runs nothing stored yet.
 
-`probe_img_s(config)` builds the run's student (and, when it distils, its teacher with random weights) with the
-trainer's own builders, and times `steps` training steps after `WARMUP` untimed ones: forward, Mixup/CutMix, the
-run's loss (the teacher's forward included), backward and the optimizer step, on random images of the run's
-resolution at its per-process batch size. The median step counts: one step slowed by a neighbour's process (a
-shared machine) or a first-use kernel choice moves it little. Data loading, augmentation and evaluation are not
-timed. Imports torch and the trainer, so only `harness run --dry-run --probe` loads it.
+`probe(config)` builds the run's student (and, when it distils, its teacher with random weights) with the
+trainer's own builders and times the trainer's own training step (`harness.trainer.loop.train_step`: Mixup/CutMix,
+the run's loss with the teacher's forward, backward, clipping, the optimizer and EMA updates) on random images of
+the run's resolution at its per-process batch size, after `WARMUP` untimed steps. It times steps until it has at
+least `MIN_STEPS` of them and `MIN_SECONDS` of timing: on a
+machine shared with other processes a few steps vary several-fold, a few seconds of them much less. The median
+step counts, and the spread between steps (the middle half, relative to the median) says how noisy the machine
+was. Data loading and evaluation are not timed. Imports torch and the trainer, so only `--probe` loads it.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import RunConfig
@@ -30,16 +32,30 @@ def num_classes(config: RunConfig) -> int:
 
 # untimed first steps: memory allocation, kernel selection, lazy initialisation
 WARMUP = 2
-STEPS = 5
+# timed steps and seconds of timing: the probe stops once it has both
+MIN_STEPS = 5
+MIN_SECONDS = 3.0
 
 
-def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = STEPS, threads: int | None = None) -> float:
-    """Training images/s of one process of `config` on this machine (see the module docstring)."""
+@dataclass(frozen=True)
+class Probe:
+    """Training images/s of one process (the median step), the steps timed, and how much they varied."""
+
+    img_s: float
+    steps: int
+    seconds: float
+    # the middle half of the step times (25th to 75th percentile), relative to the median
+    spread: float
+
+
+def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
+          min_seconds: float = MIN_SECONDS) -> Probe:
+    """Time the run's training step on this machine (see the module docstring)."""
     import torch
 
-    from harness.trainer.loop import resolve_device
+    from harness.trainer import distributed
+    from harness.trainer.loop import assemble, resolve_device, train_step
     from harness.trainer.models import build_student, create_model
-    from harness.trainer.optim import build_criterion, build_mixup, build_optimizer
 
     previous = torch.get_num_threads()
     if threads:
@@ -49,32 +65,34 @@ def probe_img_s(config: RunConfig, world_size: int = 1, steps: int = STEPS, thre
         config = config.model_copy(update={"finetune": None})
         device = resolve_device(config)
         classes = num_classes(config)
-        model = build_student(config, classes, lambda run: Path(run)).to(device).train()
-        teacher = None
-        if config.distillation.kind != "none" and config.distillation.teacher is not None:
-            teacher = create_model(config.distillation.teacher.model, classes, config.data.img_size)
+        model = build_student(config, classes, lambda run: Path(run)).to(device)
+        teacher, named = None, config.distillation.teacher
+        if config.distillation.kind != "none" and named is not None:
+            teacher = create_model(named.model, classes, config.data.img_size)
             teacher = teacher.to(device).eval().requires_grad_(False)
-        optimizer = build_optimizer(config, model)
-        mixup = build_mixup(config, classes)
-        criterion = build_criterion(config, mixup, teacher)
+        run = assemble(config, distributed.DistEnv(), device, model, teacher, classes)
+        run.train_model.train()
         batch = max(2, config.batch_size // world_size)
         size = config.data.img_size
         images = torch.randn(batch, 3, size, size, device=device)
         targets = torch.randint(0, classes, (batch,), device=device)
-        seconds = []
-        for step in range(WARMUP + steps):
+        seconds: list[float] = []
+        began = None
+        for step in range(10**9):
             start = time.perf_counter()
-            x, y = mixup(images, targets) if mixup is not None else (images, targets)
-            bf16 = config.precision == "bf16"
-            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-                loss = criterion(x, model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(run, images, targets)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if step >= WARMUP:
-                seconds.append(time.perf_counter() - start)
-        return batch / statistics.median(seconds)
+            end = time.perf_counter()
+            if step < WARMUP:
+                continue
+            began = began if began is not None else start
+            seconds.append(end - start)
+            spent = end - began
+            if len(seconds) >= MIN_STEPS and spent >= min_seconds:
+                break
+        median = statistics.median(seconds)
+        q1, _, q3 = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else (median, median, median)
+        return Probe(batch / median, len(seconds), sum(seconds), (q3 - q1) / median)
     finally:
         torch.set_num_threads(previous)

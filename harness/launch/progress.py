@@ -25,6 +25,11 @@ class Watcher:
             self.seen[run.hash] = state
         self.progress(f"{self._clock()}  {run.short}  {what:<28}  {run.describe()}")
 
+    def ended(self, run: PlannedRun, status: str, cause: str | None, log: str | None) -> None:
+        """A run that did not complete: `failed` or `cancelled`, the last line of its cause, where its log is."""
+        last = cause.strip().splitlines()[-1] if cause and cause.strip() else "no cause recorded"
+        self.event(run, f"{status}: {last}" + (f"  (log: {log})" if log else ""))
+
     def completed(self, run: PlannedRun, record: RunRecord) -> None:
         top1 = record.final.get("top1")
         self.event(run, "completed" + (f", top-1 {top1:.1f}%" if top1 is not None else ""))

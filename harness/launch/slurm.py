@@ -310,7 +310,7 @@ def _wait_cluster(to_wait: list[Any], store: RunStore, owner: Owner, poll_s: flo
                 watch.completed(run, record)
             else:
                 result.failures.append(Failure(run, record.error or record.status, record.log_path))
-                watch.event(run, f"{record.status.upper()}: {record.error or ''} (log: {record.log_path})")
+                watch.ended(run, record.status, record.error, record.log_path)
         if left:
             time.sleep(poll_s)
 

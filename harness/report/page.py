@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.report import definitions as defs
 from harness.report.runs import RunSet, load
+from harness.words import count
 
 # tables drawn as charts on the page (Table 1 holds no accuracy)
 CHARTED = (2, 3, 4, 5, 7, 8, 10)
@@ -91,7 +92,7 @@ def build_page(db: str | None = None, spec: str | None = None, profile: str | No
         f"<style>{STYLE}</style></head><body>"
         "<h1>DeiT ablations: our runs beside the paper</h1>"
         f"<p>Touvron et al., <i>Training data-efficient image transformers &amp; distillation through attention</i>, "
-        f"arXiv:2012.12877v2. {nruns} finished run(s) in the store; generated {stamp}. Each cell: ours "
+        f"arXiv:2012.12877v2. {count(nruns, 'finished run')} in the store; generated {stamp}. Each cell: ours "
         "(mean ± std over seeds, n) beside the paper's value and the difference; — where no run exists.</p>"
         f"<nav>{''.join(nav)}</nav>" + "".join(head) + "".join(parts) + "".join(curves) + "</body></html>\n"
     )

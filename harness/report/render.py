@@ -7,7 +7,7 @@ cell reads `ours on OUR DEVICE vs paper on THE PAPER'S DEVICE`, without a differ
 Tables compared with their reference row (`vs_reference`, the default where a table names one) add
 `; Δ +1.0 [+0.4, +1.6] *` (the difference to the reference row, its 95% interval, * when it excludes 0),
 `; reference` on the reference row, and `; Δ +1.0 (n = 1: no interval)` where a side has one seed. Tables built
-with `cost` add `; 0.52 GPU-h` (or CPU-h for CPU runs).
+with `cost` add `; 0.52 GPU-h` (or core-h, CPU core-hours, for CPU runs).
 
 Markdown, LaTeX and HTML show the caption (`df.attrs["caption"]`: what stand-in runs were, then the table
 definition's) with the heading, and the notes (which runs are shown, differences, costs, the paper's source) after

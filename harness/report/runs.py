@@ -110,3 +110,34 @@ def parse_profile(profile: str | None) -> tuple[bool, str | None]:
     if profile in (PAPER_SCALE, "none", ""):
         return True, None
     return True, profile
+
+
+def check_profile(runset: RunSet, profile: str | None) -> None:
+    """LookupError (one line, with the profiles there are) when `profile` is neither a profile of a run in the
+    store nor one that a stored spec defines: a misspelt profile must not look like a table nobody filled."""
+    chosen, wanted = parse_profile(profile)
+    if not chosen:
+        return
+    if runset.store is not None:
+        if runset.store.runs(profile=wanted or ""):
+            return
+        everything = runset.store.runs()
+        defined = set().union(*(_spec_profiles(e.spec_text) for e in runset.store.experiments()))
+    else:
+        everything, defined = runset.runs, set()
+    if any(r.profile == wanted for r in everything) or wanted in defined:
+        return  # a real profile that has not filled this store yet: its table is rightly empty
+    known = sorted({r.profile or PAPER_SCALE for r in everything} | defined)
+    raise LookupError(f"no run of profile '{profile}' in the store; its profiles: {', '.join(known) or 'none'}")
+
+
+def _spec_profiles(text: str) -> set[str]:
+    """The profiles a stored spec's text defines (none when it does not parse)."""
+    from harness.spec.reader import YamlError, parse
+
+    try:
+        data = parse(text) if text else None
+    except YamlError:
+        return set()
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    return {str(name) for name in profiles} if isinstance(profiles, dict) else set()

@@ -13,7 +13,7 @@ per column, `delta` (the cell's mean minus the reference row's in that column), 
 interval over seeds; NaN where there is none) and `test` ("paired", "welch", "n = 1: no interval", "spread 0 over
 3 seeds" (no interval), "reference", or "" where nothing is compared); `n` stays the cell's seed count (see `harness.report.significance`). With
 `detect=D` also `need`: the seeds the cell needs to resolve a difference of D points. With `cost=True` each
-column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU-hours of the cell's runs (see `harness.report.cost`).
+column also has `gpu_h` and `cpu_h`: the GPU-hours and CPU core-hours of the cell's runs (see `harness.report.cost`).
 
 Descriptive columns (Table 3's supervision marks, Table 8's ✓/✗) come first as `(name, "")`. Everything
 else a renderer needs sits in `df.attrs`: the table number, title, caption, which origin of runs it shows
@@ -37,6 +37,7 @@ from harness.report import definitions as defs
 from harness.report import setting
 from harness.report import significance as sig
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
+from harness.words import count
 
 def _num(value: Any) -> float:
     if value is None:
@@ -376,7 +377,7 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
                         values[(a, b)].append(disagreement(arrays[a], arrays[b]))
             shown += [distilled] + ([baseline] if baseline is not None else [])
         if size_label:
-            notes.append(f"Models compared: {size_label} ({len(pairs)} seed(s)).")
+            notes.append(f"Models compared: {size_label} ({count(len(pairs), 'seed')}).")
     df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
     df.attrs.update(_attrs(td, origin, shown, setting.caption((r, td.img_size) for r in shown)))
     df.attrs["notes"] = notes

@@ -84,6 +84,11 @@ def expand(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | No
     """The spec's runs under `profile`; `seeds` (the command line's `--seeds`) replace the profile's and the
     spec's seeds, not those a variant pins (`harness.spec.select`)."""
     spec, path = loaded.spec, loaded.path
+    try:
+        # the lab's own modules first: the names they register are checked below like the built-in ones
+        registry.import_modules(spec.imports)
+    except registry.ImportFailed as exc:
+        raise SpecError(path, "imports", str(exc)) from None
     prof = _profile(spec, path, profile)
     drafts = _drafts(spec, prof, profile, path, seeds)
     _resolve(drafts, path)
@@ -149,7 +154,8 @@ def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str,
         for coords in _product(axes):
             for seed in seeds:
                 draft = _Draft(vname, variant.label or vname, dict(coords), seed, {})
-                layers = [(spec.base, "base"), (coords, axes_where), *layers_before, (variant.set, f"variants.{vname}.set"),
+                layers = [({"imports": spec.imports} if spec.imports else {}, "imports"), (spec.base, "base"),
+                          (coords, axes_where), *layers_before, (variant.set, f"variants.{vname}.set"),
                           (prof.set, f"{pwhere}.set"), *layers_after,
                           (pvar.set if pvar else {}, f"{pwhere}.variants.{vname}.set"), ({"seed": seed}, seeds_where)]
                 for overrides, where in layers:

@@ -196,8 +196,10 @@ DATASETS: dict[str, Callable[[RunConfig], DataSplits]] = {
 
 
 def build_dataset(config: RunConfig) -> DataSplits:
-    try:
-        builder = DATASETS[config.data.name]
-    except KeyError:
-        raise KeyError(f"unknown dataset '{config.data.name}'; known datasets: {', '.join(sorted(DATASETS))}") from None
+    from harness import datasets, registry
+
+    registry.import_modules(config.imports)
+    builder = DATASETS.get(config.data.name) or datasets.REGISTERED.get(config.data.name)
+    if builder is None:
+        raise KeyError(f"unknown dataset '{config.data.name}'; known datasets: {', '.join(registry.dataset_names())}")
     return apply_train_subset(builder(config), config)

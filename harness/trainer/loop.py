@@ -31,6 +31,7 @@ from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from harness import registry
 from harness.config import RunConfig
 from harness.trainer import distributed, final
 from harness.trainer.checkpoint import CHECKPOINT, Progress, resume, rng_state, save_checkpoint, seed_everything
@@ -81,10 +82,11 @@ class Run:
     scheduler: Scheduler
     mixup: Mixup | None
     criterion: nn.Module
-    # a DataLoader or an InMemoryLoader (harness/trainer/loaders.py), each with a sampler that has set_epoch
-    train_loader: Any
-    val_loader: Any
-    val_shard: np.ndarray | None
+    # the data: a DataLoader or an InMemoryLoader (harness/trainer/loaders.py), each with a sampler that has
+    # set_epoch (None where only training steps are timed: harness.launch.probe)
+    train_loader: Any = None
+    val_loader: Any = None
+    val_shard: np.ndarray | None = None
 
     def evaluate(self, model: nn.Module, prefix: str = "") -> EvalResult:
         return evaluate(model, self.val_loader, self.device, self.autocast, self.val_shard, prefix=prefix)
@@ -102,6 +104,8 @@ def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: C
     """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics.
 
     `should_stop()` is asked before every training step; a reason (not None) raises `RunStopped`."""
+    # the lab's own models and datasets are registered before anything is built
+    registry.import_modules(config.imports)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = distributed.setup(config)
@@ -148,16 +152,40 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     teacher = None
     if config.distillation.kind != "none":
         teacher = build_teacher(config, splits.num_classes, resolve_run_dir, device, info)
-    # a horizon in epochs becomes a per-step decay with this run's steps per epoch (those of one process)
-    ema = ModelEmaV3(model, decay=config.ema.step_decay(len(train_loader))) if config.ema.enabled else None
+    run = assemble(config, env, device, model, teacher, splits.num_classes, len(train_loader))
+    run.train_loader, run.val_loader, run.val_shard = train_loader, val_loader, val_shard
+    return run, teacher
+
+
+def assemble(config: RunConfig, env: distributed.DistEnv, device: torch.device, model: nn.Module,
+             teacher: nn.Module | None, num_classes: int, steps_per_epoch: int = 1) -> Run:
+    """What a training step needs around a built student (and teacher): EMA, optimizer, schedule, Mixup/CutMix,
+    the run's loss, the DDP wrapper; no data (`build_run` adds it). A horizon in epochs becomes a per-step EMA
+    decay with `steps_per_epoch` (those of one process)."""
+    ema = ModelEmaV3(model, decay=config.ema.step_decay(steps_per_epoch)) if config.ema.enabled else None
     unused_head = is_distilled(model) and config.distillation.kind == "none"
     optimizer = build_optimizer(config, model)
-    mixup = build_mixup(config, splits.num_classes)
-    run = Run(config, env, device, _autocast(config, device), model,
-              distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
-              build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher),
-              train_loader, val_loader, val_shard)
-    return run, teacher
+    mixup = build_mixup(config, num_classes)
+    return Run(config, env, device, _autocast(config, device), model,
+               distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
+               build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher))
+
+
+def train_step(run: Run, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One training step on a batch already on the device: Mixup/CutMix, the run's loss (the teacher's forward
+    included), backward, gradient clipping, the optimizer step and the EMA update; the loss, detached."""
+    if run.mixup is not None:
+        images, targets = run.mixup(images, targets)
+    with run.autocast():
+        loss = run.criterion(images, run.train_model(images), targets)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.optimizer.clip_grad is not None:
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.config.optimizer.clip_grad)
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return loss.detach()
 
 
 def _check_stop(run: Run, should_stop: StopCheck, pending: str | None, epoch: int, step: int) -> str | None:
@@ -186,22 +214,11 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
         pending = _check_stop(run, should_stop, pending, epoch, step)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        if run.mixup is not None:
-            images, targets = run.mixup(images, targets)
-        with run.autocast():
-            loss = run.criterion(images, run.train_model(images), targets)
-        loss_value = loss.detach()
+        loss_value = train_step(run, images, targets)
         # on a GPU, reading the loss waits for the step: only every 20 steps
         if (device.type == "cpu" or step % 20 == 0) and not math.isfinite(loss_value.item()):
             lr = run.optimizer.param_groups[0]["lr"]
             raise TrainingDiverged(f"loss is {loss_value.item()} at epoch {epoch}, step {step} (lr {lr:.3g})")
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if run.config.optimizer.clip_grad is not None:
-            nn.utils.clip_grad_norm_(run.model.parameters(), run.config.optimizer.clip_grad)
-        run.optimizer.step()
-        if run.ema is not None:
-            run.ema.update(run.model)
         loss_sum += loss_value.float()
         steps += 1
         samples += images.shape[0]
