@@ -201,8 +201,10 @@ def test_remaining_time_without_a_known_dataset_size_uses_elapsed_time():
 # the dry run
 
 
-def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url):
+def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url, tmp_path):
     from test_report_helpers import fill
+
+    from harness import paths
 
     # hard distillation failed, to run again: soft distillation's speed is its basis
     runs = fill(sqlite_store, "distillation", "quick", lambda run: {"top1": 50.0},
@@ -210,16 +212,20 @@ def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url):
     for run in runs:
         sqlite_store.log_final(run.hash, {"train_img_s": 500.0, "train_time_s": 60.0},
                               {"device": CPU, "world_size": "1"})
+        # a completed teacher left its weights, which the student to run again will load
+        weights = paths.run_dir(tmp_path, run.hash) / paths.MODEL
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.touch()
     runner = CliRunner()
     args = ["run", "ablations/distillation.yaml", "--profile", "quick", "--dry-run", "--executor", "local",
-            "--db", sqlite_url]
+            "--db", sqlite_url, "--output", str(tmp_path)]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "Estimate on the local executor" in res.stderr and "500 img/s measured by" in res.stderr
     assert "1 of 1 run estimated" in res.stderr and "4 done or in flight, 1 to run" in res.stdout
     # the small profile trains at batch 128: nothing stored measures it, until the probe times it
     small = ["run", "ablations/distillation.yaml", "--profile", "small", "--dry-run", "--executor", "local",
-             "--db", sqlite_url]
+             "--db", sqlite_url, "--output", str(tmp_path)]
     res = runner.invoke(app, small)
     assert res.exit_code == 0
     assert "speed unknown: the store holds no completed run of resnet_tiny_32, 16 px, batch 128" in res.stderr
