@@ -10,8 +10,8 @@ Tables and views are described in harness/store/README.md.
 
 from harness.store.errors import NoStore, SchemaOutOfDate, StoreError, UnknownRun
 from harness.store.migrate import store_revision, upgrade_store
-from harness.store.records import FINISHED, STATUSES, ExperimentRecord, RunRecord
+from harness.store.records import FINISHED, STATUSES, ExperimentRecord, RunRecord, RunTable
 from harness.store.store import NewRun, Store, open_store
 
-__all__ = ["FINISHED", "STATUSES", "ExperimentRecord", "NewRun", "NoStore", "RunRecord", "SchemaOutOfDate", "Store",
+__all__ = ["FINISHED", "STATUSES", "ExperimentRecord", "NewRun", "NoStore", "RunRecord", "RunTable", "SchemaOutOfDate", "Store",
            "StoreError", "UnknownRun", "open_store", "store_revision", "upgrade_store"]

@@ -55,6 +55,21 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunTable:
+    """Runs as `Store.run_table` reads them for a DataFrame: raw rows, decoded by `harness.results` in bulk.
+
+    rows: (id, hash, spec, variant, label, profile, seed, status, source, epoch, last logged epoch, host,
+    started_at, ended_at, error, coords JSON text, then one JSON text per top-level config key in `sections`, None
+    where the run's config lacks it), one per run in registration order; finals: (id, name, value) and info:
+    (id, key, value), in the order the database gives them."""
+
+    rows: list[tuple[Any, ...]]
+    sections: list[str]
+    finals: list[tuple[Any, ...]]
+    info: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
 class ExperimentRecord:
     name: str
     spec_text: str

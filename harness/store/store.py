@@ -20,16 +20,17 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Table, Text, and_, cast, func, literal, select, true, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
+from harness.store import where as where_
 from harness.store.claims import RunLifecycle, now_utc
 from harness.store.errors import NoStore, StoreError, UnknownRun
-from harness.store.records import FINISHED, ExperimentRecord, RunRecord
+from harness.store.records import FINISHED, ExperimentRecord, RunRecord, RunTable
 from harness.store.schema import (
     NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
 )
@@ -325,24 +326,81 @@ class Store(RunLifecycle):
 
     def runs(self, spec: str | None = None, status: str | Sequence[str] | None = None,
              profile: str | None = None, hashes: Iterable[str] | None = None,
-             source: str | None = None) -> list[RunRecord]:
+             source: str | None = None, where: where_.Node | None = None) -> list[RunRecord]:
         """One record per run, in registration order; a run in several experiments or profiles is
-        described by its first membership that matches the filters. All filters are bound parameters."""
-        conditions = []
-        if spec is not None:
-            conditions.append(Experiment.name == spec)
-        if profile is not None:
-            conditions.append(RunMembership.profile == (profile or NO_PROFILE))
-        if status is not None:
-            conditions.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
-        if source is not None:
-            conditions.append(Run.source == source)
+        described by its first membership that matches the filters. All filters are bound parameters;
+        `where` is a parsed filter (`harness.store.where.parse`), evaluated in the database."""
+        conditions = _conditions(spec, status, profile, source)
         wanted = None if hashes is None else list(dict.fromkeys(hashes))
         if wanted is not None and not wanted:
             return []
         if wanted is not None and len(wanted) <= CHUNK:
             conditions.append(Run.hash.in_(wanted))
-        return self._read(lambda session: self._records(session, conditions, wanted))
+        return self._read(lambda session: self._records(session, conditions + self._where(session, where), wanted))
+
+    def run_table(self, spec: str | None = None, status: str | Sequence[str] | None = None,
+                  profile: str | None = None, source: str | None = None,
+                  where: where_.Node | None = None) -> RunTable:
+        """The runs `runs` returns, as columns for a DataFrame (`harness.results`): JSON is left as text and
+        times as the database gives them, for the caller to decode all at once rather than record by record."""
+        conditions = _conditions(spec, status, profile, source)
+
+        def work(session: Session) -> RunTable:
+            chosen = conditions + self._where(session, where)
+            sqlite_db = self.engine.dialect.name == "sqlite"
+            as_text = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: cast(c, Text))
+            as_time = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: c)
+            # each top-level part of the config as JSON text: runs share most parts, so the reader decodes each
+            # distinct text once rather than every config whole
+            if sqlite_db:
+                sections = self._config_sections(session, chosen)
+                parts: list[Any] = [as_text(type_coerce(Run.config, Text).op("->")(literal(f'$."{key}"', Text)))
+                         for key in sections]
+            else:  # `json` parses the whole text again for each `->`: read the keys and parts in one pass each
+                each = func.json_each(Run.config).table_valued("key", "value", with_ordinality="n").render_derived()
+                parts = [select(func.array_agg(postgresql.aggregate_order_by(column, each.c.n)))
+                         .select_from(each).correlate(Run).scalar_subquery()
+                         for column in (each.c.key, cast(each.c.value, Text))]
+            last_epoch = (select(func.max(Metric.epoch)).where(Metric.run_id == Run.id)
+                          .correlate(Run).scalar_subquery())
+            query = (select(Run.id, Run.hash, Experiment.name, RunMembership.variant, RunMembership.label,
+                            RunMembership.profile, RunMembership.seed, Run.status, Run.source, Run.epoch,
+                            last_epoch, Run.host, as_time(Run.started_at), as_time(Run.ended_at), Run.error,
+                            as_text(RunMembership.coords), *parts)
+                     .select_from(_joined()).where(and_(True, *chosen)).order_by(Run.id, RunMembership.id))
+            seen: set[int] = set()
+            rows: list[Any] = [row for row in session.connection().execute(query)
+                               if row[0] not in seen and not seen.add(row[0])]  # type: ignore[func-returns-value]
+            if not sqlite_db:
+                rows, sections = _split_sections(rows)
+            ids = [row[0] for row in rows]
+            id_filter = self._id_filter(ids, chosen)
+            finals = session.execute(select(FinalMetric.run_id, FinalMetric.name, FinalMetric.value)
+                                     .where(id_filter(FinalMetric.run_id))).all() if rows else []
+            infos = session.execute(select(RunInfo.run_id, RunInfo.key, RunInfo.value)
+                                    .where(id_filter(RunInfo.run_id))).all() if rows else []
+            return RunTable(rows=[tuple(row) for row in rows], sections=sections,
+                            finals=[tuple(r) for r in finals], info=[tuple(r) for r in infos])
+
+        return self._read(work)
+
+    def _config_sections(self, session: Session, chosen: list[Any]) -> list[str]:
+        """The top-level config keys of the chosen runs (SQLite), in order of first appearance (run by run, key
+        by key)."""
+        keys = func.json_each(Run.config).table_valued("key", "id", joins_implicitly=True)
+        firsts = session.execute(select(keys.c.key, func.min(Run.id)).select_from(_joined()).join(keys, true())
+                                 .where(and_(True, *chosen)).group_by(keys.c.key)).all()
+        first_runs = sorted({run_id for _, run_id in firsts})
+        order: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(first_runs), CHUNK):
+            chunk = first_runs[start:start + CHUNK]
+            for run_id, key, at in session.execute(select(Run.id, keys.c.key, keys.c.id).select_from(Run)
+                                                   .join(keys, true()).where(Run.id.in_(chunk))):
+                order.setdefault(key, (run_id, at))
+        return sorted((key for key, _ in firsts), key=lambda k: order[k])
+
+    def _where(self, session: Session, node: where_.Node | None) -> list[Any]:
+        return [] if node is None else [where_.Compiler(session, self.engine.dialect.name)(node)]
 
     def get_run(self, run_hash: str) -> RunRecord | None:
         found = self.runs(hashes=[run_hash])
@@ -357,9 +415,7 @@ class Store(RunLifecycle):
                         Run.lease_until, Run.job_started, Run.depends_on, RunMembership.profile, RunMembership.variant, RunMembership.label,
                         RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
                         last_epoch.label("last_epoch"))
-                 .outerjoin(RunMembership, RunMembership.run_id == Run.id)
-                 .outerjoin(Experiment, Experiment.id == RunMembership.experiment_id)
-                 .where(and_(True, *conditions))
+                 .select_from(_joined()).where(and_(True, *conditions))
                  .order_by(Run.id, RunMembership.id))
         rows: dict[int, Any] = {}
         keep = None if wanted is None else set(wanted)
@@ -386,8 +442,7 @@ class Store(RunLifecycle):
         if len(ids) <= CHUNK:
             return lambda column: column.in_(ids)
         # many runs: filter with the same joins in SQL rather than thousands of bound ids
-        sub = (select(Run.id).outerjoin(RunMembership, RunMembership.run_id == Run.id)
-               .outerjoin(Experiment, Experiment.id == RunMembership.experiment_id).where(and_(True, *conditions)))
+        sub = select(Run.id).select_from(_joined()).where(and_(True, *conditions))
         return lambda column: column.in_(sub)
 
     def metrics(self, hashes: Iterable[str] | None = None,
@@ -437,6 +492,34 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _split_sections(rows: list[Any]) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """Rows ending in (config keys, their JSON texts) -> rows ending in one text per key of every row (None where
+    a row lacks it), and those keys in order of first appearance."""
+    parts = [dict(zip(row[-2] or (), row[-1] or ())) for row in rows]
+    sections = list(dict.fromkeys(key for part in parts for key in part))
+    return [tuple(row[:-2]) + tuple(part.get(key) for key in sections) for row, part in zip(rows, parts)], sections
+
+
+def _joined() -> Any:
+    """Runs with their memberships and experiments (a run without one still comes, with NULLs)."""
+    return (Run.__table__.outerjoin(RunMembership.__table__, RunMembership.run_id == Run.id)
+            .outerjoin(Experiment.__table__, Experiment.id == RunMembership.experiment_id))
+
+
+def _conditions(spec: str | None, status: str | Sequence[str] | None, profile: str | None,
+                source: str | None) -> list[Any]:
+    conditions: list[Any] = []
+    if spec is not None:
+        conditions.append(Experiment.name == spec)
+    if profile is not None:
+        conditions.append(RunMembership.profile == (profile or NO_PROFILE))
+    if status is not None:
+        conditions.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
+    if source is not None:
+        conditions.append(Run.source == source)
+    return conditions
 
 
 def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecord:
