@@ -23,6 +23,9 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
     probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few training steps of each model "
                                "here for runs that no completed run of the store can estimate"),
+    max_runs: int = typer.Option(10_000, "--max-runs", min=1,
+                                 help="refuse a spec that expands to more runs than this under any profile "
+                                      "(counted before anything is built)"),
     db: Db = None, output: Output = None, *, launch: LaunchChoices,
 ) -> None:
     """Train every run of SPEC that the store does not hold yet."""
@@ -31,8 +34,8 @@ def run(
     from harness.spec import expand, load_spec, validate_profiles
 
     loaded = load_spec(spec)
-    validate_profiles(loaded)
-    runs = expand(loaded, profile)
+    expanded = validate_profiles(loaded, max_runs)
+    runs = expanded[profile] if profile in expanded else expand(loaded, profile, max_runs)
     options = launch.options(output, loaded.spec.slurm)
     if dry_run:
         plan, estimate = plan_only(runs, store_url(db, output), options, probe)

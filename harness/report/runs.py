@@ -44,9 +44,12 @@ def origin_of(run: Any) -> Origin:
 
 @dataclass
 class RunSet:
-    """Finished runs and lazy access to their stored per-epoch metrics and predictions."""
+    """Finished runs and lazy access to their stored per-epoch metrics and predictions.
 
-    runs: list[Any]
+    `RunSet(None, store)` reads the store's finished runs only when `runs` is first read: a table of one spec
+    reads that spec's runs (`in_specs`), so its cost does not grow with the rest of the store."""
+
+    _runs: list[Any] | None
     store: Any = None
     _predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -61,6 +64,13 @@ class RunSet:
         return list(self.store.metrics(list(hashes)))
 
     _spec_runs: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> list[Any]:
+        """Every finished run (of the store, read on first use; or those given)."""
+        if self._runs is None:
+            self._runs = [r for r in self.store.runs() if finished(r)] if self.store is not None else []
+        return self._runs
 
     def in_specs(self, specs: Iterable[str] | None) -> list[Any]:
         """Finished runs of these specs, each described by its membership in that spec (a run shared by two
@@ -94,13 +104,13 @@ def finished(run: Any) -> bool:
 
 
 def load(db: str | None = None, store: Any = None) -> RunSet:
-    """Every finished run in the store at `db` (default: `harness.paths.default_db_url()`)."""
+    """Every finished run in the store at `db` (default: `harness.paths.default_db_url()`), read when first needed."""
     if store is None:
         from harness.paths import default_db_url
         from harness.store import open_store
 
         store = open_store(db or default_db_url())
-    return RunSet([r for r in store.runs() if finished(r)], store)
+    return RunSet(None, store)
 
 
 def parse_profile(profile: str | None) -> tuple[bool, str | None]:
