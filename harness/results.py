@@ -17,6 +17,7 @@ config keys (`"top1 > 80 and distillation.kind in ('hard', 'soft')"`, see harnes
 from __future__ import annotations
 
 import json
+import math
 from operator import itemgetter
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -82,8 +83,8 @@ def table_frame(table: RunTable) -> pd.DataFrame:
     coords = json.loads("[" + ",".join(c or "{}" for c in by["coords"]) + "]")
     taken = set(BASE_COLUMNS)
     blocks = [base]
-    for block in (pd.DataFrame.from_records(coords, index=base.index), _pivot(table.finals, by["id"], ""),
-                  _pivot(table.info, by["id"], "info.")):
+    for block in (pd.DataFrame.from_records(coords, index=base.index), _objects(table.finals, by["id"], ""),
+                  _objects(table.info, by["id"], "info.")):
         block = block[[c for c in block.columns if c not in taken]]
         taken.update(block.columns)
         blocks.append(block)
@@ -110,16 +111,13 @@ def _section_columns(key: str, texts: Sequence[str | None]) -> dict[str, list[An
     return out
 
 
-def _pivot(long: list[tuple[Any, ...]], ids: Sequence[int], prefix: str) -> pd.DataFrame:
-    """(run id, name, value) rows -> one column per name (in order of first appearance), one row per id."""
-    if not long:
-        return pd.DataFrame(index=pd.RangeIndex(len(ids)))
-    df = pd.DataFrame(long, columns=["id", "name", "value"])
-    wide = df.pivot(index="id", columns="name", values="value")
-    wide = wide.reindex(index=list(ids), columns=list(dict.fromkeys(df["name"])))
-    wide.columns = [f"{prefix}{c}" for c in wide.columns]
-    wide.columns.name = None
-    return wide.reset_index(drop=True)
+def _objects(objects: Mapping[int, str], ids: Sequence[int], prefix: str) -> pd.DataFrame:
+    """Run id -> JSON object (final metrics, info) -> one column per key, one row per id, decoded in one pass."""
+    decoded = json.loads("[" + ",".join(objects.get(i) or "{}" for i in ids) + "]")
+    # a metric is a float (PostgreSQL writes 71.0 as 71); one stored as NULL (NaN) is NaN, as a record has it
+    return pd.DataFrame({name: values if prefix else [math.nan if v is None else float(v) for v in values]
+                         for name, values in flatten_columns(decoded, prefix).items()},
+                        index=pd.RangeIndex(len(ids)))
 
 
 def flatten_columns(trees: Sequence[Mapping[str, Any]], prefix: str = "") -> dict[str, list[Any]]:

@@ -89,6 +89,16 @@ class RunSet:
                 out.setdefault(run.hash, run)
         return list(out.values())
 
+    def imported_without_spec(self) -> list[Any]:
+        """Finished imported results that name no spec (they count for every table): read by a filter in the
+        database, not by reading every run."""
+        if self._runs is None and self.store is not None:
+            from harness.store.where import All, Compare
+
+            return [r for r in self.store.runs(where=All((Compare("spec", "==", None), Compare("source", "!=", None))))
+                    if finished(r)]
+        return [r for r in self.runs if getattr(r, "source", None) is not None and not r.spec]
+
     def spec_names(self) -> list[str]:
         """Names of the specs (experiments) with runs of ours."""
         if self.store is not None:

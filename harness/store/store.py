@@ -347,6 +347,12 @@ class Store(RunLifecycle):
 
         def work(session: Session) -> RunTable:
             chosen = conditions + self._where(session, where)
+            if where is not None:
+                # a filter is evaluated over every run once; the reads below then find the few it keeps by id
+                found = session.execute(select(Run.id).select_from(_joined()).where(and_(True, *chosen))
+                                        .distinct()).scalars().all()
+                if len(found) <= CHUNK:
+                    chosen = chosen + [Run.id.in_(list(found))]
             sqlite_db = self.engine.dialect.name == "sqlite"
             as_text = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: cast(c, Text))
             as_time = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: c)
@@ -369,18 +375,23 @@ class Store(RunLifecycle):
                             as_text(RunMembership.coords), *parts)
                      .select_from(_joined()).where(and_(True, *chosen)).order_by(Run.id, RunMembership.id))
             seen: set[int] = set()
-            rows: list[Any] = [row for row in session.connection().execute(query)
+            rows: list[Any] = [row for row in session.connection().execute(query).all()
                                if row[0] not in seen and not seen.add(row[0])]  # type: ignore[func-returns-value]
             if not sqlite_db:
                 rows, sections = _split_sections(rows)
             ids = [row[0] for row in rows]
             id_filter = self._id_filter(ids, chosen)
-            finals = session.execute(select(FinalMetric.run_id, FinalMetric.name, FinalMetric.value)
-                                     .where(id_filter(FinalMetric.run_id))).all() if rows else []
-            infos = session.execute(select(RunInfo.run_id, RunInfo.key, RunInfo.value)
-                                    .where(id_filter(RunInfo.run_id))).all() if rows else []
+            # each run's final metrics and info as one JSON object, built by the database: a row per run, not a
+            # row per run and metric, decoded by the reader in one pass
+            connection = session.connection()
+            as_object = func.json_group_object if sqlite_db else (lambda k, v: cast(func.json_object_agg(k, v), Text))
+            finals = connection.execute(select(FinalMetric.run_id, as_object(FinalMetric.name, FinalMetric.value))
+                                        .where(id_filter(FinalMetric.run_id)).group_by(FinalMetric.run_id)
+                                        ).all() if rows else []
+            infos = connection.execute(select(RunInfo.run_id, as_object(RunInfo.key, RunInfo.value))
+                                       .where(id_filter(RunInfo.run_id)).group_by(RunInfo.run_id)).all() if rows else []
             return RunTable(rows=[tuple(row) for row in rows], sections=sections,
-                            finals=[tuple(r) for r in finals], info=[tuple(r) for r in infos])
+                            finals=dict(finals), info=dict(infos))
 
         return self._read(work)
 
