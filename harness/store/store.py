@@ -336,7 +336,9 @@ class Store(RunLifecycle):
             return []
         if wanted is not None and len(wanted) <= CHUNK:
             conditions.append(Run.hash.in_(wanted))
-        return self._read(lambda session: self._records(session, conditions + self._where(session, where), wanted))
+        inner = spec is not None or profile is not None
+        return self._read(lambda session: self._records(session, conditions + self._where(session, where), wanted,
+                                                        inner))
 
     def run_table(self, spec: str | None = None, status: str | Sequence[str] | None = None,
                   profile: str | None = None, source: str | None = None,
@@ -344,12 +346,13 @@ class Store(RunLifecycle):
         """The runs `runs` returns, as columns for a DataFrame (`harness.results`): JSON is left as text and
         times as the database gives them, for the caller to decode all at once rather than record by record."""
         conditions = _conditions(spec, status, profile, source)
+        inner = spec is not None or profile is not None
 
         def work(session: Session) -> RunTable:
             chosen = conditions + self._where(session, where)
             if where is not None:
                 # a filter is evaluated over every run once; the reads below then find the few it keeps by id
-                found = session.execute(select(Run.id).select_from(_joined()).where(and_(True, *chosen))
+                found = session.execute(select(Run.id).select_from(_joined(inner)).where(and_(True, *chosen))
                                         .distinct()).scalars().all()
                 if len(found) <= CHUNK:
                     chosen = chosen + [Run.id.in_(list(found))]
@@ -359,7 +362,7 @@ class Store(RunLifecycle):
             # each top-level part of the config as JSON text: runs share most parts, so the reader decodes each
             # distinct text once rather than every config whole
             if sqlite_db:
-                sections = self._config_sections(session, chosen)
+                sections = self._config_sections(session, chosen, inner)
                 parts: list[Any] = [as_text(type_coerce(Run.config, Text).op("->")(literal(f'$."{key}"', Text)))
                          for key in sections]
             else:  # `json` parses the whole text again for each `->`: read the keys and parts in one pass each
@@ -373,14 +376,14 @@ class Store(RunLifecycle):
                             RunMembership.profile, RunMembership.seed, Run.status, Run.source, Run.epoch,
                             last_epoch, Run.host, as_time(Run.started_at), as_time(Run.ended_at), Run.error,
                             as_text(RunMembership.coords), *parts)
-                     .select_from(_joined()).where(and_(True, *chosen)).order_by(Run.id, RunMembership.id))
+                     .select_from(_joined(inner)).where(and_(True, *chosen)).order_by(Run.id, RunMembership.id))
             seen: set[int] = set()
             rows: list[Any] = [row for row in session.connection().execute(query).all()
                                if row[0] not in seen and not seen.add(row[0])]  # type: ignore[func-returns-value]
             if not sqlite_db:
                 rows, sections = _split_sections(rows)
             ids = [row[0] for row in rows]
-            id_filter = self._id_filter(ids, chosen)
+            id_filter = self._id_filter(ids, chosen, inner)
             # each run's final metrics and info as one JSON object, built by the database: a row per run, not a
             # row per run and metric, decoded by the reader in one pass
             connection = session.connection()
@@ -395,11 +398,11 @@ class Store(RunLifecycle):
 
         return self._read(work)
 
-    def _config_sections(self, session: Session, chosen: list[Any]) -> list[str]:
+    def _config_sections(self, session: Session, chosen: list[Any], inner: bool) -> list[str]:
         """The top-level config keys of the chosen runs (SQLite), in order of first appearance (run by run, key
         by key)."""
         keys = func.json_each(Run.config).table_valued("key", "id", joins_implicitly=True)
-        firsts = session.execute(select(keys.c.key, func.min(Run.id)).select_from(_joined()).join(keys, true())
+        firsts = session.execute(select(keys.c.key, func.min(Run.id)).select_from(_joined(inner)).join(keys, true())
                                  .where(and_(True, *chosen)).group_by(keys.c.key)).all()
         first_runs = sorted({run_id for _, run_id in firsts})
         order: dict[str, tuple[int, int]] = {}
@@ -417,7 +420,8 @@ class Store(RunLifecycle):
         found = self.runs(hashes=[run_hash])
         return found[0] if found else None
 
-    def _records(self, session: Session, conditions: list[Any], wanted: list[str] | None) -> list[RunRecord]:
+    def _records(self, session: Session, conditions: list[Any], wanted: list[str] | None,
+                 inner: bool = False) -> list[RunRecord]:
         last_epoch = (select(func.max(Metric.epoch)).where(Metric.run_id == Run.id)
                       .correlate(Run).scalar_subquery())
         query = (select(Run.id, Run.hash, Run.config, Run.status, Run.created_at, Run.started_at, Run.ended_at,
@@ -426,7 +430,7 @@ class Store(RunLifecycle):
                         Run.lease_until, Run.job_started, Run.depends_on, RunMembership.profile, RunMembership.variant, RunMembership.label,
                         RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
                         last_epoch.label("last_epoch"))
-                 .select_from(_joined()).where(and_(True, *conditions))
+                 .select_from(_joined(inner)).where(and_(True, *conditions))
                  .order_by(Run.id, RunMembership.id))
         rows: dict[int, Any] = {}
         keep = None if wanted is None else set(wanted)
@@ -438,7 +442,7 @@ class Store(RunLifecycle):
         finals: dict[int, dict[str, float]] = {i: {} for i in rows}
         infos: dict[int, dict[str, str]] = {i: {} for i in rows}
         ids = list(rows)
-        id_filter = self._id_filter(ids, conditions)
+        id_filter = self._id_filter(ids, conditions, inner)
         for run_id, name, value in session.execute(
                 select(FinalMetric.run_id, FinalMetric.name, FinalMetric.value).where(id_filter(FinalMetric.run_id))):
             if run_id in finals:
@@ -449,11 +453,11 @@ class Store(RunLifecycle):
                 infos[run_id][key] = value
         return [_record(row, finals[i], infos[i]) for i, row in rows.items()]
 
-    def _id_filter(self, ids: list[int], conditions: list[Any]) -> Callable[[Any], Any]:
+    def _id_filter(self, ids: list[int], conditions: list[Any], inner: bool = False) -> Callable[[Any], Any]:
         if len(ids) <= CHUNK:
             return lambda column: column.in_(ids)
         # many runs: filter with the same joins in SQL rather than thousands of bound ids
-        sub = select(Run.id).select_from(_joined()).where(and_(True, *conditions))
+        sub = select(Run.id).select_from(_joined(inner)).where(and_(True, *conditions))
         return lambda column: column.in_(sub)
 
     def metrics(self, hashes: Iterable[str] | None = None,
@@ -513,10 +517,14 @@ def _split_sections(rows: list[Any]) -> tuple[list[tuple[Any, ...]], list[str]]:
     return [tuple(row[:-2]) + tuple(part.get(key) for key in sections) for row, part in zip(rows, parts)], sections
 
 
-def _joined() -> Any:
-    """Runs with their memberships and experiments (a run without one still comes, with NULLs)."""
-    return (Run.__table__.outerjoin(RunMembership.__table__, RunMembership.run_id == Run.id)
-            .outerjoin(Experiment.__table__, Experiment.id == RunMembership.experiment_id))
+def _joined(inner: bool = False) -> Any:
+    """Runs with their memberships and experiments (a run without one still comes, with NULLs); `inner` where a
+    filter on the spec or profile leaves out such runs anyway: the database may then start from the spec's
+    memberships instead of scanning every run."""
+    join = Run.__table__.join if inner else Run.__table__.outerjoin
+    membership = join(RunMembership.__table__, RunMembership.run_id == Run.id)
+    return (membership.join if inner else membership.outerjoin)(
+        Experiment.__table__, Experiment.id == RunMembership.experiment_id)
 
 
 def _conditions(spec: str | None, status: str | Sequence[str] | None, profile: str | None,
