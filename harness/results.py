@@ -112,12 +112,18 @@ def _section_columns(key: str, texts: Sequence[str | None]) -> dict[str, list[An
 
 
 def _objects(objects: Mapping[int, str], ids: Sequence[int], prefix: str) -> pd.DataFrame:
-    """Run id -> JSON object (final metrics, info) -> one column per key, one row per id, decoded in one pass."""
-    decoded = json.loads("[" + ",".join(objects.get(i) or "{}" for i in ids) + "]")
-    # a metric is a float (PostgreSQL writes 71.0 as 71); one stored as NULL (NaN) is NaN, as a record has it
-    return pd.DataFrame({name: values if prefix else [math.nan if v is None else float(v) for v in values]
-                         for name, values in flatten_columns(decoded, prefix).items()},
-                        index=pd.RangeIndex(len(ids)))
+    """Run id -> JSON object (final metrics, info) -> one column per key, one row per id, decoded in one pass
+    over the runs that have any (often a few of many: only completed runs have final metrics)."""
+    present = [(row, objects[i]) for row, i in enumerate(ids) if i in objects]
+    decoded = json.loads("[" + ",".join(text for _, text in present) + "]")
+    columns = {}
+    for name, values in flatten_columns(decoded, prefix).items():
+        # a metric is a float (PostgreSQL writes 71.0 as 71); one stored as NULL (NaN) is NaN, as a record has it
+        column: list[Any] = [None if prefix else math.nan] * len(ids)
+        for (row, _), value in zip(present, values):
+            column[row] = value if prefix else (math.nan if value is None else float(value))
+        columns[name] = column
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(ids)))
 
 
 def flatten_columns(trees: Sequence[Mapping[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
