@@ -316,8 +316,13 @@ class _Operand:
 
     def compare(self, op: str, value: Any) -> Any:
         """A two-valued comparison with one non-null literal (`in`: a tuple of them)."""
-        if op == "in":
-            return or_(*(self.compare("==", v) for v in value)) if value else false()
+        if op == "in":  # one IN per kind of value: each reads the stored value once, not once per value
+            by_kind: dict[str, list[Any]] = {}
+            for v in value:
+                by_kind.setdefault(kind_of(v), []).append(int(v) if isinstance(v, bool) else v)
+            parts = [func.coalesce(operand.in_(values), false()) for kind, values in by_kind.items()
+                     if (operand := self.typed(kind)) is not None]
+            return or_(*parts) if parts else false()
         if op == "!=":
             return not_(self.compare("==", value))
         kind = kind_of(value)
