@@ -139,15 +139,16 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 def print_growth(sizes: list[int], results: list[dict[str, tuple[float, float]]], mlflow_note: str | None) -> None:
     names = list(results[0]) if results else []
-    print("\nwall seconds by store size (growth factor from the size before):")
-    print(f"{'':<13}" + "".join(f"{n:>22,}" for n in sizes))
-    for name in names:
-        cells = []
-        for i, figures in enumerate(results):
-            wall = figures[name][0]
-            growth = f" (x{wall / results[i - 1][name][0]:.1f})" if i else ""
-            cells.append(f"{wall:.3f}{growth}")
-        print(f"{name:<13}" + "".join(f"{c:>22}" for c in cells))
+    for title, part in (("wall", 0), ("CPU", 1)):
+        print(f"\n{title} seconds by store size (growth factor from the size before):")
+        print(f"{'':<13}" + "".join(f"{n:>22,}" for n in sizes))
+        for name in names:
+            cells = []
+            for i, figures in enumerate(results):
+                value = figures[name][part]
+                growth = f" (x{value / max(results[i - 1][name][part], 1e-6):.1f})" if i else ""
+                cells.append(f"{value:.3f}{growth}")
+            print(f"{name:<13}" + "".join(f"{c:>22}" for c in cells))
     if mlflow_note:
         print(f"mlflow query: {mlflow_note}")
     elif results:
