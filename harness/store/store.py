@@ -38,6 +38,8 @@ from harness.store.schema import (
 T = TypeVar("T")
 # hashes per IN (...) list (SQLite allows 32,766 bound parameters per statement)
 CHUNK = 500
+# a filter that keeps at most this many runs is evaluated once; the reads after it find its runs by id
+FOUND_BY_ID = 5000
 
 
 @dataclass(frozen=True)
@@ -354,7 +356,7 @@ class Store(RunLifecycle):
                 # a filter is evaluated over every run once; the reads below then find the few it keeps by id
                 found = session.execute(select(Run.id).select_from(_joined(inner)).where(and_(True, *chosen))
                                         .distinct()).scalars().all()
-                if len(found) <= CHUNK:
+                if len(found) <= FOUND_BY_ID:
                     chosen = chosen + [Run.id.in_(list(found))]
             sqlite_db = self.engine.dialect.name == "sqlite"
             as_text = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: cast(c, Text))
