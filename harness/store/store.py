@@ -351,9 +351,16 @@ class Store(RunLifecycle):
         inner = spec is not None or profile is not None
 
         def work(session: Session) -> RunTable:
-            chosen = conditions + self._where(session, where)
+            chosen = list(conditions)
             if where is not None:
-                # a filter is evaluated over every run once; the reads below then find the few it keeps by id
+                compiler = where_.Compiler(session, self.engine.dialect.name)
+                chosen.append(compiler(where))
+                narrow = compiler.narrowing(where)
+                if narrow is not None:  # metric comparisons first, through their index: configs are read only
+                    few = session.execute(select(Run.id).where(narrow)).scalars().all()  # for the runs they keep
+                    if len(few) <= FOUND_BY_ID:
+                        chosen.append(Run.id.in_(list(few)))
+                # a filter is evaluated over the runs once; the reads below then find the few it keeps by id
                 found = session.execute(select(Run.id).select_from(_joined(inner)).where(and_(True, *chosen))
                                         .distinct()).scalars().all()
                 if len(found) <= FOUND_BY_ID:

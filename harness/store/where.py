@@ -421,6 +421,15 @@ class Compiler:
             self._operand(key)  # every unknown key is an error, even in a branch that would not be reached
         return self._compile(node)
 
+    def narrowing(self, node: Node) -> Any:
+        """A condition the filter implies that an index answers (its final-metric and info comparisons joined by
+        `and`), or None: the runs it keeps include the filter's, found without reading any config."""
+        parts = node.parts if isinstance(node, All) else (node,)
+        indexed = [self._compile(p) for p in parts
+                   if isinstance(p, Compare) and isinstance(self._operand(p.key), _Rows) and p.op != "!="
+                   and p.value is not None and not (p.op == "in" and None in p.value)]
+        return and_(*indexed) if indexed else None
+
     def _compile(self, node: Node) -> Any:
         if isinstance(node, All):
             return and_(*(self._compile(p) for p in node.parts))
