@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: quickstart test venv clean
+.PHONY: quickstart test venv clean bench-scale-smoke
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ quickstart: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# benchmarks/scale.py at its smallest sizes (seconds): the real figures come from its defaults
+bench-scale-smoke: venv
+	$(BIN)/python benchmarks/scale.py --sizes 100,300 --epochs 1 --repeat 1
 
 clean:
 	rm -rf runs

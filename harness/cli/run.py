@@ -30,6 +30,9 @@ def run(
                                         "list 0,3,5 (a variant that pins its own seeds keeps them)"),
     variants: Optional[str] = typer.Option(None, "--variants", help="only these variants (comma-separated), with "
                                            "the runs they need (teachers, fine-tuning sources)"),
+    max_runs: int = typer.Option(10_000, "--max-runs", min=1,
+                                 help="refuse a spec that expands to more runs than this under any profile "
+                                      "(counted before anything is built)"),
     db: Db = None, output: Output = None, *, launch: LaunchChoices,
 ) -> None:
     """Train every run of SPEC that the store does not hold yet."""
@@ -40,8 +43,9 @@ def run(
     seed_list = _parsed("--seeds", parse_seeds, seeds)
     names = _parsed("--variants", parse_names, variants)
     loaded = load_spec(spec)
-    validate_profiles(loaded)
-    runs = expand(loaded, profile, seed_list)
+    expanded = validate_profiles(loaded, max_runs)
+    runs = (expanded[profile] if seed_list is None and profile in expanded
+            else expand(loaded, profile, seed_list, max_runs=max_runs))
     if names is not None:
         runs = only_variants(runs, names, loaded.path)
     options = launch.options(output, loaded.spec.slurm)

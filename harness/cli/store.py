@@ -40,8 +40,10 @@ def results(
     spec: Optional[str] = typer.Option(None, "--spec", help="Only runs of this spec (experiment name)."),
     status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (or a,b,...)."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Only runs of this profile."),
-    where: List[str] = typer.Option([], "--where", metavar="KEY=VALUE",
-                                    help="Only runs whose column or config key KEY equals VALUE (repeatable)."),
+    where: List[str] = typer.Option([], "--where", metavar="FILTER",
+                                    help="Only runs matching FILTER, e.g. \"top1 > 80 and model.name == 'deit_tiny_patch4_32' "
+                                         "and distillation.kind in ('hard', 'soft')\", or KEY=VALUE; evaluated in the "
+                                         "database (repeatable: all must hold)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table (a summary), csv or json (every column)."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated columns to show."),
     db: Db = None, output: Output = None,
@@ -52,7 +54,7 @@ def results(
     statuses = None if status is None else [s.strip() for s in status.split(",") if s.strip()]
     try:
         df = r.runs(store_url(db, output), spec=spec, status=statuses, where=where, profile=profile)
-    except ValueError as exc:  # a malformed --where
+    except ValueError as exc:  # a malformed --where, or one naming an unknown key
         fail(str(exc))
     if columns:
         wanted = [c.strip() for c in columns.split(",") if c.strip()]

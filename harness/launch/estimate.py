@@ -354,8 +354,21 @@ def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: s
                      slurm: Any = None, probe: bool = False, threads: int | None = None) -> str:
     """What `harness run --dry-run` prints below the plan: the estimate of the runs still to run."""
     todo = [e.run for e in entries if e.state == "to_run"]
-    records = store.runs(status=RunState.COMPLETED) if store is not None and todo else []
+    records = completed_like(store, todo) if store is not None and todo else []
     return format_estimates(estimate_runs(todo, records, executor, max_parallel, slurm, probe, threads=threads))
+
+
+def completed_like(store: RunStore, runs: list[Any]) -> list[RunRecord]:
+    """The store's completed runs of ours that could estimate `runs` (same models: a speed key starts with the
+    model), filtered in the database, so a plan's estimate does not read every run of a large store."""
+    from harness.store.where import All, Compare, FilterError
+
+    models = tuple(sorted({run.config.model.name for run in runs}))
+    try:
+        return store.runs(status="completed", where=All((Compare("model.name", "in", models),
+                                                         Compare("source", "==", None))))
+    except FilterError:  # no run of the store has a model name: none can estimate these
+        return []
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -44,9 +44,12 @@ def origin_of(run: Any) -> Origin:
 
 @dataclass
 class RunSet:
-    """Finished runs and lazy access to their stored per-epoch metrics and predictions."""
+    """Finished runs and lazy access to their stored per-epoch metrics and predictions.
 
-    runs: list[Any]
+    `RunSet(None, store)` reads the store's finished runs only when `runs` is first read: a table of one spec
+    reads that spec's runs (`in_specs`), so its cost does not grow with the rest of the store."""
+
+    _runs: list[Any] | None
     store: Any = None
     _predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -61,6 +64,13 @@ class RunSet:
         return list(self.store.metrics(list(hashes)))
 
     _spec_runs: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> list[Any]:
+        """Every finished run (of the store, read on first use; or those given)."""
+        if self._runs is None:
+            self._runs = [r for r in self.store.runs() if finished(r)] if self.store is not None else []
+        return self._runs
 
     def in_specs(self, specs: Iterable[str] | None) -> list[Any]:
         """Finished runs of these specs, each described by its membership in that spec (a run shared by two
@@ -79,6 +89,16 @@ class RunSet:
                 out.setdefault(run.hash, run)
         return list(out.values())
 
+    def imported_without_spec(self) -> list[Any]:
+        """Finished imported results that name no spec (they count for every table): read by a filter in the
+        database, not by reading every run."""
+        if self._runs is None and self.store is not None:
+            from harness.store.where import All, Compare
+
+            return [r for r in self.store.runs(where=All((Compare("spec", "==", None), Compare("source", "!=", None))))
+                    if finished(r)]
+        return [r for r in self.runs if getattr(r, "source", None) is not None and not r.spec]
+
     def spec_names(self) -> list[str]:
         """Names of the specs (experiments) with runs of ours."""
         if self.store is not None:
@@ -94,13 +114,13 @@ def finished(run: Any) -> bool:
 
 
 def load(db: str | None = None, store: Any = None) -> RunSet:
-    """Every finished run in the store at `db` (default: `harness.paths.default_db_url()`)."""
+    """Every finished run in the store at `db` (default: `harness.paths.default_db_url()`), read when first needed."""
     if store is None:
         from harness.paths import default_db_url
         from harness.store import open_store
 
         store = open_store(db or default_db_url())
-    return RunSet([r for r in store.runs() if finished(r)], store)
+    return RunSet(None, store)
 
 
 def parse_profile(profile: str | None) -> tuple[bool, str | None]:

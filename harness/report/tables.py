@@ -183,7 +183,7 @@ def select_runs(td: defs.TableDef, runset: RunSet, spec: str | None, profile: st
     runs = runset.in_specs(specs) if specs else list(runset.runs)
     # imported results name the spec they belong to; results of no spec count for every table
     seen = {r.hash for r in runs}
-    runs += [r for r in runset.runs if r.hash not in seen and getattr(r, "source", None) is not None and not r.spec]
+    runs += [r for r in runset.imported_without_spec() if r.hash not in seen]
     return choose_origin(td, runs, profile, source)
 
 

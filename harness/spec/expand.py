@@ -11,6 +11,7 @@ changes whenever its teacher's config does.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,13 @@ from harness.config import RunConfig, run_hash, short_hash
 from harness.presets import preset_overrides
 from harness.spec.errors import SpecError
 from harness.spec.load import LoadedSpec, validation_error
-from harness.spec.overrides import apply, nest
-from harness.spec.schema import AxisValues, Profile, Spec
+from harness.spec.overrides import apply, deep_merge, nest
+from harness.spec.schema import AxisValues, Profile, ProfileVariant, Spec, Variant
 
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 REFERENCE_KEYS = ("distillation.teacher.run", "finetune.from_run")
+# the most runs a spec may expand to under one profile unless the command line says otherwise (--max-runs)
+MAX_RUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -60,29 +63,42 @@ class _Draft:
     hash: str | None = None
     config: RunConfig | None = None
     depends_on: tuple[str, ...] = ()
-    # dotted config key -> where in the spec its value was last written ("base", "profiles.quick.set"...)
-    origins: dict[str, str] = field(default_factory=dict)
+    # the layers merged into `raw`, in order: (nested overrides, where in the spec they were written)
+    layers: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
-    def layer(self, overrides: dict[str, Any], where: str) -> None:
-        self.raw = apply(self.raw, overrides)
-        for key in dotted.flatten(nest(overrides)):
-            # a later layer that sets a whole mapping hides what earlier layers wrote inside it
-            for known in [k for k in self.origins if k.startswith(key + ".")]:
-                del self.origins[known]
-            self.origins[key] = where
+    def layer(self, nested: dict[str, Any], where: str) -> None:
+        """Merge one layer of overrides, already nested (`overrides.nest`), into the raw config."""
+        self.raw = deep_merge(self.raw, nested)
+        self.layers.append((nested, where))
+
+    @property
+    def origins(self) -> dict[str, str]:
+        """Dotted config key -> where in the spec its value was last written ("base", "profiles.quick.set"...):
+        worked out only when an error needs it, not for every run."""
+        origins: dict[str, str] = {}
+        for nested, where in self.layers:
+            for key in dotted.flatten(nested):
+                # a later layer that sets a whole mapping hides what earlier layers wrote inside it
+                for known in [k for k in origins if k.startswith(key + ".")]:
+                    del origins[known]
+                origins[key] = where
+        return origins
 
     def origin(self, loc: tuple[str, ...]) -> str | None:
         """Where the value at config location `loc` was written, as a dotted spec key."""
+        origins = self.origins
         for depth in range(len(loc), 0, -1):
             key = ".".join(loc[:depth])
-            if key in self.origins:
-                return f"{self.origins[key]}.{'.'.join(loc)}"
+            if key in origins:
+                return f"{origins[key]}.{'.'.join(loc)}"
         return None
 
 
-def expand(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | None = None) -> list[PlannedRun]:
+def expand(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | None = None,
+           max_runs: int | None = MAX_RUNS) -> list[PlannedRun]:
     """The spec's runs under `profile`; `seeds` (the command line's `--seeds`) replace the profile's and the
-    spec's seeds, not those a variant pins (`harness.spec.select`)."""
+    spec's seeds, not those a variant pins (`harness.spec.select`). Above `max_runs` (None: no bound) a
+    SpecError names the count, found from the axes, variants and seeds before anything is built."""
     spec, path = loaded.spec, loaded.path
     try:
         # the lab's own modules first: the names they register are checked below like the built-in ones
@@ -90,6 +106,7 @@ def expand(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | No
     except registry.ImportFailed as exc:
         raise SpecError(path, "imports", str(exc)) from None
     prof = _profile(spec, path, profile)
+    _check_count(loaded, profile, max_runs, seeds)
     drafts = _drafts(spec, prof, profile, path, seeds)
     _resolve(drafts, path)
     runs: dict[str, PlannedRun] = {}
@@ -103,16 +120,43 @@ def expand(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | No
     return list(runs.values())
 
 
-def validate_profiles(loaded: LoadedSpec) -> None:
+def count_runs(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | None = None) -> int:
+    """How many runs the spec expands to under `profile`, from its axes, variants and seeds alone (at most: runs
+    with identical configs are one run): no run is built, so a grid of 10^9 is counted at once."""
+    spec, path = loaded.spec, loaded.path
+    prof = _profile(spec, path, profile)
+    return sum(math.prod(len(values) for values in plan.axes.values()) * len(plan.seeds)
+               for plan in _variant_plans(spec, prof, profile, path, seeds))
+
+
+def _check_count(loaded: LoadedSpec, profile: str | None, max_runs: int | None,
+                 seeds: list[int] | None = None) -> None:
+    if max_runs is None:
+        return
+    count = count_runs(loaded, profile, seeds)
+    if count > max_runs:
+        under = f"profile '{profile}'" if profile is not None else "paper scale (no profile)"
+        raise SpecError(loaded.path, f"profiles.{profile}" if profile is not None else "axes",
+                        f"expands to {count:,} runs under {under}, above --max-runs {max_runs:,} "
+                        "(fewer axis values or seeds, or a higher --max-runs)")
+
+
+def validate_profiles(loaded: LoadedSpec, max_runs: int | None = MAX_RUNS) -> dict[str | None, list[PlannedRun]]:
     """Expand the spec under every profile (and paper scale): a mistake in any of them is an error now, not
-    when someone first runs that profile."""
-    for name in [None, *loaded.spec.profiles]:
+    when someone first runs that profile. Every profile's count is checked against `max_runs` first. Returns the
+    runs of each profile that has any (a caller planning one of them need not expand it again)."""
+    names = [None, *loaded.spec.profiles]
+    for name in names:
+        _check_count(loaded, name, max_runs)
+    expanded: dict[str | None, list[PlannedRun]] = {}
+    for name in names:
         try:
-            expand(loaded, name)
+            expanded[name] = expand(loaded, name, max_runs=None)
         except SpecError as exc:
             if exc.message == "the spec expands to no runs":
                 continue  # a spec whose paper-scale rows are all profile-only, say
             raise
+    return expanded
 
 
 def _profile(spec: Spec, path: str, name: str | None) -> Profile:
@@ -133,9 +177,22 @@ def _profile(spec: Spec, path: str, name: str | None) -> Profile:
     return prof
 
 
-def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str,
-            seeds_given: list[int] | None = None) -> list[_Draft]:
-    drafts = []
+@dataclass(frozen=True)
+class _VariantPlan:
+    """What one variant expands over under a profile: its axes and seeds, and the layers around them."""
+
+    name: str
+    variant: Variant
+    pvar: ProfileVariant | None
+    axes: AxisValues
+    axes_where: str
+    seeds: list[int]
+    seeds_where: str
+
+
+def _variant_plans(spec: Spec, prof: Profile, prof_name: str | None, path: str,
+                   seeds_given: list[int] | None = None) -> list[_VariantPlan]:
+    plans = []
     pwhere = f"profiles.{prof_name}"
     for vname, variant in spec.variants.items():
         if prof.only is not None and vname not in prof.only:
@@ -149,17 +206,31 @@ def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str,
         seeds, seeds_where = _first((pvar.seeds if pvar else None, f"{pwhere}.variants.{vname}.seeds"),
                                     (variant.seeds, f"variants.{vname}.seeds"), (seeds_given, "--seeds"),
                                     (prof.seeds, f"{pwhere}.seeds"), (spec.seeds, "seeds"))
+        plans.append(_VariantPlan(vname, variant, pvar, axes, axes_where, seeds, seeds_where))
+    return plans
+
+
+def _drafts(spec: Spec, prof: Profile, prof_name: str | None, path: str,
+            seeds_given: list[int] | None = None) -> list[_Draft]:
+    drafts = []
+    pwhere = f"profiles.{prof_name}"
+    base = nest(spec.base)
+    # a spec's `imports:` are part of every run's config, before the base
+    imports = nest({"imports": spec.imports} if spec.imports else {})
+    for plan in _variant_plans(spec, prof, prof_name, path, seeds_given):
+        vname, variant, pvar = plan.name, plan.variant, plan.pvar
         layers_before = _preset_layers(variant.presets, f"variants.{vname}.presets", path)
         layers_after = _preset_layers(pvar.presets if pvar else [], f"{pwhere}.variants.{vname}.presets", path)
-        for coords in _product(axes):
-            for seed in seeds:
+        # the layers every run of the variant shares are nested once, not once per run
+        after = [(nest(o), w) for o, w in [*layers_before, (variant.set, f"variants.{vname}.set"),
+                                            (prof.set, f"{pwhere}.set"), *layers_after,
+                                            (pvar.set if pvar else {}, f"{pwhere}.variants.{vname}.set")]]
+        for coords in _product(plan.axes):
+            before = [(imports, "imports"), (base, "base"), (nest(coords), plan.axes_where)]
+            for seed in plan.seeds:
                 draft = _Draft(vname, variant.label or vname, dict(coords), seed, {})
-                layers = [({"imports": spec.imports} if spec.imports else {}, "imports"), (spec.base, "base"),
-                          (coords, axes_where), *layers_before, (variant.set, f"variants.{vname}.set"),
-                          (prof.set, f"{pwhere}.set"), *layers_after,
-                          (pvar.set if pvar else {}, f"{pwhere}.variants.{vname}.set"), ({"seed": seed}, seeds_where)]
-                for overrides, where in layers:
-                    draft.layer(overrides, where)
+                for nested, where in [*before, *after, ({"seed": seed}, plan.seeds_where)]:
+                    draft.layer(nested, where)
                 drafts.append(draft)
     if not drafts:
         raise SpecError(path, "variants", "the spec expands to no runs")

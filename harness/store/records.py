@@ -55,6 +55,21 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunTable:
+    """Runs as `Store.run_table` reads them for a DataFrame: raw rows, decoded by `harness.results` in bulk.
+
+    rows: (id, hash, spec, variant, label, profile, seed, status, source, epoch, last logged epoch, host,
+    started_at, ended_at, error, coords JSON text, then one JSON text per top-level config key in `sections`, None
+    where the run's config lacks it), one per run in registration order; finals and info: run id -> a JSON object
+    of its final metrics (name -> value) and of its info (key -> value), for the runs that have any."""
+
+    rows: list[tuple[Any, ...]]
+    sections: list[str]
+    finals: dict[int, str]
+    info: dict[int, str]
+
+
+@dataclass(frozen=True)
 class ExperimentRecord:
     name: str
     spec_text: str

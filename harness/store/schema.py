@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # profile of a membership without a profile (NULLs would defeat the unique constraint)
@@ -106,6 +106,8 @@ class Metric(Base):
 
 class FinalMetric(Base):
     __tablename__ = "final_metrics"
+    # revision 4: filters on a metric (`top1 > 80`) and the check that a metric exists read this index
+    __table_args__ = (Index("ix_final_metrics_name_value", "name", "value"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -114,6 +116,8 @@ class FinalMetric(Base):
 
 class RunInfo(Base):
     __tablename__ = "run_info"
+    # revision 4: filters on an info key (`info.device == 'cuda'`)
+    __table_args__ = (Index("ix_run_info_key_value", "key", "value"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -21,16 +21,17 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import FromClause, and_, func, select, update
+from sqlalchemy import FromClause, Table, Text, and_, cast, func, literal, select, true, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from harness.store import db, migrate
+from harness.store import where as where_
 from harness.store.claims import RunLifecycle, now_utc
 from harness.store.errors import NoStore, StoreError, StoreUnreachable, UnknownRun
-from harness.store.records import FINISHED, ExperimentRecord, RunRecord
+from harness.store.records import FINISHED, ExperimentRecord, RunRecord, RunTable
 from harness.store.schema import (
     NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
 )
@@ -38,6 +39,8 @@ from harness.store.schema import (
 T = TypeVar("T")
 # hashes per IN (...) list (SQLite allows 32,766 bound parameters per statement)
 CHUNK = 500
+# a filter that keeps at most this many runs is evaluated once; the reads after it find its runs by id
+FOUND_BY_ID = 5000
 
 
 @dataclass(frozen=True)
@@ -351,30 +354,109 @@ class Store(RunLifecycle):
 
     def runs(self, spec: str | None = None, status: str | Sequence[str] | None = None,
              profile: str | None = None, hashes: Iterable[str] | None = None,
-             source: str | None = None) -> list[RunRecord]:
+             source: str | None = None, where: where_.Node | None = None) -> list[RunRecord]:
         """One record per run, in registration order; a run in several experiments or profiles is
-        described by its first membership that matches the filters. All filters are bound parameters."""
-        conditions = []
-        if spec is not None:
-            conditions.append(Experiment.name == spec)
-        if profile is not None:
-            conditions.append(RunMembership.profile == (profile or NO_PROFILE))
-        if status is not None:
-            conditions.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
-        if source is not None:
-            conditions.append(Run.source == source)
+        described by its first membership that matches the filters. All filters are bound parameters;
+        `where` is a parsed filter (`harness.store.where.parse`), evaluated in the database."""
+        conditions = _conditions(spec, status, profile, source)
         wanted = None if hashes is None else list(dict.fromkeys(hashes))
         if wanted is not None and not wanted:
             return []
         if wanted is not None and len(wanted) <= CHUNK:
             conditions.append(Run.hash.in_(wanted))
-        return self._read(lambda session: self._records(session, conditions, wanted))
+        inner = spec is not None or profile is not None
+        return self._read(lambda session: self._records(session, conditions + self._where(session, where), wanted,
+                                                        inner))
+
+    def run_table(self, spec: str | None = None, status: str | Sequence[str] | None = None,
+                  profile: str | None = None, source: str | None = None,
+                  where: where_.Node | None = None) -> RunTable:
+        """The runs `runs` returns, as columns for a DataFrame (`harness.results`): JSON is left as text and
+        times as the database gives them, for the caller to decode all at once rather than record by record."""
+        conditions = _conditions(spec, status, profile, source)
+        inner = spec is not None or profile is not None
+
+        def work(session: Session) -> RunTable:
+            chosen = list(conditions)
+            if where is not None:
+                compiler = where_.Compiler(session, self.engine.dialect.name)
+                chosen.append(compiler(where))
+                narrow = compiler.narrowing(where)
+                if narrow is not None:  # metric comparisons first, through their index: configs are read only
+                    few = session.execute(select(Run.id).where(narrow)).scalars().all()  # for the runs they keep
+                    if len(few) <= FOUND_BY_ID:
+                        chosen.append(Run.id.in_(list(few)))
+                # a filter is evaluated over the runs once; the reads below then find the few it keeps by id
+                found = session.execute(select(Run.id).select_from(_joined(inner)).where(and_(True, *chosen))
+                                        .distinct()).scalars().all()
+                if len(found) <= FOUND_BY_ID:
+                    chosen = chosen + [Run.id.in_(list(found))]
+            sqlite_db = self.engine.dialect.name == "sqlite"
+            as_text = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: cast(c, Text))
+            as_time = (lambda c: type_coerce(c, Text)) if sqlite_db else (lambda c: c)
+            # each top-level part of the config as JSON text: runs share most parts, so the reader decodes each
+            # distinct text once rather than every config whole
+            if sqlite_db:
+                sections = self._config_sections(session, chosen, inner)
+                parts: list[Any] = [as_text(type_coerce(Run.config, Text).op("->")(literal(f'$."{key}"', Text)))
+                         for key in sections]
+            else:  # `json` parses the whole text again for each `->`: read the keys and parts in one pass each
+                each = func.json_each(Run.config).table_valued("key", "value", with_ordinality="n").render_derived()
+                parts = [select(func.array_agg(postgresql.aggregate_order_by(column, each.c.n)))
+                         .select_from(each).correlate(Run).scalar_subquery()
+                         for column in (each.c.key, cast(each.c.value, Text))]
+            last_epoch = (select(func.max(Metric.epoch)).where(Metric.run_id == Run.id)
+                          .correlate(Run).scalar_subquery())
+            query = (select(Run.id, Run.hash, Experiment.name, RunMembership.variant, RunMembership.label,
+                            RunMembership.profile, RunMembership.seed, Run.status, Run.source, Run.epoch,
+                            last_epoch, Run.host, as_time(Run.started_at), as_time(Run.ended_at), Run.error,
+                            as_text(RunMembership.coords), *parts)
+                     .select_from(_joined(inner)).where(and_(True, *chosen)).order_by(Run.id, RunMembership.id))
+            seen: set[int] = set()
+            rows: list[Any] = [row for row in session.connection().execute(query).all()
+                               if row[0] not in seen and not seen.add(row[0])]  # type: ignore[func-returns-value]
+            if not sqlite_db:
+                rows, sections = _split_sections(rows)
+            ids = [row[0] for row in rows]
+            id_filter = self._id_filter(ids, chosen, inner)
+            # each run's final metrics and info as one JSON object, built by the database: a row per run, not a
+            # row per run and metric, decoded by the reader in one pass
+            connection = session.connection()
+            as_object = func.json_group_object if sqlite_db else (lambda k, v: cast(func.json_object_agg(k, v), Text))
+            finals = connection.execute(select(FinalMetric.run_id, as_object(FinalMetric.name, FinalMetric.value))
+                                        .where(id_filter(FinalMetric.run_id)).group_by(FinalMetric.run_id)
+                                        ).all() if rows else []
+            infos = connection.execute(select(RunInfo.run_id, as_object(RunInfo.key, RunInfo.value))
+                                       .where(id_filter(RunInfo.run_id)).group_by(RunInfo.run_id)).all() if rows else []
+            return RunTable(rows=[tuple(row) for row in rows], sections=sections,
+                            finals=dict(finals), info=dict(infos))
+
+        return self._read(work)
+
+    def _config_sections(self, session: Session, chosen: list[Any], inner: bool) -> list[str]:
+        """The top-level config keys of the chosen runs (SQLite), in order of first appearance (run by run, key
+        by key)."""
+        keys = func.json_each(Run.config).table_valued("key", "id", joins_implicitly=True)
+        firsts = session.execute(select(keys.c.key, func.min(Run.id)).select_from(_joined(inner)).join(keys, true())
+                                 .where(and_(True, *chosen)).group_by(keys.c.key)).all()
+        first_runs = sorted({run_id for _, run_id in firsts})
+        order: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(first_runs), CHUNK):
+            chunk = first_runs[start:start + CHUNK]
+            for run_id, key, at in session.execute(select(Run.id, keys.c.key, keys.c.id).select_from(Run)
+                                                   .join(keys, true()).where(Run.id.in_(chunk))):
+                order.setdefault(key, (run_id, at))
+        return sorted((key for key, _ in firsts), key=lambda k: order[k])
+
+    def _where(self, session: Session, node: where_.Node | None) -> list[Any]:
+        return [] if node is None else [where_.Compiler(session, self.engine.dialect.name)(node)]
 
     def get_run(self, run_hash: str) -> RunRecord | None:
         found = self.runs(hashes=[run_hash])
         return found[0] if found else None
 
-    def _records(self, session: Session, conditions: list[Any], wanted: list[str] | None) -> list[RunRecord]:
+    def _records(self, session: Session, conditions: list[Any], wanted: list[str] | None,
+                 inner: bool = False) -> list[RunRecord]:
         last_epoch = (select(func.max(Metric.epoch)).where(Metric.run_id == Run.id)
                       .correlate(Run).scalar_subquery())
         query = (select(Run.id, Run.hash, Run.config, Run.status, Run.created_at, Run.started_at, Run.ended_at,
@@ -383,9 +465,7 @@ class Store(RunLifecycle):
                         Run.lease_until, Run.job_started, Run.depends_on, RunMembership.profile, RunMembership.variant, RunMembership.label,
                         RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
                         last_epoch.label("last_epoch"))
-                 .outerjoin(RunMembership, RunMembership.run_id == Run.id)
-                 .outerjoin(Experiment, Experiment.id == RunMembership.experiment_id)
-                 .where(and_(True, *conditions))
+                 .select_from(_joined(inner)).where(and_(True, *conditions))
                  .order_by(Run.id, RunMembership.id))
         rows: dict[int, Any] = {}
         keep = None if wanted is None else set(wanted)
@@ -397,7 +477,7 @@ class Store(RunLifecycle):
         finals: dict[int, dict[str, float]] = {i: {} for i in rows}
         infos: dict[int, dict[str, str]] = {i: {} for i in rows}
         ids = list(rows)
-        id_filter = self._id_filter(ids, conditions)
+        id_filter = self._id_filter(ids, conditions, inner)
         for run_id, name, value in session.execute(
                 select(FinalMetric.run_id, FinalMetric.name, FinalMetric.value).where(id_filter(FinalMetric.run_id))):
             if run_id in finals:
@@ -408,12 +488,11 @@ class Store(RunLifecycle):
                 infos[run_id][key] = text
         return [_record(row, finals[i], infos[i]) for i, row in rows.items()]
 
-    def _id_filter(self, ids: list[int], conditions: list[Any]) -> Callable[[Any], Any]:
+    def _id_filter(self, ids: list[int], conditions: list[Any], inner: bool = False) -> Callable[[Any], Any]:
         if len(ids) <= CHUNK:
             return lambda column: column.in_(ids)
         # many runs: filter with the same joins in SQL rather than thousands of bound ids
-        sub = (select(Run.id).outerjoin(RunMembership, RunMembership.run_id == Run.id)
-               .outerjoin(Experiment, Experiment.id == RunMembership.experiment_id).where(and_(True, *conditions)))
+        sub = select(Run.id).select_from(_joined(inner)).where(and_(True, *conditions))
         return lambda column: column.in_(sub)
 
     def metrics(self, hashes: Iterable[str] | None = None,
@@ -463,6 +542,38 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _split_sections(rows: list[Any]) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """Rows ending in (config keys, their JSON texts) -> rows ending in one text per key of every row (None where
+    a row lacks it), and those keys in order of first appearance."""
+    parts = [dict(zip(row[-2] or (), row[-1] or ())) for row in rows]
+    sections = list(dict.fromkeys(key for part in parts for key in part))
+    return [tuple(row[:-2]) + tuple(part.get(key) for key in sections) for row, part in zip(rows, parts)], sections
+
+
+def _joined(inner: bool = False) -> Any:
+    """Runs with their memberships and experiments (a run without one still comes, with NULLs); `inner` where a
+    filter on the spec or profile leaves out such runs anyway: the database may then start from the spec's
+    memberships instead of scanning every run."""
+    join = Run.__table__.join if inner else Run.__table__.outerjoin
+    membership = join(RunMembership.__table__, RunMembership.run_id == Run.id)
+    return (membership.join if inner else membership.outerjoin)(
+        Experiment.__table__, Experiment.id == RunMembership.experiment_id)
+
+
+def _conditions(spec: str | None, status: str | Sequence[str] | None, profile: str | None,
+                source: str | None) -> list[Any]:
+    conditions: list[Any] = []
+    if spec is not None:
+        conditions.append(Experiment.name == spec)
+    if profile is not None:
+        conditions.append(RunMembership.profile == (profile or NO_PROFILE))
+    if status is not None:
+        conditions.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
+    if source is not None:
+        conditions.append(Run.source == source)
+    return conditions
 
 
 def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecord:
