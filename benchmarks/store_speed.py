@@ -7,6 +7,8 @@ call, as a training job writes them) against plain `sqlite3.executemany` of the 
 transaction, and the time `harness.results.runs` takes to load the runs into a DataFrame.
 Targets: >= 20,000 rows/s through the store; <= 1 s for 10,000 runs. The default store is a
 temporary SQLite file; --db measures another (PostgreSQL: an empty database it may fill).
+
+Smallest run: python benchmarks/store_speed.py --runs 20 --write-runs 2 --epochs 3
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@
     python benchmarks/trainer_speed.py                                  # CPU: tiny ViT, digits at 32 px
     python benchmarks/trainer_speed.py --device cuda --model deit_small_patch16_224 --img-size 224 \\
         --dataset synthetic --batch 256 --precision bf16                # GPU
+
+Smallest run: python benchmarks/trainer_speed.py --dataset synthetic --train-subset 64 --img-size 16 --batch 32 --epochs 1 --rounds 1 --repeats 2
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def bare_steps_per_s(config: RunConfig, epochs: int) -> list[float]:
     splits = build_dataset(config)
     images, targets = splits.train.images, splits.train.targets
     model = create_model(student_name(config), splits.num_classes, config.data.img_size,
-                         drop_rate=0.0, drop_path_rate=0.0).to(device).train()
+                         dropout=0.0, drop_path=0.0).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_DEFAULT_STD, device=device).view(1, 3, 1, 1) * 255
@@ -125,6 +127,8 @@ def main() -> None:
     p.add_argument("--model", default="deit_tiny_patch4_32")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--img-size", type=int, default=32)
+    p.add_argument("--train-subset", type=int, default=None, help="training images (default: the whole set)")
+    p.add_argument("--repeats", type=int, default=30, help="timed batches of the inference comparison")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -152,8 +156,9 @@ def main() -> None:
         model = model.to(device).eval()
         paper, timm_way = [], []
         for _ in range(3):
-            paper.append(measure_throughput(model, args.img_size, device, "paper", args.batch, repeats=30).img_s)
-            timm_way.append(timm_method_img_s(model, args.batch, args.img_size, device))
+            paper.append(measure_throughput(model, args.img_size, device, "paper", args.batch,
+                                            repeats=args.repeats).img_s)
+            timm_way.append(timm_method_img_s(model, args.batch, args.img_size, device, iters=args.repeats))
         pm, tm = statistics.median(paper), statistics.median(timm_way)
         print(f"inference img/s at batch {args.batch}: paper protocol {pm:.1f}, timm benchmark method {tm:.1f}")
         print(f"throughput ratio paper/timm: {pm / tm:.3f} (target 0.95 .. 1.05)")
