@@ -2,7 +2,8 @@
 line gives, in a fresh process, so that a benchmark broken by a change fails CI instead of the next GPU day.
 
 The scripts are discovered, not listed: a new script is run as soon as it exists, and a script without a
-`Smallest run:` line fails here.
+`Smallest run:` line fails here. `benchmarks/gpu/run.sh --rehearse` (the GPU day rehearsed on a CPU) is tested
+in tests/test_gpu_rehearsal.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ TIMEOUT_S = 300
 
 
 def benchmark_scripts() -> list[Path]:
-    return sorted(p for p in BENCHMARKS.rglob("*.py") if "__pycache__" not in p.parts)
+    """Every script under benchmarks/ (a file with a `__main__` block; helper modules have none)."""
+    return sorted(p for p in BENCHMARKS.rglob("*.py") if "__main__" in p.read_text())
 
 
 def smallest_run(script: Path) -> list[str]:
@@ -41,7 +43,8 @@ def smallest_run(script: Path) -> list[str]:
 
 def test_the_benchmarks_are_found() -> None:
     names = {p.name for p in benchmark_scripts()}
-    assert {"trainer_speed.py", "store_speed.py", "launch_overhead.py"} <= names
+    assert {"trainer_speed.py", "store_speed.py", "launch_overhead.py", "inference.py"} <= names
+    assert "markdown.py" not in names
 
 
 @pytest.mark.slow
