@@ -1,22 +1,28 @@
-"""How much the harness trainer costs over a bare PyTorch loop, and whether its `paper` throughput matches timm's.
+"""How much the harness trainer costs over a bare PyTorch loop, what each training switch buys, and whether the
+`paper` throughput protocol matches timm's.
 
 1. Training: the same model, batch and data (an in-memory dataset, augmentation off), through several arms:
    - `harness`: `harness.trainer.train`;
    - `bare`: a bare forward/backward/AdamW loop a person would write, at the same settings;
-   - `bare_compile`: the bare loop with the model under torch.compile;
    - `reference`: the bare loop at the reference trainer's settings (facebookresearch/deit's main.py: fp16
-     autocast with a gradient scaler, no compile, unfused AdamW), whatever --precision says.
+     autocast with a gradient scaler, no compile, unfused AdamW), whatever --precision says;
+   each of `harness` and `bare` with switches added by `+`: `compile` (torch.compile), `fused` (fused AdamW),
+   `channels_last` (a convnet in channels-last memory), e.g. `harness+compile+fused`.
    Images/s of each arm (median over the timed epochs and --rounds alternations; the first epoch of each is a
-   warm-up and not counted) and its ratio to `bare` (target for `harness`: >= 0.97).
+   warm-up, compiling included, and not counted), its ratio to `bare` (target for `harness`: >= 0.97; for
+   `harness+compile` where compile helps: >= 1.1) and to `reference` (on a GPU in bf16: >= 1.5).
 2. Inference: the `paper` throughput protocol (harness.trainer.measure) against timm's benchmark.py method
    (10 warm-up batches, then 50 batches, each synchronised, images/s over the whole run) on the same model and
    batch; the ratio (target: within +-5%).
 
     python benchmarks/trainer_speed.py                                  # CPU: tiny ViT, digits at 32 px
+    python benchmarks/trainer_speed.py --arms bare,harness,harness+compile,harness+fused --skip-throughput
+    python benchmarks/trainer_speed.py --model resnet_tiny_32 --arms harness,harness+channels_last --skip-throughput
     python benchmarks/trainer_speed.py --device cuda --model deit_small_patch16_224 --img-size 224 \\
-        --dataset synthetic --batch 256 --precision bf16 --arms bare,harness,bare_compile,reference   # GPU
+        --dataset synthetic --batch 256 --precision bf16 \\
+        --arms bare,harness,bare+compile+fused,harness+compile+fused,reference   # GPU
 
-Smallest run: python benchmarks/trainer_speed.py --dataset synthetic --train-subset 64 --img-size 16 --batch 32 --epochs 1 --rounds 1 --repeats 2
+Smallest run: python benchmarks/trainer_speed.py --dataset synthetic --train-subset 64 --img-size 16 --batch 32 --epochs 1 --rounds 1 --repeats 2 --arms bare,harness,harness+fused,bare+fused,reference
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ AUG_OFF = {
     "auto_augment": None, "color_jitter": 0.0, "mixup": 0.0, "cutmix": 0.0, "random_erasing": 0.0,
     "label_smoothing": 0.0, "repeated_aug": False, "crop_scale_min": 1.0, "hflip": 0.0,
 }
-ARMS = ("bare", "harness", "bare_compile", "reference")
+BASES = ("bare", "harness", "reference")
+SWITCHES = ("compile", "fused", "channels_last")
 
 
 def make_config(args, **switches) -> RunConfig:
@@ -69,6 +76,11 @@ def make_config(args, **switches) -> RunConfig:
     })
 
 
+def harness_config(args, switches: set[str]) -> RunConfig:
+    return make_config(args, compile="compile" in switches, channels_last="channels_last" in switches,
+                       optimizer={"fused": "fused" in switches})
+
+
 def harness_img_per_s(config: RunConfig) -> list[float]:
     sink = MemorySink()
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,16 +88,19 @@ def harness_img_per_s(config: RunConfig) -> list[float]:
     return [sink.epochs[e]["train_img_s"] for e in sorted(sink.epochs)[1:]]
 
 
-def bare_img_per_s(config: RunConfig, epochs: int, compile: bool = False, reference: bool = False) -> list[float]:
+def bare_img_per_s(config: RunConfig, epochs: int, switches: frozenset[str] = frozenset(),
+                   reference: bool = False) -> list[float]:
     """A plain loop a person would write: uint8 images in memory, normalise, forward, cross-entropy, AdamW.
     `reference`: the reference trainer's settings instead (fp16 autocast, a gradient scaler, unfused AdamW)."""
+    memory = torch.channels_last if "channels_last" in switches else torch.contiguous_format
     device = resolve_device(config)
     splits = build_dataset(config)
     images, targets = splits.train.images, splits.train.targets
     model = create_model(student_name(config), splits.num_classes, config.data.img_size,
-                         dropout=0.0, drop_path=0.0).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=False if reference else None)
-    step_model = torch.compile(model) if compile else model
+                         dropout=0.0, drop_path=0.0).to(device, memory_format=memory).train()
+    fused = True if "fused" in switches else False if reference else None
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=fused)
+    step_model = torch.compile(model) if "compile" in switches else model
     mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_DEFAULT_STD, device=device).view(1, 3, 1, 1) * 255
     dtype = torch.float16 if reference else torch.bfloat16 if config.precision == "bf16" else None
@@ -99,7 +114,7 @@ def bare_img_per_s(config: RunConfig, epochs: int, compile: bool = False, refere
         t0 = time.perf_counter()
         for s in range(steps):
             idx = order[s * b:(s + 1) * b]
-            x = (images[idx].to(device).float() - mean) / std
+            x = ((images[idx].to(device).float() - mean) / std).contiguous(memory_format=memory)
             y = targets[idx].to(device)
             with autocast():
                 loss = F.cross_entropy(step_model(x), y)
@@ -118,15 +133,14 @@ def bare_img_per_s(config: RunConfig, epochs: int, compile: bool = False, refere
 
 
 def arm_img_per_s(arm: str, args) -> list[float]:
-    if arm == "harness":
-        return harness_img_per_s(make_config(args))
-    if arm == "bare":
-        return bare_img_per_s(make_config(args), args.epochs)
-    if arm == "bare_compile":
-        return bare_img_per_s(make_config(args), args.epochs, compile=True)
-    if arm == "reference":
-        return bare_img_per_s(make_config(args), args.epochs, reference=True)
-    raise SystemExit(f"unknown arm '{arm}'; known: {', '.join(ARMS)}")
+    base, *switches = arm.split("+")
+    unknown = [w for w in switches if w not in SWITCHES]
+    if base not in BASES or unknown or (base == "reference" and switches):
+        raise SystemExit(f"unknown arm '{arm}': one of {', '.join(BASES)}, the first two with +SWITCH "
+                         f"({', '.join(SWITCHES)})")
+    if base == "harness":
+        return harness_img_per_s(harness_config(args, set(switches)))
+    return bare_img_per_s(make_config(args), args.epochs, frozenset(switches), reference=base == "reference")
 
 
 def timm_method_img_s(model, batch: int, img_size: int, device: torch.device, warm: int = 10, iters: int = 50) -> float:
@@ -157,17 +171,14 @@ def compare_training(args) -> None:
         for arm in arms:
             rates[arm] += arm_img_per_s(arm, args)
     med = {arm: statistics.median(r) for arm, r in rates.items()}
-    base = med.get("bare")
-    lines = ["| arm | train img/s | vs bare |", "|---|---|---|"]
+    bare, reference = med.get("bare"), med.get("reference")
+    lines = ["| arm | train img/s | vs bare | vs reference settings |", "|---|---|---|---|"]
     for arm in arms:
-        ratio = f"{med[arm] / base:.3f}" if base else "-"
-        lines.append(f"| {arm} | {med[arm]:.1f} | {ratio} |")
-    emit(lines + [""], args.markdown)
-    if base and "harness" in med:
-        emit(f"train ratio harness/bare: {med['harness'] / base:.3f} (target >= 0.97)", args.markdown)
-    if "harness" in med and "reference" in med:
-        emit(f"train ratio harness/reference settings: {med['harness'] / med['reference']:.3f} "
-             f"(target on a GPU, bf16: >= 1.5)", args.markdown)
+        vs_bare = f"{med[arm] / bare:.3f}" if bare else "-"
+        vs_ref = f"{med[arm] / reference:.3f}" if reference else "-"
+        lines.append(f"| {arm} | {med[arm]:.1f} | {vs_bare} | {vs_ref} |")
+    emit(lines + ["", "targets: harness >= 0.97 x bare; harness+compile >= 1.1 x bare where compile helps; "
+                      "on a GPU in bf16 the harness's best arm >= 1.5 x the reference settings", ""], args.markdown)
 
 
 def compare_inference(args, device: torch.device) -> None:
@@ -196,7 +207,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--rounds", type=int, default=2, help="alternations of the arms (noise on a shared machine)")
-    p.add_argument("--arms", default="bare,harness", help=f"comma-separated training arms: {', '.join(ARMS)}")
+    p.add_argument("--arms", default="bare,harness", help="comma-separated training arms: bare, harness, reference; "
+                   f"the first two with +SWITCH ({', '.join(SWITCHES)}), e.g. harness+compile")
     p.add_argument("--markdown", type=Path, default=None, help="append the results to this file")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-train", action="store_true")

@@ -71,6 +71,9 @@ class OptimizerConfig(Frozen):
     momentum: Float = Field(0.9, ge=0.0, lt=1.0)
     # gradient-norm clipping (None: off)
     clip_grad: Float | None = Field(None, gt=0.0)
+    # torch's fused optimizer kernel (one kernel for all parameters) where the device has one (CUDA, CPU);
+    # elsewhere the unfused one. Off at the CPU profiles, on in the paper-scale specs
+    fused: Bool = False
 
 
 class ScheduleConfig(Frozen):
@@ -221,6 +224,12 @@ class RunConfig(Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # training precision: fp32, or bf16 autocast
     precision: Literal["fp32", "bf16"] = "fp32"
+    # train the student through torch.compile (checkpoints, EMA and evaluation use the plain module's weights);
+    # the first steps pay for compiling. Off at the CPU profiles, on in the paper-scale specs
+    compile: Bool = False
+    # convnets of the run (a convnet teacher, a convnet student) in channels-last memory, which GPU convolutions
+    # run faster in; ViTs have no convolution to speed up and ignore it
+    channels_last: Bool = False
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

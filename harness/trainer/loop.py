@@ -72,7 +72,8 @@ class Run:
     device: torch.device
     autocast: Callable
     model: nn.Module
-    # the model as trained: wrapped in DDP under several processes
+    # the model as trained: wrapped in DDP under several processes, compiled with `compile`; it shares the
+    # parameters of `model`, which checkpoints, EMA and evaluation use
     train_model: nn.Module
     ema: ModelEmaV3 | None
     optimizer: torch.optim.Optimizer
@@ -148,8 +149,10 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     unused_head = is_distilled(model) and config.distillation.kind == "none"
     optimizer = build_optimizer(config, model)
     mixup = build_mixup(config, splits.num_classes)
-    run = Run(config, env, device, _autocast(config, device), model,
-              distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
+    train_model = distributed.wrap(model, env, device, find_unused=unused_head)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    run = Run(config, env, device, _autocast(config, device), model, train_model, ema, optimizer,
               build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher),
               train_loader, val_loader, val_shard)
     return run, teacher
