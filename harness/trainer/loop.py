@@ -93,6 +93,8 @@ class EpochStats:
     loss: float
     samples: int
     seconds: float
+    # of `seconds`, the time the loop waited for the loader's next batch (the rest: the steps themselves)
+    data_wait_s: float = 0.0
 
 
 def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path],
@@ -179,8 +181,13 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
     device = run.device
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
-    steps, samples, pending = 0, 0, None
+    steps, samples, pending, data_wait = 0, 0, None, 0.0
+    # waiting for data: from the end of one step (or the epoch's start) to the next batch in hand. On a GPU the
+    # steps run asynchronously, so a loader slower than the GPU shows here, and a GPU slower than the loader
+    # shows in the steps (at their synchronisations)
+    asked = time.perf_counter()
     for step, (images, targets) in enumerate(run.train_loader):
+        data_wait += time.perf_counter() - asked
         pending = _check_stop(run, should_stop, pending, epoch, step)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -203,18 +210,20 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
         loss_sum += loss_value.float()
         steps += 1
         samples += images.shape[0]
+        asked = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     mean_loss = float(distributed.mean(loss_sum / max(steps, 1)))
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(f"loss is {mean_loss} in epoch {epoch}")
-    return EpochStats(mean_loss, samples * run.env.world_size, time.perf_counter() - t0)
+    return EpochStats(mean_loss, samples * run.env.world_size, time.perf_counter() - t0, data_wait)
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], stats: EpochStats) -> str:
     """One line of progress for the job's log."""
     return (f"epoch {epoch + 1}/{epochs}  train_loss {stats.loss:.4f}  top1 {metrics['top1']:.2f}  "
-            f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s")
+            f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s  "
+            f"data wait {stats.data_wait_s / stats.seconds:.0%}")
 
 
 def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv,
@@ -233,7 +242,8 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         progress.train_samples += stats.samples
         last_eval = run.evaluate(run.model)
         metrics = {"train_loss": stats.loss, "lr": run.optimizer.param_groups[0]["lr"], **last_eval.metrics,
-                   "train_img_s": stats.samples / stats.seconds}
+                   "train_img_s": stats.samples / stats.seconds, "data_wait_s": stats.data_wait_s,
+                   "data_wait_frac": stats.data_wait_s / stats.seconds}
         if run.ema is not None:
             metrics.update(run.evaluate(run.ema.module, prefix="ema_").metrics)
         progress.history.append(metrics)
