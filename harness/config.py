@@ -230,6 +230,18 @@ class RunConfig(Frozen):
     # convnets of the run (a convnet teacher, a convnet student) in channels-last memory, which GPU convolutions
     # run faster in; ViTs have no convolution to speed up and ignore it
     channels_last: Bool = False
+    # processes a CPU run trains with (DDP over gloo; the executor starts one task each: SLURM tasks, local
+    # processes); batch_size is their total. A GPU run has one process per GPU of its job instead
+    processes: Int = Field(1, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _processes_on_cpus(self) -> "RunConfig":
+        if self.processes > 1 and self.device != "cpu":
+            raise ValueError(f"processes: {self.processes} needs device: cpu (GPU runs take one process per GPU "
+                             "of their job)")
+        if self.batch_size % self.processes:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by processes: {self.processes}")
+        return self
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -260,6 +260,10 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     result = dict(progress.history[-1]) if progress.history else dict(last_eval.metrics)
     if teacher_eval is not None:
         result["teacher_top1"] = teacher_eval.metrics["teacher_top1"]
+    if env.world_size > 1:
+        # in each task's log: the processes' weights must be equal, and this shows they are
+        print(f"rank {env.rank} of {env.world_size}: final weights sha256 {distributed.weights_digest(run.model)}",
+              flush=True)
     if not is_main:
         return result
     final.save_weights(run_dir, run.model, run.ema)
