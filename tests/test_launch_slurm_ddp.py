@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter as Count
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -94,3 +95,36 @@ def test_harness_run_trains_one_run_as_a_two_task_slurm_job(slurm, tmp_path):  #
     assert run_cost(record).cpu_h == pytest.approx(record.final["train_time_s"] * 2 / 3600)
     assert run_cost(record).gpu_h == 0.0
     store.close()
+
+
+def _train_on_slurm(spec: Path, folder: Path, extra: list[str]) -> tuple[object, list[tuple[int, str, float]]]:
+    """`harness run --executor slurm` of `spec` into `folder`; the run's record and its per-epoch metrics."""
+    from harness.store import open_store
+
+    db = f"sqlite:///{folder / 'store.db'}"
+    result = CliRunner().invoke(app, ["run", str(spec), "--db", db, "--output", str(folder / "out"),
+                                      "--executor", "slurm", "--mem-gb", "2", *extra],
+                                env={"OMP_NUM_THREADS": "1", "HARNESS_DB": ""})
+    assert result.exit_code == 0, result.output
+    store = open_store(db, create=False)
+    [record] = store.runs()
+    rows = store.metrics([record.hash])
+    store.close()
+    return record, rows
+
+
+@pytest.mark.slow
+def test_a_two_task_job_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm, tmp_path):  # noqa: F811
+    # slurmctld signals a job 65-95 s after its start with 25 s of a 2-minute limit (it checks every 30 s; see
+    # test_launch_slurm.py); each start spends ~15 s importing and building before its first epoch, and 40
+    # epochs of two processes take longer than what is left, so the job is requeued and resumes
+    spec = tmp_path / "ddp.yaml"
+    spec.write_text(SPEC.replace("epochs: 2", "epochs: 40") + "slurm: {signal_delay_s: 25}\n")
+    requeued, rows = _train_on_slurm(spec, tmp_path / "requeued", ["--time", "2", "--max-requeues", "3"])
+    straight, reference = _train_on_slurm(spec, tmp_path / "straight", [])
+    assert requeued.status == straight.status == "completed", (requeued.error, straight.error)
+    job = requeued.job_id.split(":", 1)[1]
+    log = (tmp_path / "requeued" / "out" / "submitit" / f"{job}_0_log.err").read_text()
+    assert "timed-out" in log, log[-3000:]
+    timing = {"train_img_s", "data_wait_s", "data_wait_frac"}
+    assert [r for r in rows if r[2] not in timing] == [r for r in reference if r[2] not in timing]
