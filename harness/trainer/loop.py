@@ -22,7 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -153,7 +153,7 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
     mixup = build_mixup(config, splits.num_classes)
     train_model = distributed.wrap(model, env, device, find_unused=unused_head)
     if config.compile:
-        train_model = torch.compile(train_model)
+        train_model = cast(nn.Module, torch.compile(train_model))
     run = Run(config, env, device, _autocast(config, device), model, train_model, ema, optimizer,
               build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher),
               train_loader, val_loader, val_shard)
