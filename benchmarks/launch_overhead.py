@@ -7,6 +7,8 @@ of torch threads (`--threads`, default $OMP_NUM_THREADS or 1; the harness side g
 second process), polls, and records the run. Target: at most 3 s added per run.
 
     .venv/bin/python benchmarks/launch_overhead.py [--rounds 3] [--threads N]
+
+Smallest run: python benchmarks/launch_overhead.py --rounds 1 --threads 1
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ transaction, the time `harness.results.runs` takes to load the runs into a DataF
 filtered query evaluated in the database (`harness.results.runs(where=FILTER)`); each figure with its CPU time.
 Targets: >= 20,000 rows/s through the store; <= 1 s (and <= 0.3 s of CPU) for 10,000 runs. The default store is a
 temporary SQLite file; --db measures another (PostgreSQL: an empty database it may fill).
+
+Smallest run: python benchmarks/store_speed.py --runs 20 --write-runs 2 --epochs 3
 """
 
 from __future__ import annotations

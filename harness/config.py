@@ -73,6 +73,9 @@ class OptimizerConfig(Frozen):
     momentum: Float = Field(0.9, ge=0.0, lt=1.0)
     # gradient-norm clipping (None: off)
     clip_grad: Float | None = Field(None, gt=0.0)
+    # torch's fused optimizer kernel (one kernel for all parameters) where the device has one (CUDA, CPU);
+    # elsewhere the unfused one. Off at the CPU profiles, on in the paper-scale specs
+    fused: Bool = False
 
 
 class ScheduleConfig(Frozen):
@@ -240,6 +243,24 @@ class RunConfig(Frozen):
     # a lab's own modules (the spec's `imports:`), imported before anything is built: they register models and
     # datasets by name. Their names are part of the run's identity, their code is not (its SHA-256 is provenance)
     imports: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")], ...] = ()
+    # train the student through torch.compile (checkpoints, EMA and evaluation use the plain module's weights);
+    # the first steps pay for compiling. Off at the CPU profiles, on in the paper-scale specs
+    compile: Bool = False
+    # convnets of the run (a convnet teacher, a convnet student) in channels-last memory, which GPU convolutions
+    # run faster in; ViTs have no convolution to speed up and ignore it
+    channels_last: Bool = False
+    # processes a CPU run trains with (DDP over gloo; the executor starts one task each: SLURM tasks, local
+    # processes); batch_size is their total. A GPU run has one process per GPU of its job instead
+    processes: Int = Field(1, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _processes_on_cpus(self) -> "RunConfig":
+        if self.processes > 1 and self.device != "cpu":
+            raise ValueError(f"processes: {self.processes} needs device: cpu (GPU runs take one process per GPU "
+                             "of their job)")
+        if self.batch_size % self.processes:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by processes: {self.processes}")
+        return self
 
     def as_json(self) -> dict[str, Any]:
         # no imports, no key: the hashes of runs made before `imports` existed stay the same

@@ -44,7 +44,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert sorted(sink.epochs) == [0, 1]
     resumed, _ = run(config, tmp_path / "resumed")
     assert sorted(resumed.epochs) == [2]
-    timing = {"train_img_s"}
+    timing = {"train_img_s", "data_wait_s", "data_wait_frac"}
     assert {k: v for k, v in resumed.epochs[2].items() if k not in timing} == {
         k: v for k, v in straight.epochs[2].items() if k not in timing
     }

@@ -124,23 +124,23 @@ def local_gpu_name() -> str | None:
 
 
 def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any = None,
-               gpu_name: str | None = None, threads: int | None = None) -> Target:
+               gpu_name: str | None = None, threads: int | None = None, processes: int = 1) -> Target:
     """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu, `threads`
-    the --threads option."""
+    the --threads option, `processes` the CPU processes each run asks for (config `processes`)."""
     from harness.launch.executors import resolve_executor, threads_per_run
 
     name = resolve_executor(executor)
     if name == "slurm" and slurm is not None:
         gpus = slurm.nodes * slurm.gpus_per_node
         return Target(name, "cpu" if runs_cpu or not gpus else None, 0 if runs_cpu else gpus,
-                      slurm.nodes * slurm.tasks_per_node)
+                      slurm.nodes * slurm.tasks_for(processes))
     gpu = None if runs_cpu else (gpu_name or local_gpu_name())
     if gpu:
         return Target(name, gpu, 1)
     # the launcher's rule; None: torch's own choice (OMP_NUM_THREADS), which the trainer stores as it found it
     chosen = threads_per_run(threads, name, max_parallel)
     shown = chosen or _torch_threads()
-    return Target(name, f"cpu ({count(shown, 'thread')})", 0, 1, chosen)
+    return Target(name, f"cpu ({count(shown, 'thread')})", 0, processes, chosen)
 
 
 def _torch_threads() -> int:
@@ -287,14 +287,14 @@ def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "
                   threads: int | None = None) -> list[Estimate]:
     """An estimate per planned run (`harness.spec.PlannedRun`), from the store's completed `records` or a probe."""
     records = list(records)
-    targets: dict[bool, Target] = {}
+    targets: dict[tuple[bool, int], Target] = {}
     speeds: dict[tuple[Any, ...], Speed] = {}
     out = []
     for run in runs:
-        cpu = run.config.device == "cpu"
-        if cpu not in targets:
-            targets[cpu] = target_for(executor, cpu, max_parallel, slurm, gpu_name, threads)
-        target = targets[cpu]
+        where = (run.config.device == "cpu", run.config.processes)
+        if where not in targets:
+            targets[where] = target_for(executor, where[0], max_parallel, slurm, gpu_name, threads, where[1])
+        target = targets[where]
         key = speed_key(run.config.as_json())
         if (key, target) not in speeds:
             speeds[(key, target)] = measured_speed(key, target, records) or (

@@ -146,6 +146,9 @@ def _submit(batch: LocalBatch, executor: Any, run: PlannedRun, free_gpus: list[i
     if free_gpus:
         batch.gpu_of[run.hash] = free_gpus.pop(0)
         executor.update_parameters(gpus_per_node=1, visible_gpus=[batch.gpu_of[run.hash]])
+    if batch.executor_name == "local":
+        # a CPU run of several processes: one local task each (submitit gives them rank and world size)
+        executor.update_parameters(tasks_per_node=run.config.processes)
     with children_ignore_ctrl_c():
         job = executor.submit(batch.jobs[run.hash])
     # a local job's id is its controller's pid; an in-process debug job runs in this process

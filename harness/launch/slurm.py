@@ -76,6 +76,11 @@ class SlurmConfig(BaseModel):
     def tasks_per_node(self) -> int:
         return max(1, self.gpus_per_node)
 
+    def tasks_for(self, processes: int = 1) -> int:
+        """Tasks per node of a run that asks for `processes` CPU processes: one per GPU on GPU nodes, else its
+        own count."""
+        return self.tasks_per_node if self.gpus_per_node else max(1, processes)
+
 
 def slurm_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> SlurmConfig:
     """A spec's `slurm:` mapping with command-line values laid over it (None means not given)."""
@@ -98,13 +103,14 @@ def parse_sbatch_options(options: Iterable[str]) -> dict[str, str | bool]:
     return parsed
 
 
-def executor_parameters(config: SlurmConfig, *, dependency: str | None = None) -> dict[str, Any]:
-    """Keyword arguments of `submitit.AutoExecutor.update_parameters` for SLURM."""
+def executor_parameters(config: SlurmConfig, *, dependency: str | None = None, processes: int = 1) -> dict[str, Any]:
+    """Keyword arguments of `submitit.AutoExecutor.update_parameters` for SLURM (`processes`: what the runs'
+    configs ask for)."""
     params: dict[str, Any] = {
         "name": config.job_name,
         "timeout_min": config.timeout_min,
         "nodes": config.nodes,
-        "tasks_per_node": config.tasks_per_node,
+        "tasks_per_node": config.tasks_for(processes),
         "gpus_per_node": config.gpus_per_node or None,
         "cpus_per_task": config.cpus_per_task,
         "mem_gb": config.mem_gb,
@@ -125,11 +131,11 @@ def executor_parameters(config: SlurmConfig, *, dependency: str | None = None) -
     return {k: v for k, v in params.items() if v is not None}
 
 
-def make_executor(folder: Path | str, config: SlurmConfig, *, dependency: str | None = None
+def make_executor(folder: Path | str, config: SlurmConfig, *, dependency: str | None = None, processes: int = 1
                   ) -> submitit.AutoExecutor:
     """A submitit executor for SLURM; its jobs may be requeued `config.max_requeues` times on time-out."""
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=config.max_requeues)
-    executor.update_parameters(**executor_parameters(config, dependency=dependency))
+    executor.update_parameters(**executor_parameters(config, dependency=dependency, processes=processes))
     return executor
 
 
@@ -141,11 +147,13 @@ def afterok(job_ids: Iterable[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Node:
-    """One job of a graph: `key` names it, `depends_on` names the nodes (or queued jobs) it needs."""
+    """One job of a graph: `key` names it, `depends_on` names the nodes (or queued jobs) it needs, `processes`
+    the CPU processes its run asks for."""
 
     key: str
     fn: Callable[[], Any]
     depends_on: tuple[str, ...] = ()
+    processes: int = 1
 
 
 def submit_dag(nodes: Sequence[Node], folder: Path | str, config: SlurmConfig, *,
@@ -161,19 +169,20 @@ def submit_dag(nodes: Sequence[Node], folder: Path | str, config: SlurmConfig, *
     jobs: dict[str, submitit.Job] = {}
     done: set[str] = set()
     while len(done) < len(nodes):
-        # the nodes whose in-graph dependencies are all submitted, grouped by what they wait for
-        groups: dict[str | None, list[Node]] = defaultdict(list)
+        # the nodes whose in-graph dependencies are all submitted, grouped by what they wait for and their
+        # process count (the jobs of one array share their parameters)
+        groups: dict[tuple[str | None, int], list[Node]] = defaultdict(list)
         for node in nodes:
             if node.key in done or any(d in by_key and d not in done for d in node.depends_on):
                 continue
             ids = [jobs[d].job_id if d in jobs else queued[d] for d in node.depends_on if d in jobs or d in queued]
-            groups[afterok(ids)].append(node)
+            groups[(afterok(ids), node.processes)].append(node)
         if not groups:
             cycle = sorted(n.key for n in nodes if n.key not in done)
             raise ValueError(f"dependency cycle among {cycle}")
-        for dependency, group in groups.items():
-            for node, job in zip(group, submit_array(make_executor(folder, config, dependency=dependency),
-                                                     [n.fn for n in group])):
+        for (dependency, processes), group in groups.items():
+            executor = make_executor(folder, config, dependency=dependency, processes=processes)
+            for node, job in zip(group, submit_array(executor, [n.fn for n in group])):
                 jobs[node.key] = job
                 done.add(node.key)
     return jobs
@@ -225,7 +234,8 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
         if run.hash in blocked:
             store.finish(run.hash, token, RunState.FAILED, error=blocked[run.hash])
             progress(f"{run.short}  failed: {blocked[run.hash]}  {run.describe()}")
-    nodes = [Node(r.hash, jobs[r.hash], tuple(r.depends_on)) for r in to_run if r.hash not in blocked]
+    nodes = [Node(r.hash, jobs[r.hash], tuple(r.depends_on), _processes(r)) for r in to_run
+             if r.hash not in blocked]
     submitted = submit_dag(nodes, folder, config, queued=queued)
     for run in to_run:
         job = submitted.get(run.hash)
@@ -240,6 +250,12 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
         progress(f"{run.short}  submitted (SLURM job {job.job_id}" + (f", after {', '.join(waits)})" if waits else ")")
                  + f"  {run.describe()}")
     return submitted
+
+
+def _processes(run: Any) -> int:
+    """The CPU processes a run asks for (a run without a config, such as a test's stand-in, asks for one)."""
+    config = getattr(run, "config", None)
+    return getattr(config, "processes", 1)
 
 
 def cancel_jobs(job_ids: Iterable[str]) -> None:

@@ -26,6 +26,8 @@ class RunStatus:
     host: str | None = None
     # seconds a running run still needs, from its own measured epoch time (harness.launch.estimate.remaining)
     remaining_s: float | None = None
+    # the share of its latest epoch's training time the run waited for data (None: not recorded)
+    data_wait_frac: float | None = None
 
 
 def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
@@ -43,11 +45,12 @@ def statuses(store: RunStore, spec: str | None = None, now: datetime | None = No
         epochs=(r.config.get("schedule") or {}).get("epochs"), top1=_top1(r, curves[r.hash]), job_id=r.job_id,
         elapsed_s=elapsed_s(r, now), error=r.error, host=r.host or r.owner_host,
         remaining_s=remaining_s(r, [v for _, name, v in curves[r.hash] if name == "train_img_s"], now),
+        data_wait_frac=_latest(r, curves[r.hash], "data_wait_frac"),
     ) for r in records]
 
 
-# the per-epoch metrics a status row reads: the latest top-1, and the speed that gives the time left
-CURVES = ("top1", "train_img_s")
+# the per-epoch metrics a status row reads: the latest top-1, the speed that gives the time left, the data wait
+CURVES = ("top1", "train_img_s", "data_wait_frac")
 
 
 def latest_top1(store: RunStore, record: RunRecord) -> float | None:
@@ -58,9 +61,14 @@ def latest_top1(store: RunStore, record: RunRecord) -> float | None:
 
 
 def _top1(record: RunRecord, curve: list[tuple[int, str, float]]) -> float | None:
+    return _latest(record, curve, "top1")
+
+
+def _latest(record: RunRecord, curve: list[tuple[int, str, float]], metric: str) -> float | None:
+    """A metric of the finished run (its last epoch's), else of the epoch it last recorded."""
     if "top1" in record.final:
-        return record.final["top1"]
-    return next((v for epoch, name, v in curve if name == "top1" and epoch == record.epoch), None)
+        return record.final.get(metric)
+    return next((v for epoch, name, v in curve if name == metric and epoch == record.epoch), None)
 
 
 def elapsed_s(record: RunRecord, now: datetime | None = None) -> float | None:

@@ -76,6 +76,17 @@ def wrap(model: nn.Module, env: DistEnv, device: torch.device, find_unused: bool
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's weights: equal in every process of a run that DDP kept in step."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def mean(value: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return value

@@ -22,7 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -75,7 +75,8 @@ class Run:
     device: torch.device
     autocast: Callable
     model: nn.Module
-    # the model as trained: wrapped in DDP under several processes
+    # the model as trained: wrapped in DDP under several processes, compiled with `compile`; it shares the
+    # parameters of `model`, which checkpoints, EMA and evaluation use
     train_model: nn.Module
     ema: ModelEmaV3 | None
     optimizer: torch.optim.Optimizer
@@ -97,6 +98,8 @@ class EpochStats:
     loss: float
     samples: int
     seconds: float
+    # of `seconds`, the time the loop waited for the loader's next batch (the rest: the steps themselves)
+    data_wait_s: float = 0.0
 
 
 def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path],
@@ -166,8 +169,10 @@ def assemble(config: RunConfig, env: distributed.DistEnv, device: torch.device, 
     unused_head = is_distilled(model) and config.distillation.kind == "none"
     optimizer = build_optimizer(config, model)
     mixup = build_mixup(config, num_classes)
-    return Run(config, env, device, _autocast(config, device), model,
-               distributed.wrap(model, env, device, find_unused=unused_head), ema, optimizer,
+    train_model = distributed.wrap(model, env, device, find_unused=unused_head)
+    if config.compile:
+        train_model = cast(nn.Module, torch.compile(train_model))
+    return Run(config, env, device, _autocast(config, device), model, train_model, ema, optimizer,
                build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher))
 
 
@@ -209,8 +214,13 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
     device = run.device
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
-    steps, samples, pending = 0, 0, None
+    steps, samples, pending, data_wait = 0, 0, None, 0.0
+    # waiting for data: from the end of one step (or the epoch's start) to the next batch in hand. On a GPU the
+    # steps run asynchronously, so a loader slower than the GPU shows here, and a GPU slower than the loader
+    # shows in the steps (at their synchronisations)
+    asked = time.perf_counter()
     for step, (images, targets) in enumerate(run.train_loader):
+        data_wait += time.perf_counter() - asked
         pending = _check_stop(run, should_stop, pending, epoch, step)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -222,18 +232,20 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
         loss_sum += loss_value.float()
         steps += 1
         samples += images.shape[0]
+        asked = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     mean_loss = float(distributed.mean(loss_sum / max(steps, 1)))
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(f"loss is {mean_loss} in epoch {epoch}")
-    return EpochStats(mean_loss, samples * run.env.world_size, time.perf_counter() - t0)
+    return EpochStats(mean_loss, samples * run.env.world_size, time.perf_counter() - t0, data_wait)
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], stats: EpochStats) -> str:
     """One line of progress for the job's log."""
     return (f"epoch {epoch + 1}/{epochs}  train_loss {stats.loss:.4f}  top1 {metrics['top1']:.2f}  "
-            f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s")
+            f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s  "
+            f"data wait {stats.data_wait_s / stats.seconds:.0%}")
 
 
 def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv,
@@ -252,7 +264,8 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         progress.train_samples += stats.samples
         last_eval = run.evaluate(run.model)
         metrics = {"train_loss": stats.loss, "lr": run.optimizer.param_groups[0]["lr"], **last_eval.metrics,
-                   "train_img_s": stats.samples / stats.seconds}
+                   "train_img_s": stats.samples / stats.seconds, "data_wait_s": stats.data_wait_s,
+                   "data_wait_frac": stats.data_wait_s / stats.seconds}
         if run.ema is not None:
             metrics.update(run.evaluate(run.ema.module, prefix="ema_").metrics)
         progress.history.append(metrics)
@@ -271,6 +284,10 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     result = dict(progress.history[-1]) if progress.history else dict(last_eval.metrics)
     if teacher_eval is not None:
         result["teacher_top1"] = teacher_eval.metrics["teacher_top1"]
+    if env.world_size > 1:
+        # in each task's log: the processes' weights must be equal, and this shows they are
+        print(f"rank {env.rank} of {env.world_size}: final weights sha256 {distributed.weights_digest(run.model)}",
+              flush=True)
     if not is_main:
         return result
     final.save_weights(run_dir, run.model, run.ema, guard=lambda: sink.may_replace_files(wait=True))

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 # largest batch tried on a CPU by the paper protocol (a CPU has no out-of-memory signal worth waiting for)
 CPU_BATCH_CAP = 64
-# largest batch tried on a GPU (throughput of the DeiT models saturates well before; keeps gpu.sh short)
+# largest batch tried on a GPU (throughput of the DeiT models saturates well before; keeps benchmarks/gpu/run.sh short)
 GPU_BATCH_CAP = 1024
 WARMUP_BATCHES = 5
 

@@ -10,6 +10,9 @@ after the position embedding, the attention projection and both MLP layers, and 
 instead. A convnet gets timm's `drop_rate` (before its classifier; what it meant in timm 0.3.2 too). A teacher
 is built without dropout and runs in eval mode, so dropout never touches it.
 
+With `channels_last`, a convnet (the teacher, or a convnet student) keeps its weights in channels-last memory,
+the layout GPU convolutions are fastest in (a convolution follows its weight's layout).
+
 A teacher sees the student's batch at its own resolution when `distillation.teacher.img_size` says so (the
 paper fine-tunes its ↑384 students with a teacher at 384): the batch is resized for it (`AtResolution`).
 """
@@ -59,6 +62,14 @@ def create_model(name: str, num_classes: int, img_size: int, dropout: float = 0.
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+def in_memory_format(model: nn.Module, name: str, config: RunConfig) -> nn.Module:
+    """A convnet in channels-last memory when `channels_last` asks for it (a ViT as it is: it has no convolution
+    worth it)."""
+    if config.channels_last and not is_vit(name):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def student_name(config: RunConfig) -> str:
     name = config.model.name
     return distilled_twin(name) if config.model.distillation_token else check_model(name)
@@ -80,7 +91,7 @@ def build_student(config: RunConfig, num_classes: int, resolve_run_dir: Callable
             info.update(weights.describe("finetune"))
     if is_distilled(model):
         cast(Any, model).set_distilled_training(True)  # a timm VisionTransformerDistilled (is_distilled)
-    return model
+    return in_memory_format(model, student_name(config), config)
 
 
 class AtResolution(nn.Module):
@@ -111,6 +122,7 @@ def build_teacher(config: RunConfig, num_classes: int, resolve_run_dir: Callable
     teacher = create_model(name, num_classes, t.img_size or config.data.img_size)
     check_classes(weights.state, teacher, weights.source)
     teacher.load_state_dict(adapt_state(weights.state, teacher))
+    teacher = in_memory_format(teacher, name, config)
     if info is not None:
         info.update(weights.describe("teacher"))
     if t.img_size is not None:

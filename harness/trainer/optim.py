@@ -20,10 +20,20 @@ def scaled_lr(config: RunConfig) -> float:
     return config.optimizer.base_lr * config.batch_size / 512
 
 
+def fused_supported(device: torch.device) -> bool:
+    """Whether torch has fused optimizer kernels for this device type."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return device.type in _get_fused_kernels_supported_devices()
+
+
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """timm's optimizer factory (no weight decay on biases, norms and tokens, as the reference)."""
+    """timm's optimizer factory (no weight decay on biases, norms and tokens, as the reference); torch's fused
+    kernel when `optimizer.fused` asks for it and the model's device has one."""
     o = config.optimizer
     kwargs: dict[str, Any] = dict(lr=scaled_lr(config), weight_decay=o.weight_decay)
+    if o.fused and fused_supported(next(model.parameters()).device):
+        kwargs["fused"] = True
     if o.name == "adamw":
         kwargs["eps"] = o.eps
     else:
