@@ -33,18 +33,30 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def slurm_problem() -> str | None:
-    """Why the local SLURM cannot take jobs, or None when it can."""
+def slurm_problem(settle_s: float = 60.0) -> str | None:
+    """Why the local SLURM cannot take jobs, or None when it can. A node still completing an earlier test's jobs
+    (`comp`) takes jobs again in moments: it is given `settle_s` seconds, looked at every second."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        problem, settling = _slurm_problem_now()
+        if problem is None or not settling or time.monotonic() > deadline:
+            return problem
+        time.sleep(1.0)
+
+
+def _slurm_problem_now() -> tuple[str | None, bool]:
+    """(why SLURM cannot take jobs now or None, whether a node is only completing jobs)."""
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"sinfo failed ({type(exc).__name__}: {exc})"
+        return f"sinfo failed ({type(exc).__name__}: {exc})", False
     states = out.stdout.split()
     if out.returncode != 0 or not states:
-        return f"sinfo failed: {out.stderr.strip() or 'no nodes'}"
+        return f"sinfo failed: {out.stderr.strip() or 'no nodes'}", False
     if not any(s in ("idle", "mix", "alloc") for s in states):
-        return f"no SLURM node takes jobs (node states: {', '.join(states)})"
-    return None
+        return (f"no SLURM node takes jobs (node states: {', '.join(states)})",
+                any(s.startswith("comp") for s in states))
+    return None, False
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def test_a_full_disk_holding_the_store_too_is_reported_as_a_full_disk(tmp_path, 
                           cwd=REPO, env={**env(), "HARNESS_DB": ""}, capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert "FAILED: disk full: " in done.stdout and "killed" not in out and "Traceback" not in out, out
+    assert "failed: disk full: " in done.stdout and "killed" not in out and "Traceback" not in out, out
     with open_store(f"sqlite:///{small_disk / 'harness.db'}", create=False) as store:
         [record] = store.runs()
     assert record.status == "failed" and record.error.startswith("disk full: "), record.error

@@ -412,9 +412,13 @@ class Store(RunLifecycle):
                             last_epoch, Run.host, as_time(Run.started_at), as_time(Run.ended_at), Run.error,
                             as_text(RunMembership.coords), *parts)
                      .select_from(_joined(inner)).where(and_(True, *chosen)).order_by(Run.id, RunMembership.id))
+            # a run in several memberships comes once, with its first membership
             seen: set[int] = set()
-            rows: list[Any] = [row for row in session.connection().execute(query).all()
-                               if row[0] not in seen and not seen.add(row[0])]  # type: ignore[func-returns-value]
+            rows: list[Any] = []
+            for row in session.connection().execute(query).all():
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    rows.append(row)
             if not sqlite_db:
                 rows, sections = _split_sections(rows)
             ids = [row[0] for row in rows]
