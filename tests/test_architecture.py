@@ -139,3 +139,32 @@ def test_the_module_table_names_every_module():
     actual = {str(p.relative_to(HARNESS)) for p in modules() if not p.name.startswith("__")}
     assert sorted(actual - documented_modules()) == [], "modules the table of ARCHITECTURE.md does not name"
     assert sorted(documented_modules() - actual) == [], "modules the table of ARCHITECTURE.md names that are gone"
+
+
+# string constants that equal a state's name but are no run state, each with why (path under harness/ -> values)
+NOT_STATES: dict[str, dict[str, str]] = {}
+
+
+def bare_states(path: Path) -> list[tuple[int, str]]:
+    """Where a module spells a run state as a bare string instead of naming it through harness/states.py."""
+    from harness.states import STATUSES
+
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in STATUSES]
+
+
+def test_states_are_named_only_through_the_states_module():
+    """`RunState` members and the named sets of harness/states.py, never "failed" spelled again: a renamed or
+    regrouped state then changes in one place. The migrations (frozen history) keep their own strings."""
+    broken = [f"{path.relative_to(HARNESS.parent)}:{line} spells the state '{value}'"
+              for path in modules() if path != HARNESS / "states.py"
+              for line, value in bare_states(path)
+              if value not in NOT_STATES.get(str(path.relative_to(HARNESS)), {})]
+    assert broken == []
+
+
+def test_the_state_rule_sees_every_spelling(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('"""running: a docstring is prose."""\nA = "failed"\nB = {\'queued\': 1}\n'
+                      'def f(s="cancelled"):\n    return s in ("pending", "done")\n')
+    assert sorted(bare_states(sample)) == [(2, "failed"), (3, "queued"), (4, "cancelled"), (5, "pending")]

@@ -8,6 +8,7 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from harness.launch.status import RunStatus, clock
+from harness.states import RunState
 
 
 def console() -> Console:
@@ -29,6 +30,7 @@ def status_table(rows: list[RunStatus]) -> None:
             f"{r.data_wait_frac:.0%}" if r.data_wait_frac is not None else "-", r.job_id or "-", r.host or "-",
             clock(r.elapsed_s) if r.elapsed_s is not None else "-",
             clock(r.remaining_s) if r.remaining_s is not None else "-",
-            f"{r.spec or ''}: {r.description}" + (f"  ({r.error})" if r.error and r.status != "completed" else ""),
+            f"{r.spec or ''}: {r.description}"
+            + (f"  ({r.error})" if r.error and r.status != RunState.COMPLETED else ""),
         )
     console().print(table)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from harness import dotted
 from harness.config import short_hash
-from harness.states import FINISHED
+from harness.states import FINISHED, RunState
 from harness.words import count
 
 if TYPE_CHECKING:
@@ -47,8 +47,11 @@ HASH_TAG = "harness.hash"
 EPOCH_TAG = "harness.epoch"
 LONG_PARAMS = "harness/long_params.json"
 # harness run state -> MLflow run status
-MLFLOW_STATUS = {"pending": "SCHEDULED", "queued": "SCHEDULED", "submitted": "SCHEDULED", "running": "RUNNING",
-                 "requeued": "RUNNING", "completed": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+MLFLOW_STATUS: dict[str, str] = {
+    RunState.PENDING: "SCHEDULED", RunState.QUEUED: "SCHEDULED", RunState.SUBMITTED: "SCHEDULED",
+    RunState.RUNNING: "RUNNING", RunState.REQUEUED: "RUNNING", RunState.COMPLETED: "FINISHED",
+    RunState.FAILED: "FAILED", RunState.CANCELLED: "KILLED",
+}
 # provenance keys worth a tag (the command line and the platform string stay in the store)
 PROVENANCE_TAGS = ("git_commit", "git_dirty", "host", "python", "torch", "timm", "harness", "slurm_job_id", "imports")
 

@@ -365,7 +365,7 @@ def completed_like(store: RunStore, runs: list[Any]) -> list[RunRecord]:
 
     models = tuple(sorted({run.config.model.name for run in runs}))
     try:
-        return store.runs(status="completed", where=All((Compare("model.name", "in", models),
+        return store.runs(status=RunState.COMPLETED, where=All((Compare("model.name", "in", models),
                                                          Compare("source", "==", None))))
     except FilterError:  # no run of the store has a model name: none can estimate these
         return []

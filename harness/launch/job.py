@@ -39,7 +39,7 @@ from harness.launch.ending import TAKEN_OVER, taken_over
 from harness.launch.interrupts import signal_name
 from harness.launch.logs import named
 from harness.launch.protocols import RunStore
-from harness.states import renew_every_s
+from harness.states import RunState, renew_every_s
 from harness.store.errors import NotOwner, StoreUnreachable
 
 # the longest pause between two tries of a job's backlog while the store is out of reach
@@ -77,7 +77,7 @@ class Heartbeat:
         if self.store.heartbeat(self.run_hash, self.token, epoch=epoch):
             return True
         record = self.store.get_run(self.run_hash)
-        if record is not None and record.status == "cancelled":
+        if record is not None and record.status == RunState.CANCELLED:
             self.reason = f"cancelled: {record.error or 'by the user'}"
         else:
             state = record.status if record is not None else "gone from the store"
@@ -254,19 +254,19 @@ class RunJob(submitit.helpers.Checkpointable):
         except BaseException as exc:
             heartbeat.stop()
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or a signal: a stop, not a fault of the run
-                self._record_end(store, "cancelled", f"stopped by {signal_name(exc)}", sink)
+                self._record_end(store, RunState.CANCELLED, f"stopped by {signal_name(exc)}", sink)
             else:
-                self._record_end(store, "failed", _describe(exc), sink)
+                self._record_end(store, RunState.FAILED, _describe(exc), sink)
             raise
         finally:
             heartbeat.stop()
-        self._record_end(store, "completed", None, sink)
+        self._record_end(store, RunState.COMPLETED, None, sink)
         return final
 
     def _record_end(self, store: RunStore, status: str, error: str | None, sink: StoreSink) -> None:
         """Record the run's end; a store that cannot take it (a full disk, a lost server) never hides the cause."""
         try:
-            if status != "completed":
+            if status != RunState.COMPLETED:
                 sink.flush(wait=False)  # the epochs kept through an outage, if the store answers now
             if not store.finish(self.run_hash, self.owner, status, error=error):
                 print(f"harness: the run ended {status}, but {_not_ours(store, self.run_hash)}",
@@ -283,7 +283,7 @@ class RunJob(submitit.helpers.Checkpointable):
 
         store = open_store(self.db_url, create=False, wait=True)
         if self.requeues >= self.max_requeues:
-            store.finish(self.run_hash, self.owner, "failed",
+            store.finish(self.run_hash, self.owner, RunState.FAILED,
                          error=f"time limit reached after {self.requeues} requeues")
             return None
         store.requeue(self.run_hash, self.owner)

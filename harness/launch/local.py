@@ -198,8 +198,8 @@ def _collect(batch: LocalBatch, run: PlannedRun, job: Any) -> None:
         return
     cause = record_failure(batch.store, run.hash, batch.owner.token, record, error, str(job.paths.stderr))
     batch.result.failures.append(Failure(run, cause, str(job.paths.stderr)))
-    stopped = record is not None and record.status == "cancelled"
-    batch.watch.ended(run, "cancelled" if stopped else "failed", cause, str(job.paths.stderr))
+    stopped = record is not None and record.status == RunState.CANCELLED
+    batch.watch.ended(run, RunState.CANCELLED if stopped else RunState.FAILED, cause, str(job.paths.stderr))
 
 
 def _stop_everything(batch: LocalBatch) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from harness.launch.protocols import RunStore
 from harness.launch.status import elapsed_s, latest_top1
 from harness.spec import PlannedRun
+from harness.states import RunState
 from harness.store.records import RunRecord
 
 Progress = Callable[[str], None]
@@ -32,7 +33,7 @@ class Watcher:
 
     def completed(self, run: PlannedRun, record: RunRecord) -> None:
         top1 = record.final.get("top1")
-        self.event(run, "completed" + (f", top-1 {top1:.1f}%" if top1 is not None else ""))
+        self.event(run, RunState.COMPLETED.value + (f", top-1 {top1:.1f}%" if top1 is not None else ""))
 
     def poll(self, run: PlannedRun, record: RunRecord | None = None) -> None:
         """A line when the run's state or epoch changed since the last one (`record`: read already, or None)."""

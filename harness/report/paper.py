@@ -22,6 +22,7 @@ from typing import Any
 
 from harness import dotted
 from harness.report import definitions as defs
+from harness.states import RunState
 
 # columns of the import CSV that are not metrics
 ID_COLUMNS = ("spec", "variant", "label", "seed", "profile")
@@ -80,7 +81,7 @@ class _Run:
         self.coords: dict[str, Any] = {}
         self.config = config
         self.final: dict[str, float] = {}
-        self.status = "completed"
+        self.status = RunState.COMPLETED.value
         self.hash = ""
 
 
@@ -191,7 +192,7 @@ def import_paper(store: Any, source: str = "paper") -> int:
     for run in paper_runs():
         by_spec.setdefault(run.spec or "paper", []).append(NewRun(
             hash=run.hash, config=run.config, profile=None, variant=run.variant or "", label=run.label or "",
-            coords={}, seed=0, status="completed", source=source, final=run.final,
+            coords={}, seed=0, status=RunState.COMPLETED, source=source, final=run.final,
             info={"reference": "Touvron et al., arXiv:2012.12877v2"}))
     for spec, new in by_spec.items():
         total += store.import_runs(spec, new)

@@ -13,6 +13,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from harness.states import RunState
+
 # a special --profile value: our runs without a profile
 PAPER_SCALE = "paper-scale"
 
@@ -110,7 +112,7 @@ class RunSet:
 
 def finished(run: Any) -> bool:
     """A run whose final metrics count: completed, or an imported result."""
-    return run.status == "completed" or (getattr(run, "source", None) is not None and bool(run.final))
+    return run.status == RunState.COMPLETED or (getattr(run, "source", None) is not None and bool(run.final))
 
 
 def load(db: str | None = None, store: Any = None) -> RunSet:

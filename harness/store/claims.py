@@ -20,7 +20,10 @@ from typing import Any, Callable, Mapping, TypeVar, cast
 from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session
 
-from harness.states import ACTIVE, CLAIMABLE, FINISHED, TAKE_OVER_FROM, Owner, allowed_from, lease as current_lease
+from harness.states import (
+    ACTIVE, CLAIMABLE, FINISHED, TAKE_OVER_FROM, UNTRAINED_ENDINGS, Owner, RunState, allowed_from,
+    lease as current_lease,
+)
 from harness.store.errors import NotOwner, UnknownRun
 from harness.store.schema import Run
 
@@ -45,7 +48,7 @@ class RunLifecycle:
         """Take a pending, failed or cancelled run for `owner` (state queued); False when another holds it.
         `lease`: how long the claim lives unrenewed (None: `harness.states.lease()`)."""
         now = now_utc()
-        return self._move(run_hash, "queued", {
+        return self._move(run_hash, RunState.QUEUED, {
             "owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
             "lease_until": now + (lease or current_lease()), "job_id": None, "job_started": None, "error": None,
             "ended_at": None,
@@ -54,8 +57,8 @@ class RunLifecycle:
     def record_submission(self, run_hash: str, token: str, job_id: str, *, job_started: float | None = None,
                           log_path: str | None = None) -> bool:
         """The job that trains the run; queued becomes submitted (a job that already started stays running)."""
-        values: dict[str, Any] = {"job_id": job_id, "job_started": job_started,
-                                  "status": case((Run.status == "queued", "submitted"), else_=Run.status)}
+        submitted = case((Run.status == RunState.QUEUED.value, RunState.SUBMITTED.value), else_=Run.status)
+        values: dict[str, Any] = {"job_id": job_id, "job_started": job_started, "status": submitted}
         if log_path is not None:
             values["log_path"] = log_path
         return self._owned_update(run_hash, token, ACTIVE, values)
@@ -65,7 +68,7 @@ class RunLifecycle:
         """The job began (or resumed) on `host`; a resumed run keeps its first start time."""
         now = now_utc()
         prov = json.loads(json.dumps(dict(provenance), default=str))
-        return self._move(run_hash, "running", {
+        return self._move(run_hash, RunState.RUNNING, {
             "started_at": func.coalesce(Run.started_at, now), "heartbeat_at": now,
             "lease_until": now + (lease or current_lease()),
             "host": host, "ended_at": None, "error": None, "provenance": prov, "git_commit": prov.get("git_commit"),
@@ -77,7 +80,7 @@ class RunLifecycle:
         values: dict[str, Any] = {"heartbeat_at": now, "lease_until": now + (lease or current_lease())}
         if epoch is not None:
             values["epoch"] = int(epoch)
-        return self._owned_update(run_hash, token, ("running",), values)
+        return self._owned_update(run_hash, token, (RunState.RUNNING,), values)
 
     def renew_leases(self, token: str, lease: timedelta | None = None) -> int:
         """Extend every active claim of `token` (a launcher waiting on its runs); returns how many."""
@@ -108,16 +111,16 @@ class RunLifecycle:
         return self._read(work)
 
     def requeue(self, run_hash: str, token: str) -> bool:
-        return self._move(run_hash, "requeued", {}, token=token)
+        return self._move(run_hash, RunState.REQUEUED, {}, token=token)
 
     def release(self, run_hash: str, token: str) -> bool:
         """Give back a claimed run that was never submitted (an interrupted launch): pending again."""
-        return self._move(run_hash, "pending", {"owner": None, "lease_until": None}, token=token)
+        return self._move(run_hash, RunState.PENDING, {"owner": None, "lease_until": None}, token=token)
 
-    def give_up(self, run_hash: str, observed_owner: str | None, error: str, status: str = "failed") -> bool:
+    def give_up(self, run_hash: str, observed_owner: str | None, error: str, status: str = RunState.FAILED) -> bool:
         """End an active run whose owner is gone (failed, or cancelled when SLURM says so), unless it changed
         hands since its owner was observed."""
-        if status not in ("failed", "cancelled"):
+        if status not in UNTRAINED_ENDINGS:
             raise ValueError(f"a run given up is failed or cancelled, not '{status}'")
         owner_matches = Run.owner.is_(None) if observed_owner is None else Run.owner == observed_owner
         return self._move(run_hash, status, {"error": error}, extra=[owner_matches])
@@ -131,14 +134,14 @@ class RunLifecycle:
         now = now_utc()
         owner_matches = Run.owner.is_(None) if observed_owner is None else Run.owner == observed_owner
         return self._conditional(run_hash, [Run.status.in_(TAKE_OVER_FROM), owner_matches, Run.source.is_(None)], {
-            "status": "queued", "updated_at": now, "error": cause, "ended_at": None, "job_id": None,
+            "status": RunState.QUEUED.value, "updated_at": now, "error": cause, "ended_at": None, "job_id": None,
             "job_started": None, "owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid,
             "owner_started": owner.started, "lease_until": now + (lease or current_lease()),
         })
 
     def cancel(self, run_hash: str, reason: str = "cancelled by the user") -> bool:
         """Cancel an unfinished run, whoever owns it: its job notices at its next heartbeat and stops."""
-        return self._move(run_hash, "cancelled", {"error": reason})
+        return self._move(run_hash, RunState.CANCELLED, {"error": reason})
 
     def set_status(self, run_hash: str, status: str, *, error: str | None = None, job_id: str | None = None,
                    log_path: str | None = None) -> bool:
@@ -154,10 +157,12 @@ class RunLifecycle:
     def _move(self, run_hash: str, status: str, values: dict[str, Any], *, token: str | None = None,
               extra: list[Any] | None = None, now: datetime | None = None, done_by: str | None = None) -> bool:
         now = now or now_utc()
+        conditions = [Run.status.in_(allowed_from(status)), *(extra or [])]
+        # the plain string goes to the database, whether the caller named a RunState member or its value
+        status = RunState(status).value
         values = {**values, "status": status, "updated_at": now}
         if status in FINISHED:
             values["ended_at"] = now
-        conditions = [Run.status.in_(allowed_from(status)), *(extra or [])]
         if token is not None:
             conditions.append(Run.owner == token)
         done_by = done_by or token
@@ -187,8 +192,8 @@ class RunLifecycle:
         An update, not a read: on PostgreSQL it locks the run's row until the transaction ends, so no claim by
         another launch can slip in between this check and the write it guards (SQLite's write lock, taken at
         BEGIN IMMEDIATE, does the same for the whole file)."""
-        if _updated(session, update(Run).where(Run.hash == run_hash, Run.owner == token, Run.status == "running")
-                    .values(updated_at=now_utc())):
+        if _updated(session, update(Run).where(Run.hash == run_hash, Run.owner == token,
+                                               Run.status == RunState.RUNNING.value).values(updated_at=now_utc())):
             return
         found = session.execute(select(Run.status, Run.owner).where(Run.hash == run_hash)).first()
         if found is None:

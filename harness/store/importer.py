@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import dotted
+from harness.states import RunState
 from harness.store.errors import StoreError
 from harness.store.store import NewRun, Store
 
@@ -109,7 +110,7 @@ def _run(row: dict[str, str], file: Path, number: int, source: str, spec: str | 
     content = json.dumps({"source": source, "spec": experiment, "row": row}, sort_keys=True)
     return experiment, NewRun(
         hash=hashlib.sha256(content.encode()).hexdigest(), config=config, profile=row.get("profile") or None,
-        variant=variant, label=row.get("label") or variant, coords=coords, seed=seed, status="completed",
+        variant=variant, label=row.get("label") or variant, coords=coords, seed=seed, status=RunState.COMPLETED,
         source=source, final=final, info=info)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from harness.states import RunState
 from harness.store import db, migrate
 from harness.store import where as where_
 from harness.store.claims import RunLifecycle, now_utc
@@ -54,7 +55,7 @@ class NewRun:
     label: str
     coords: dict[str, Any]
     seed: int
-    status: str = "pending"
+    status: str = RunState.PENDING
     source: str | None = None
     final: Mapping[str, float] | None = None
     info: Mapping[str, str] | None = None
@@ -250,7 +251,7 @@ class Store(RunLifecycle):
             # a run's dependencies follow from its config (the teacher's hash is in it): refreshing them only
             # fills in what a store older than revision 3 did not record
             self._upsert(session, Run.__table__, [
-                {"hash": r.hash, "config": r.config, "status": r.status, "source": r.source,
+                {"hash": r.hash, "config": r.config, "status": RunState(r.status).value, "source": r.source,
                  "created_at": now, "updated_at": now, "depends_on": list(r.depends_on),
                  "ended_at": now if r.status in FINISHED else None} for r in runs], ["hash"], ["depends_on"])
             ids = self._ids_of(session, [r.hash for r in runs])
