@@ -59,6 +59,11 @@ def hub_repo(tag: str) -> str:
     return f"timm/{tag}"
 
 
+# the roles a run's named weights play; the trainer records `<role>_weights` (the tag) and
+# `<role>_weights_sha256` in the run's info
+WEIGHT_ROLES = ("teacher", "finetune")
+
+
 def named_weights(runs: Iterable) -> list[str]:
     """The pretrained tags that planned runs (`harness.spec.PlannedRun`) name, each once, sorted."""
     tags = set()
@@ -161,7 +166,7 @@ def recorded_weights(records: Iterable) -> dict[str, dict[str, str]]:
     (`harness.store.records.RunRecord`: the trainer records `<role>_weights` and `<role>_weights_sha256`)."""
     found: dict[str, dict[str, str]] = {}
     for record in records:
-        for role in ("teacher", "finetune"):
+        for role in WEIGHT_ROLES:
             tag, sha = record.info.get(f"{role}_weights"), record.info.get(f"{role}_weights_sha256")
             if tag and sha:
                 found.setdefault(tag, {})[sha] = record.short

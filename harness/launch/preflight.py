@@ -15,6 +15,7 @@ from typing import Iterable
 
 from harness import paths
 from harness.launch.protocols import RunStore
+from harness.store.records import RunRecord
 from harness.spec import PlannedRun
 
 
@@ -38,8 +39,26 @@ def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Pa
             if (key, problem) not in seen:
                 seen.add((key, problem))
                 found.append(f"{run.short} {run.describe()}: {key}: {problem}")
-    records = store.runs() if store is not None and named_weights(runs) else []
+    tags = named_weights(runs)
+    records = runs_that_used(store, tags) if store is not None and tags else []
     return found + check_weights(runs, records) + (executor_problems(executor) if runs else [])
+
+
+def runs_that_used(store: RunStore, tags: list[str]) -> list[RunRecord]:
+    """The stored runs that recorded one of the weight `tags`, found by the database's index on run info rather
+    than by reading every run of the store."""
+    from harness.store.where import Compare, FilterError
+    from harness.weights import WEIGHT_ROLES
+
+    found: dict[str, RunRecord] = {}
+    for role in WEIGHT_ROLES:
+        try:
+            used = store.runs(where=Compare(f"info.{role}_weights", "in", tuple(tags)))
+        except FilterError:  # no stored run has recorded weights in this role
+            continue
+        found.update((record.hash, record) for record in used)
+    return list(found.values())
+
 
 # the SLURM commands a launch runs here (submitit submits with sbatch, watches with squeue and sacct) or its jobs run
 SLURM_COMMANDS = ("sbatch", "srun")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import os
 import threading
@@ -21,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import FromClause, Table, Text, and_, cast, func, literal, select, true, type_coerce, update
+from sqlalchemy import FromClause, Text, and_, cast, func, literal, select, true, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError

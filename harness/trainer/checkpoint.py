@@ -30,10 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-# a run's final weights and final EMA weights: named in harness.paths, where the launcher checks them too
-from harness.paths import EMA_MODEL, MODEL  # noqa: F401
-
-# the last epoch's checkpoint, in the run's folder beside them
+# the last epoch's checkpoint, in the run's folder beside its final weights (harness.paths.MODEL, EMA_MODEL)
 CHECKPOINT = "checkpoint.pt"
 
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from harness.config import RunConfig
-from harness.trainer.checkpoint import EMA_MODEL, MODEL, Guard, Progress, save_atomic
+from harness.paths import EMA_MODEL, MODEL
+from harness.trainer.checkpoint import Guard, Progress, save_atomic
 from harness.trainer.evaluate import EvalResult
 from harness.trainer.measure import count_flops, count_params, measure_throughput, peak_memory_mb
 from harness.trainer.sink import MetricSink

@@ -21,7 +21,7 @@ from torch import nn
 from harness import weights as named
 from harness.weights import file_sha256
 from harness.config import FinetuneConfig, TeacherConfig
-from harness.trainer.checkpoint import EMA_MODEL, MODEL
+from harness.paths import EMA_MODEL, MODEL
 
 # the top-level modules that hold a classifier (ViT heads, convnet fc/classifier)
 CLASSIFIERS = ("head", "head_dist", "fc", "classifier")

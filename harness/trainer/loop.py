@@ -34,7 +34,7 @@ from torch import nn
 from harness import registry
 from harness.config import RunConfig
 from harness.trainer import distributed, final
-from harness.trainer.checkpoint import CHECKPOINT, Progress, resume, rng_state, save_checkpoint, seed_everything
+from harness.trainer.checkpoint import CHECKPOINT, resume, rng_state, save_checkpoint, seed_everything
 from harness.trainer.datasets import build_dataset, size
 from harness.trainer.evaluate import EvalResult, evaluate
 from harness.trainer.loaders import build_eval_loader, build_train_loader
