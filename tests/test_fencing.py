@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -64,6 +65,30 @@ def everything_stored(db: str, run_dir: Path) -> dict:
     return {"record": record, "metrics": metrics, "predictions": predictions, "files": files}
 
 
+def freeze(launch: subprocess.Popen, db: str) -> None:
+    """SIGSTOP the launch: its launcher, its job's controller and the job itself.
+
+    On SQLite, not inside a write transaction: a process stopped there holds the database file's write lock, and
+    SQLite has no server to end its transaction, so every other writer would wait until it wakes. (PostgreSQL
+    ends such a transaction after half a lease: `test_store_takeover` freezes a job exactly there.)"""
+    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else None
+    for _ in range(200):
+        os.killpg(launch.pid, signal.SIGSTOP)
+        if path is None:
+            return
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # locked: stopped mid-write; let it finish and try again
+            os.killpg(launch.pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("the launch never paused outside a write transaction")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_launch_frozen_past_its_lease_changes_nothing_that_the_launch_taking_over_left(tmp_path, backend,
@@ -77,7 +102,7 @@ def test_a_launch_frozen_past_its_lease_changes_nothing_that_the_launch_taking_o
         running = wait_for(lambda: (r := the_run(db)) is not None and (r.epoch or 0) >= 1 and r, 180,
                            "the first launch to train an epoch or two")
         assert running.status == "running", running.status
-        os.killpg(first.pid, signal.SIGSTOP)  # the launcher, its job's controller and the job itself
+        freeze(first, db)
         lapsed = lambda: (r := the_run(db)).lease_until < datetime.now(timezone.utc) and r  # noqa: E731
         wait_for(lapsed, 60, "the frozen launch's lease to lapse")
 

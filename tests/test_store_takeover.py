@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 from harness.states import Owner
 from harness.store import open_store
 from tests.runstate import TEST_OWNER, drive
+from tests.tiny_spec import harness_env
 
 OWNERS = [Owner(token=f"launch-{i}", host=f"host{i}", pid=100 + i, started=float(i)) for i in range(3)]
 
@@ -79,3 +86,59 @@ def test_readers_never_see_a_run_failed_while_it_changes_hands(store_url, planne
             for thread in readers:
                 thread.join()
     assert seen <= {"running", "queued"} and "queued" in seen, seen
+
+
+# A job frozen (SIGSTOP) inside its fenced epoch write: after proving its claim, before its rows go in.
+FROZEN_WRITER = """
+import os, signal, sys
+from harness.store import NotOwner, open_store
+from harness.store.store import Store
+
+proven = Store._run_id
+def freeze_once(self, session, run_hash):
+    Store._run_id = proven
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return proven(self, session, run_hash)
+Store._run_id = freeze_once
+
+with open_store(sys.argv[1], create=False) as store:
+    try:
+        store.log_epoch(sys.argv[2], 3, {"top1": 99.0}, token=sys.argv[3])
+        print("written")
+    except NotOwner:
+        print("refused")
+"""
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_job_frozen_inside_a_fenced_write_neither_blocks_the_take_over_nor_writes_after_it(pg_url, planned):
+    """On PostgreSQL the frozen job's transaction holds the run's row lock: the server ends it after half the
+    job's lease, so a launch taking the run over waits that long at most, and the woken job's write is refused."""
+    with open_store(pg_url) as store:
+        run = registered(store, planned)
+        drive(store, run.hash, "running")
+        job = subprocess.Popen([sys.executable, "-c", FROZEN_WRITER, pg_url, run.hash, TEST_OWNER.token],
+                               env=harness_env(HARNESS_LEASE_S="2"), stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not _stopped(job.pid):
+                assert job.poll() is None and time.monotonic() < deadline, "the job never reached its write"
+                time.sleep(0.05)
+            taken: list[bool] = []
+            started = time.monotonic()
+            taking_over = threading.Thread(target=lambda: taken.append(
+                store.take_over(run.hash, TEST_OWNER.token, "its lease lapsed", OWNERS[0])), daemon=True)
+            taking_over.start()
+            taking_over.join(timeout=30)
+            waited = time.monotonic() - started
+            assert taken == [True], "the take over waited on the frozen job's lock"
+            assert waited < 10, waited
+        finally:
+            os.kill(job.pid, signal.SIGCONT)
+        out, _ = job.communicate(timeout=120)
+        assert out.strip() == "refused", out
+        assert store.metrics([run.hash]) == []
+        assert store.get_run(run.hash).owner == OWNERS[0].token

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
+from harness.states import lease
 from harness.store.errors import StoreError, StoreUnreachable
 
 T = TypeVar("T")
@@ -112,8 +113,30 @@ def _make_engine(url: URL) -> Engine:
         return engine
     # a job holds one connection (two while its heartbeat thread writes): hundreds of jobs stay within
     # a server's max_connections, or go through PgBouncer
-    return create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=3, pool_recycle=1800,
-                         connect_args={"connect_timeout": 10}, json_serializer=_compact_json)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=3, pool_recycle=1800,
+                           connect_args={"connect_timeout": 10}, json_serializer=_compact_json)
+    _postgresql_events(engine)
+    return engine
+
+
+def idle_in_transaction_s() -> float:
+    """Seconds the server lets one of our sessions sit in an open transaction: half a lease.
+
+    A process frozen mid-transaction (SIGSTOP, a laptop lid, a stalled VM) holds the row locks of its fenced
+    write, and a launch that takes its runs over would wait on them for as long as it stays frozen. The server
+    ends such a session after half a lease, so its locks are gone before the lease lapses and anyone may take
+    over; when the process wakes, its transaction is lost, and the retry meets the fence like any stale write."""
+    return lease().total_seconds() / 2
+
+
+def _postgresql_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        # a SET, not a startup option: PgBouncer refuses unknown startup parameters
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {max(1, round(idle_in_transaction_s() * 1000))}")
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def _compact_json(value: object) -> str:
