@@ -161,6 +161,20 @@ def test_probe_times_a_few_steps_of_a_tiny_model():
     assert e.train_s == pytest.approx(24 * 1408 / shown, rel=0.5 * 10 ** (1 - est.digits(e.spread)) + 1e-3)
 
 
+def test_the_probe_times_a_compiled_run_uncompiled_and_says_so(monkeypatch):
+    import torch
+
+    def no_compiling(*_args, **_kwargs):
+        raise AssertionError("the probe compiled the model on the planning machine")
+
+    monkeypatch.setattr(torch, "compile", no_compiling)
+    todo = planned_run(config(compile=True))
+    [e] = est.estimate_runs([todo], [], executor="local", probe=True)
+    assert e.wall_s is not None and "without torch.compile, which the run uses" in e.basis, e.basis
+    [plain] = est.estimate_runs([planned_run(config())], [], executor="local", probe=True)
+    assert "torch.compile" not in plain.basis
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a running run's remaining time
 

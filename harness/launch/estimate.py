@@ -239,7 +239,9 @@ def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Spe
     scaled = f" × {target.world_size} processes (linear scaling assumed)" if target.world_size > 1 else ""
     return Speed(img_s, f"~{rounded(img_s, timed.spread):g} img/s timed here: {key_text(key)} on {here}{scaled}, "
                         f"{timed.steps} training steps in {timed.seconds:.1f} s, which varied ±{timed.spread / 2:.0%} "
-                        f"(random images: no data loading, evaluation or start-up)", spread=timed.spread)
+                        f"(random images: no data loading, evaluation or start-up"
+                        f"{'; without torch.compile, which the run uses' if config.compile else ''})",
+                 spread=timed.spread)
 
 
 def no_basis(key: tuple[Any, ...], target: Target) -> Speed:

@@ -3,7 +3,7 @@
 `probe(config)` builds the run's student (and, when it distils, its teacher with random weights) with the
 trainer's own builders and times the trainer's own training step (`harness.trainer.loop.train_step`: Mixup/CutMix,
 the run's loss with the teacher's forward, backward, clipping, the optimizer and EMA updates) on random images of
-the run's resolution at its per-process batch size, after `WARMUP` untimed steps. It times steps until it has at
+the run's resolution at its per-process batch size, after `WARMUP` untimed steps, never compiled. It times steps until it has at
 least `MIN_STEPS` of them and `MIN_SECONDS` of timing: on a
 machine shared with other processes a few steps vary several-fold, a few seconds of them much less. The median
 step counts, and the spread between steps (the middle half, relative to the median) says how noisy the machine
@@ -61,8 +61,10 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
     if threads:
         torch.set_num_threads(threads)
     try:
-        # fine-tuning starts from weights that need not exist yet; its speed does not depend on them
-        config = config.model_copy(update={"finetune": None})
+        # fine-tuning starts from weights that need not exist yet; its speed does not depend on them. And no
+        # torch.compile: compiling takes minutes of the planning machine, and a few seconds of steps after it
+        # would time its warm-up, not its speed (the estimate says the timing is uncompiled)
+        config = config.model_copy(update={"finetune": None, "compile": False})
         device = resolve_device(config)
         classes = num_classes(config)
         model = build_student(config, classes, lambda run: Path(run)).to(device)
