@@ -400,8 +400,8 @@ class Store(RunLifecycle):
                 sections = self._config_sections(session, chosen, inner)
                 parts: list[Any] = [as_text(type_coerce(Run.config, Text).op("->")(literal(f'$."{key}"', Text)))
                          for key in sections]
-            else:  # `json` parses the whole text again for each `->`: read the keys and parts in one pass each
-                each = func.json_each(Run.config).table_valued("key", "value", with_ordinality="n").render_derived()
+            else:  # the keys and parts in one pass each
+                each = func.jsonb_each(Run.config).table_valued("key", "value", with_ordinality="n").render_derived()
                 parts = [select(func.array_agg(postgresql.aggregate_order_by(column, each.c.n)))
                          .select_from(each).correlate(Run).scalar_subquery()
                          for column in (each.c.key, cast(each.c.value, Text))]

@@ -347,7 +347,7 @@ class _Column(_Operand):
 
 
 class _Config(_Operand):
-    """A dotted key inside `runs.config` (JSON): SQLite's JSON functions, PostgreSQL's JSON operators."""
+    """A dotted key inside `runs.config`: SQLite's JSON functions, PostgreSQL's jsonb functions."""
 
     def __init__(self, parts: list[str], dialect: str):
         self.parts, self.sqlite = parts, dialect == "sqlite"
@@ -356,9 +356,9 @@ class _Config(_Operand):
             self.kind = func.json_type(Run.config, path)
             self.value = func.json_extract(Run.config, path)
         else:
-            self.node = func.json_extract_path(Run.config, *parts)
-            self.kind = func.json_typeof(self.node)
-            self.value = func.json_extract_path_text(Run.config, *parts)
+            self.node = func.jsonb_extract_path(Run.config, *parts)
+            self.kind = func.jsonb_typeof(self.node)
+            self.value = func.jsonb_extract_path_text(Run.config, *parts)
 
     def typed(self, kind: str) -> Any:
         if self.sqlite:
