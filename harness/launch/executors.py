@@ -3,24 +3,27 @@
 The launcher plans and claims; then it hands an executor the `Claimed` runs, and the executor owns their
 jobs' life: it submits each run as its dependencies allow (harness/launch/plan.py's one rule), waits for them
 unless detached, and on Ctrl-C stops what it started and gives back the rest (`LaunchInterrupted`). The
-local and debug executors live in harness/launch/local.py, SLURM's in harness/launch/slurm.py.
+local and debug executors live in harness/launch/local.py, SLURM's in harness/launch/slurm.py; both wait in
+`wait_for_jobs`, the one wait loop of a launch.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
 import submitit
 
+from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held
 from harness.launch.job import RunJob
 from harness.launch.outcome import LaunchResult
 from harness.launch.protocols import RunStore
 from harness.spec import PlannedRun
-from harness.states import Owner
+from harness.states import Owner, renew_every_s
 
 EXECUTORS = ("auto", "local", "debug", "slurm")
 
@@ -66,6 +69,29 @@ class Executor(Protocol):
     def run(self, claimed: Claimed) -> None:
         """Submit the claimed runs as their dependencies allow and (unless detached) wait for them to end."""
         ...
+
+
+def wait_for_jobs(look: Callable[[], bool], busy: Callable[[], bool], renew: Callable[[], object],
+                  stop: Callable[[], list[str]], poll_s: float,
+                  renew_every_s: Callable[[], float] = renew_every_s) -> None:
+    """The one wait loop of every executor. While `busy()`: `look()` at the runs (start what may start now,
+    record what ended; True when anything moved), `renew()` the launch's claims every `renew_every_s()` seconds
+    (read each pass: the lease may be set per launch), and sleep `poll_s` after a look that moved nothing, so a
+    wait on a job, a dependency or another launch's run costs no CPU and is judged again at every pass. Ctrl-C
+    or SIGTERM: `stop()` ends what the executor started (one line per run) and the launch is interrupted."""
+    renewed = time.monotonic()
+    try:
+        while busy():
+            moved = look()
+            if time.monotonic() - renewed > renew_every_s():
+                renew()
+                renewed = time.monotonic()
+            if not moved and busy():
+                time.sleep(poll_s)
+    except KeyboardInterrupt as exc:
+        with signals_held():
+            lines = stop()
+        raise LaunchInterrupted(signal_name(exc), lines) from None
 
 
 def make_local_executor(name: str, folder: Path) -> submitit.Executor:

@@ -11,14 +11,13 @@ job this launch started and give back the runs it never submitted.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from harness import paths
 from harness.launch import liveness, processes
-from harness.launch.executors import Claimed, local_gpu_ids, make_local_executor
-from harness.launch.interrupts import LaunchInterrupted, children_ignore_ctrl_c, signal_name, signals_held
+from harness.launch.executors import Claimed, local_gpu_ids, make_local_executor, wait_for_jobs
+from harness.launch.interrupts import children_ignore_ctrl_c
 from harness.launch.job import RunJob
 from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
@@ -27,7 +26,7 @@ from harness.launch.outcome import Failure, LaunchResult
 from harness.launch.plan import (BLOCKED, ORPHANED, WAIT, Readiness, dependency_order, judge_dependencies,
                                  readiness)
 from harness.spec import PlannedRun
-from harness.states import Owner, RunState, renew_every_s
+from harness.states import Owner, RunState
 
 
 @dataclass
@@ -76,20 +75,13 @@ def run_locally(executor_name: str, claimed: list[PlannedRun], jobs: dict[str, R
     slots = max(1, min(max_parallel, len(free_gpus)) if free_gpus else max_parallel)
     batch = LocalBatch(store, owner, executor_name, jobs, Watcher(store, progress), result, list(claimed),
                        ours={**(ours or {}), **{r.hash: r for r in claimed}}, make_job=make_job)
-    renewed = time.monotonic()
-    try:
-        while batch.pending or batch.running:
-            moved = _start_ready(batch, executor, slots, free_gpus)
-            moved = _collect_finished(batch, free_gpus) or moved
-            if time.monotonic() - renewed > renew_every_s():
-                store.renew_leases(owner.token)
-                renewed = time.monotonic()
-            if not moved and (batch.pending or batch.running):
-                time.sleep(poll_s)  # every wait sleeps, whether on a job of ours or on another launch's run
-    except KeyboardInterrupt as exc:
-        with signals_held():
-            lines = _stop_everything(batch)
-        raise LaunchInterrupted(signal_name(exc), lines) from None
+
+    def look() -> bool:
+        started = _start_ready(batch, executor, slots, free_gpus)
+        return _collect_finished(batch, free_gpus) or started
+
+    wait_for_jobs(look, busy=lambda: bool(batch.pending or batch.running),
+                  renew=lambda: store.renew_leases(owner.token), stop=lambda: _stop_everything(batch), poll_s=poll_s)
 
 
 def _start_ready(batch: LocalBatch, executor: Any, slots: int, free_gpus: list[int]) -> bool:

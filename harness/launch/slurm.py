@@ -7,14 +7,13 @@ same time with `--dependency=afterok:<job>`, so SLURM orders the graph and nothi
 A job that reaches its time limit or is preempted is checkpointed by submitit (its callable is a
 `submitit.helpers.Checkpointable`), requeued, and resumes from the run's last checkpoint, at most
 `max_requeues` times. `run_on_slurm` is the executor's whole life for a launch: submit the graph, wait for
-it (reaping what SLURM ended without a word), scancel what is unfinished on Ctrl-C. What SLURM says of the
-jobs is read by `harness.launch.queue`.
+it in the executors' one wait loop (`executors.wait_for_jobs`, reaping what SLURM ended without a word),
+scancel what is unfinished on Ctrl-C. What SLURM says of the jobs is read by `harness.launch.queue`.
 """
 
 from __future__ import annotations
 
 import subprocess
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness import paths
 from harness.launch import liveness
 from harness.launch.ending import TAKEN_OVER, taken_over
-from harness.launch.executors import Claimed
-from harness.launch.interrupts import LaunchInterrupted, signal_name, signals_held
+from harness.launch.executors import Claimed, wait_for_jobs
 from harness.launch.outcome import Failure, LaunchResult
 from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
@@ -292,43 +290,38 @@ def run_on_slurm(claimed: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], 
     result.submitted.extend(r.hash for r in claimed if r.hash in submitted)
     if detach:
         return
-    try:
-        _wait_cluster([r for r in claimed if r.hash in submitted], store, owner, poll_s, progress, result)
-    except KeyboardInterrupt as exc:
-        with signals_held():
-            lines = _cancel_cluster_runs([r for r in claimed if r.hash in submitted], store)
-        raise LaunchInterrupted(signal_name(exc), lines) from None
-
-
-def _wait_cluster(to_wait: list[Any], store: RunStore, owner: Owner, poll_s: float, progress: Callable[[str], None],
-                  result: LaunchResult) -> None:
+    ours = [r for r in claimed if r.hash in submitted]
+    left = {r.hash: r for r in ours}
     watch = Watcher(store, progress)
-    left = {r.hash: r for r in to_wait}
-    checked = time.monotonic()
-    while left:
-        if time.monotonic() - checked > min(REAP_EVERY_S, renew_every_s()):
-            # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
-            liveness.reap(store, store.runs(hashes=list(left)))
-            store.renew_leases(owner.token)
-            checked = time.monotonic()
+
+    def look() -> bool:
+        ended = False
         for record in store.runs(hashes=list(left)):
             run = left[record.hash]
             if taken_over(record, owner.token):
                 del left[record.hash]
                 result.taken_over.append(run)
                 watch.event(run, TAKEN_OVER)
-                continue
-            if record.status not in FINISHED:
+            elif record.status not in FINISHED:
                 watch.poll(run, record)
                 continue
-            del left[record.hash]
-            if record.status == RunState.COMPLETED:
+            elif record.status == RunState.COMPLETED:
+                del left[record.hash]
                 watch.completed(run, record)
             else:
+                del left[record.hash]
                 result.failures.append(Failure(run, record.error or record.status, record.log_path))
                 watch.ended(run, record.status, record.error, record.log_path)
-        if left:
-            time.sleep(poll_s)
+            ended = True
+        return ended
+
+    def renew() -> None:
+        # a job SLURM ended without a word from it (cancelled, failed dependency, lost node) ends its run
+        liveness.reap(store, store.runs(hashes=list(left)))
+        store.renew_leases(owner.token)
+
+    wait_for_jobs(look, busy=lambda: bool(left), renew=renew, stop=lambda: _cancel_cluster_runs(ours, store),
+                  poll_s=poll_s, renew_every_s=lambda: min(REAP_EVERY_S, renew_every_s()))
 
 
 def _cancel_cluster_runs(runs: list[Any], store: RunStore) -> list[str]:
