@@ -3,9 +3,9 @@
 `probe(config)` builds the run's student (and, when it distils, its teacher with random weights) with the
 trainer's own builders and times the trainer's own training step (`harness.trainer.loop.train_step`: Mixup/CutMix,
 the run's loss with the teacher's forward, backward, clipping, the optimizer and EMA updates) on random images of
-the run's resolution at its per-process batch size, after `WARMUP` untimed steps, never compiled. It times steps until it has at
-least `MIN_STEPS` of them and `MIN_SECONDS` of timing: on a
-machine shared with other processes a few steps vary several-fold, a few seconds of them much less. The median
+the run's resolution at its per-process batch size, after `WARMUP` untimed steps, never compiled. It times
+steps until it has at least `MIN_STEPS` of them and `MIN_SECONDS` of timing: on a machine shared with other
+processes a few steps vary several-fold, a few seconds of them much less. The median
 step counts, and the spread between steps (the middle half, relative to the median) says how noisy the machine
 was. Data loading and evaluation are not timed. Imports torch and the trainer, so only `--probe` loads it.
 """

@@ -297,22 +297,19 @@ def run_on_slurm(claimed: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], 
     def look() -> bool:
         ended = False
         for record in store.runs(hashes=list(left)):
-            run = left[record.hash]
-            if taken_over(record, owner.token):
-                del left[record.hash]
+            lost = taken_over(record, owner.token)
+            if not lost and record.status not in FINISHED:
+                watch.poll(left[record.hash], record)
+                continue
+            run, ended = left.pop(record.hash), True
+            if lost:
                 result.taken_over.append(run)
                 watch.event(run, TAKEN_OVER)
-            elif record.status not in FINISHED:
-                watch.poll(run, record)
-                continue
             elif record.status == RunState.COMPLETED:
-                del left[record.hash]
                 watch.completed(run, record)
             else:
-                del left[record.hash]
                 result.failures.append(Failure(run, record.error or record.status, record.log_path))
                 watch.ended(run, record.status, record.error, record.log_path)
-            ended = True
         return ended
 
     def renew() -> None:
