@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from harness import paths
 from harness.store import open_store
+from tests.freeze import freeze
 from tests.test_lifecycle import wait_for
 from tests.tiny_spec import REPO, harness_env, tiny_spec
 
@@ -63,30 +63,6 @@ def everything_stored(db: str, run_dir: Path) -> dict:
         metrics = store.metrics([record.hash])
     files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if ".tmp-" not in p.name}
     return {"record": record, "metrics": metrics, "predictions": predictions, "files": files}
-
-
-def freeze(launch: subprocess.Popen, db: str) -> None:
-    """SIGSTOP the launch: its launcher, its job's controller and the job itself.
-
-    On SQLite, not inside a write transaction: a process stopped there holds the database file's write lock, and
-    SQLite has no server to end its transaction, so every other writer would wait until it wakes. (PostgreSQL
-    ends such a transaction after half a lease: `test_store_takeover` freezes a job exactly there.)"""
-    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else None
-    for _ in range(200):
-        os.killpg(launch.pid, signal.SIGSTOP)
-        if path is None:
-            return
-        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            probe.execute("BEGIN IMMEDIATE")
-            probe.execute("ROLLBACK")
-            return
-        except sqlite3.OperationalError:  # locked: stopped mid-write; let it finish and try again
-            os.killpg(launch.pid, signal.SIGCONT)
-            time.sleep(0.05)
-        finally:
-            probe.close()
-    raise AssertionError("the launch never paused outside a write transaction")
 
 
 @pytest.mark.slow

@@ -2,9 +2,9 @@
 that launch dies (harness/launch/local.py, plan.py's dependency rule, `Store.take_over`).
 
 Launch A trains a teacher; launch B, started on the same store and output folder, needs that teacher for its
-student. A's processes are frozen (SIGSTOP) while B waits, so the teacher stays in flight under A for as long
-as the test measures, however slowly a loaded machine trains; then A and its job are killed (kill -9 to the
-process group, as a crash or a lost terminal would).
+student. A's processes are frozen (SIGSTOP, outside a SQLite write transaction) while B waits, so the teacher
+stays in flight under A for as long as the test measures, however slowly a loaded machine trains; then A and
+its job are killed (kill -9 to the process group, as a crash or a lost terminal would).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.store import open_store
+from tests.freeze import freeze
 from tests.test_lifecycle import finish, wait_for
 from tests.tiny_spec import REPO, harness_env as env, tiny_spec
 
@@ -76,7 +77,7 @@ def test_a_launch_waiting_on_another_launchs_teacher_sleeps_and_takes_it_over_wh
     try:
         wait_for(lambda: getattr(records(db).get("teacher"), "epoch", None) is not None, 120,
                  "launch A to train its teacher for an epoch")
-        os.killpg(a.pid, signal.SIGSTOP)  # A, its job and its training process: the teacher stays in flight
+        freeze(a, db)  # A, its job and its training process: the teacher stays in flight
         teacher = records(db)["teacher"]
         assert teacher.status == "running", teacher.status
         b = harness("run", spec_b, "--output", out, "--db", db, "--executor", "local")
