@@ -8,11 +8,12 @@
 Tables and views are described in harness/store/README.md.
 """
 
-from harness.store.errors import NoStore, NotOwner, SchemaOutOfDate, StoreError, StoreUnreachable, UnknownRun
+from harness.store.errors import (NoStore, NotOwner, SchemaOutOfDate, StoreError, StoreLocked, StoreUnreachable,
+                                  UnknownRun)
 from harness.store.migrate import store_revision, upgrade_store
 from harness.store.records import FINISHED, STATUSES, ExperimentRecord, RunRecord, RunTable
 from harness.store.store import NewRun, Store, open_store
 
 __all__ = ["FINISHED", "STATUSES", "ExperimentRecord", "NewRun", "NoStore", "NotOwner", "RunRecord", "RunTable",
-           "SchemaOutOfDate", "Store", "StoreError", "StoreUnreachable", "UnknownRun", "open_store", "store_revision",
-           "upgrade_store"]
+           "SchemaOutOfDate", "Store", "StoreError", "StoreLocked", "StoreUnreachable", "UnknownRun", "open_store",
+           "store_revision", "upgrade_store"]

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from harness.states import lease
-from harness.store.errors import StoreError, StoreUnreachable
+from harness.store.errors import StoreError, StoreLocked, StoreUnreachable
 
 T = TypeVar("T")
 
@@ -158,7 +158,9 @@ def _sqlite_events(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn):
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.connection.driver_connection.execute(f"BEGIN {mode}")
+        # through SQLAlchemy, so that a lock still held after the busy timeout is its OperationalError, which
+        # `with_retry` knows, and not the sqlite3 module's
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def writer(engine: Engine) -> Engine:
@@ -207,13 +209,16 @@ def patience_s() -> float:
     return seconds
 
 
-def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0.0, where: str = "") -> T:
+def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0.0, where: str = "",
+               sqlite_file: Path | None = None) -> T:
     """Run one transaction, again after a short random pause if it met a lock or a deadlock, and again with
     growing pauses for up to `patience` seconds while the server is out of reach (then `StoreUnreachable`).
+    A SQLite file still locked after every attempt is `StoreLocked`, naming the process that holds the lock.
 
     Trying a transaction again after a lost connection is safe: the store's writes are upserts and conditional
     updates that recognise their own earlier success."""
     attempt = 0
+    started = time.monotonic()
     outage: float | None = None
     pause = 0.5
     while True:
@@ -235,13 +240,27 @@ def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0
                 pause = min(MAX_PAUSE_S, pause * 2)
                 continue
             attempt += 1
-            if attempt >= attempts or not retryable(exc):
+            if not retryable(exc):
+                raise
+            if attempt >= attempts:
+                if sqlite_file is not None:  # on SQLite, what is retried is a lock
+                    raise locked(sqlite_file, where, time.monotonic() - started) from None
                 raise
             time.sleep(min(2.0, 0.02 * 2**(attempt - 1)) * (0.5 + random.random()))
             continue
         if outage is not None and patience > 0:
             _say(f"the results store {where} answers again after {time.monotonic() - outage:.0f} s")
         return result
+
+
+def locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
+    from harness.store.locks import write_lock_holders
+
+    holders = write_lock_holders(sqlite_file)
+    held_by = ("; ".join(h.describe() for h in holders) if holders
+               else "another process (a harness command or job, or any other program with the file open)")
+    return StoreLocked(f"the results store {where} stayed locked for {waited_s:.0f} s: its write lock is held by "
+                       f"{held_by}")
 
 
 def _reason(exc: DBAPIError) -> str:

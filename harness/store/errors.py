@@ -36,3 +36,8 @@ class NotOwner(StoreError):
 class StoreUnreachable(StoreError):
     """The database server cannot be reached (connection refused or lost, server shutting down) and did not
     come back within the store's patience."""
+
+
+class StoreLocked(StoreError):
+    """A SQLite store whose write lock another process held for longer than every attempt waited: a process
+    stopped or hung in the middle of a write (the message names it where the system says who holds it)."""

@@ -82,7 +82,8 @@ def open_store(url: str | URL | None = None, *, create: bool = True, wait: bool 
         # processes creating one SQLite store at once meet locks that the busy timeout does not cover
         # (switching a new file to WAL, upgrading a read to a write): wait and try again
         db.with_retry(lambda: migrate.ensure_current(store.engine, store.url, create=create),
-                      patience=store.patience_s if wait else 0.0, where=f"at {store.display_url}")
+                      patience=store.patience_s if wait else 0.0, where=f"at {store.display_url}",
+                      sqlite_file=db.sqlite_path(store.url))
     except (DBAPIError, StoreUnreachable) as exc:
         store.close()
         if isinstance(exc, StoreUnreachable):
@@ -158,14 +159,16 @@ class Store(RunLifecycle):
             with self._session(write=True) as session:
                 return work(session)
 
-        return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}")
+        return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}",
+                             sqlite_file=db.sqlite_path(self.url))
 
     def _read(self, work: Callable[[Session], T]) -> T:
         def attempt() -> T:
             with self._session() as session:
                 return work(session)
 
-        return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}")
+        return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}",
+                             sqlite_file=db.sqlite_path(self.url))
 
     def _upsert(self, session: Session, table: FromClause, rows: Sequence[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str] = ()) -> None:
