@@ -7,6 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (state T): SIGSTOP has taken effect, not just been sent."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
 def freeze(launch: subprocess.Popen, db: str) -> None:

@@ -19,6 +19,7 @@ from harness.cli import app
 from harness.store import StoreLocked, open_store
 from harness.store import db as store_db
 from harness.store.locks import write_lock_holders
+from tests.freeze import is_stopped
 from tests.tiny_spec import tiny_spec
 
 # takes the store's write lock, says so, then holds it for argv[2] seconds, or forever stopped ("stop")
@@ -48,7 +49,7 @@ def hold_lock(path: Path, how: str) -> subprocess.Popen:
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     if how == "stop":
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{holder.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        while not is_stopped(holder.pid):
             assert time.monotonic() < deadline, "the lock holder never stopped"
             time.sleep(0.02)
     return holder

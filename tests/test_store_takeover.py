@@ -8,10 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from harness.states import Owner
 from harness.store import open_store
+from tests.freeze import is_stopped
 from tests.runstate import TEST_OWNER, drive
 from tests.tiny_spec import harness_env
 
@@ -110,10 +110,6 @@ with open_store(sys.argv[1], create=False) as store:
 """
 
 
-def _stopped(pid: int) -> bool:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-
-
 def test_a_job_frozen_inside_a_fenced_write_neither_blocks_the_take_over_nor_writes_after_it(pg_url, planned):
     """On PostgreSQL the frozen job's transaction holds the run's row lock: the server ends it after half the
     job's lease, so a launch taking the run over waits that long at most, and the woken job's write is refused."""
@@ -124,7 +120,7 @@ def test_a_job_frozen_inside_a_fenced_write_neither_blocks_the_take_over_nor_wri
                                env=harness_env(HARNESS_LEASE_S="2"), stdout=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
-            while not _stopped(job.pid):
+            while not is_stopped(job.pid):
                 assert job.poll() is None and time.monotonic() < deadline, "the job never reached its write"
                 time.sleep(0.05)
             taken: list[bool] = []

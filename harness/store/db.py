@@ -244,7 +244,7 @@ def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0
                 raise
             if attempt >= attempts:
                 if sqlite_file is not None:  # on SQLite, what is retried is a lock
-                    raise locked(sqlite_file, where, time.monotonic() - started) from None
+                    raise _locked(sqlite_file, where, time.monotonic() - started) from None
                 raise
             time.sleep(min(2.0, 0.02 * 2**(attempt - 1)) * (0.5 + random.random()))
             continue
@@ -253,7 +253,7 @@ def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0
         return result
 
 
-def locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
+def _locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
     from harness.store.locks import write_lock_holders
 
     holders = write_lock_holders(sqlite_file)

@@ -83,7 +83,7 @@ def open_store(url: str | URL | None = None, *, create: bool = True, wait: bool 
         # (switching a new file to WAL, upgrading a read to a write): wait and try again
         db.with_retry(lambda: migrate.ensure_current(store.engine, store.url, create=create),
                       patience=store.patience_s if wait else 0.0, where=f"at {store.display_url}",
-                      sqlite_file=db.sqlite_path(store.url))
+                      sqlite_file=store.sqlite_file)
     except (DBAPIError, StoreUnreachable) as exc:
         store.close()
         if isinstance(exc, StoreUnreachable):
@@ -105,6 +105,8 @@ class Store(RunLifecycle):
 
             url = default_db_url()
         self.url = db.parse_url(url)
+        # the file whose lock holder a write that waited too long names (None: PostgreSQL, in-memory SQLite)
+        self.sqlite_file = db.sqlite_path(self.url)
         if self.url.get_backend_name() not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.display_url}: use sqlite:///FILE or postgresql+psycopg://...")
         self.engine = db.make_engine(self.url)
@@ -160,7 +162,7 @@ class Store(RunLifecycle):
                 return work(session)
 
         return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}",
-                             sqlite_file=db.sqlite_path(self.url))
+                             sqlite_file=self.sqlite_file)
 
     def _read(self, work: Callable[[Session], T]) -> T:
         def attempt() -> T:
@@ -168,7 +170,7 @@ class Store(RunLifecycle):
                 return work(session)
 
         return db.with_retry(attempt, patience=self.patience_s, where=f"at {self.display_url}",
-                             sqlite_file=db.sqlite_path(self.url))
+                             sqlite_file=self.sqlite_file)
 
     def _upsert(self, session: Session, table: FromClause, rows: Sequence[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str] = ()) -> None:
