@@ -172,11 +172,35 @@ def test_precedence_and_literals_parse_into_the_tree():
     ("top1 > select", "expected a value"),
     ("", "it is empty"),
     ("x in 'a'", "expected '(' after 'in'"),
+    ("seed == 9223372036854775808", "the integer at character 9 is beyond 64 bits"),
+    ("seed in (1, -9223372036854775809)", "the integer at character 13 is beyond 64 bits"),
+    ("seed == " + "9" * 5000, "beyond 64 bits"),
+    ("top1 > 1e999", "beyond the range of a float"),
+    ("(" * 65 + "seed == 1" + ")" * 65, "more than 64 nested parentheses or 'not'"),
+    ("not " * 400 + "seed == 1", "more than 64 nested parentheses or 'not'"),
+    ("not (" * 200 + "seed == 1" + ")" * 200, "more than 64 nested parentheses or 'not'"),
 ])
 def test_malformed_filters_are_one_line_naming_them(text, message):
     with pytest.raises(FilterError, match=re.escape(message)) as caught:
         parse(text)
     assert "\n" not in str(caught.value) and f"'{text}'" in str(caught.value)
+
+
+def test_filters_at_the_bounds_still_parse():
+    assert parse("seed == 9223372036854775807") == Compare("seed", "==", 2 ** 63 - 1)
+    assert parse("seed == -0009223372036854775808") == Compare("seed", "==", -(2 ** 63))
+    assert parse("(" * 64 + "seed == 1" + ")" * 64) == Compare("seed", "==", 1)
+    # depth is nesting, not count: many flat groups side by side are fine
+    assert len(parse(" or ".join(["(not seed == 1)"] * 200)).parts) == 200
+
+
+def test_unbounded_filters_are_one_line_and_exit_2_in_the_cli(filled, store_url):
+    from harness.cli import app
+
+    for bad in ("seed == 99999999999999999999999", "(" * 400 + "seed == 1" + ")" * 400, "not " * 400 + "seed == 1"):
+        result = CliRunner().invoke(app, ["results", "--db", store_url, "--where", bad])
+        assert result.exit_code == 2 and "malformed filter" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
 
 
 def test_injection_attempts_change_nothing(filled):

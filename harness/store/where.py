@@ -11,6 +11,9 @@ SQLAlchemy expression whose values are bound parameters.
     compare := KEY ("==" | "!=" | "<" | "<=" | ">" | ">=") LITERAL | KEY ["not"] "in" "(" LITERAL ("," LITERAL)* ")"
     LITERAL := number | 'text' | "text" | true | false | null | none
 
+An integer literal fits 64 bits and a number a float; parentheses and `not` nest at most MAX_DEPTH deep: beyond
+that a filter is a FilterError (one line), never an overflow or a recursion error.
+
 A KEY is a run column (hash, spec, variant, label, profile, seed, status, source, host, error), `info.<key>`, a
 final metric (top1, params...), or a dotted config key, with or without `config.` (`model.name`); `` `odd key` ``
 quotes one with other characters. The older `KEY=VALUE` form (one `=`, an unquoted value) still matches as it did:
@@ -23,6 +26,7 @@ equal to it, so `!=` and `not` keep such runs (as pandas does with NaN).
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn
@@ -42,6 +46,10 @@ COLUMNS: dict[str, Any] = {
 NUMERIC_COLUMNS = {"seed"}
 TRUE_WORDS, FALSE_WORDS, NULL_WORDS = ("true", "1", "yes"), ("false", "0", "no"), ("", "none", "null")
 MAX_LENGTH = 10_000
+# nested parentheses and `not`s a filter may hold: far beyond a hand-written one, far below Python's recursion limit
+MAX_DEPTH = 64
+# an integer literal must fit a 64-bit column: SQLite and PostgreSQL bind nothing wider
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
 class FilterError(ValueError):
@@ -156,6 +164,7 @@ class _Parser:
         self.text = text
         self.tokens = self._tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def _tokenize(self, text: str) -> list[_Token]:
         tokens, at = [], 0
@@ -215,14 +224,21 @@ class _Parser:
         return parts[0] if len(parts) == 1 else All(tuple(parts))
 
     def _not(self) -> Node:
+        token = self._peek()
+        if token is not None and (token.kind, token.text) in (("word", "not"), ("punct", "(")):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                self._fail(f"more than {MAX_DEPTH} nested parentheses or 'not' {self._where()}")
         if self._accept("word", "not"):
-            return Not(self._not())
-        if self._accept("punct", "("):
+            node: Node = Not(self._not())
+        elif self._accept("punct", "("):
             node = self._or()
             if not self._accept("punct", ")"):
                 self._fail(f"expected ')' {self._where()}")
-            return node
-        return self._compare()
+        else:
+            return self._compare()
+        self.depth -= 1
+        return node
 
     def _where(self) -> str:
         token = self._peek()
@@ -260,8 +276,15 @@ class _Parser:
     def _literal(self) -> Any:
         token = self._next("a value")
         if token.kind == "number":
+            if re.fullmatch(r"[-+]?\d+", token.text):
+                # the length first: int() refuses more than 4300 digits with an error of its own
+                if len(token.text.lstrip("+-").lstrip("0")) > 19 or not INT64[0] <= int(token.text) <= INT64[1]:
+                    self._fail(f"the integer at character {token.at + 1} is beyond 64 bits")
+                return int(token.text)
             number = float(token.text)
-            return int(token.text) if re.fullmatch(r"[-+]?\d+", token.text) else number
+            if math.isinf(number):
+                self._fail(f"the number at character {token.at + 1} is beyond the range of a float")
+            return number
         if token.kind == "string":
             body = token.text[1:-1]
             return re.sub(r"\\(.)", r"\1", body)
