@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -151,6 +152,34 @@ def test_bad_spec_is_one_error_naming_file_and_key(tmp_path, case):
     if key:
         assert key in (error.key or ""), str(error)
     assert message in error.message, str(error)
+
+
+# a password hash in the form of /etc/shadow: YAML reads each such line as a key
+SHADOW = "root:$6$Zq9.tL$S3cr3tHashOfRootXyZ/abc.def:19000:0:99999:7:::\nalice:!:19000::::::\n"
+
+
+@pytest.mark.parametrize("spec_text, other_file", [
+    ("name: x\nbase: other\n", SHADOW),  # a base that is no base config
+    ("name: x\nbase: other\n", "data.name: digits\n" + SHADOW),  # one config key among lines of another file
+    ("name: x\nbase: other\n", "data.name: digits\n'root:$6$Zq9.tL$S3cr3tHashOfRootXyZ': 1\n"
+                                  "'root:$6$Zq9.tL$S3cr3tHashOfRootXyZ': 2\n"),  # a duplicate key
+    (SHADOW, None),  # a spec file that is no spec
+])
+def test_a_spec_error_never_quotes_a_file_that_is_no_spec(tmp_path, spec_text, other_file):
+    if other_file is not None:
+        (tmp_path / "other").write_text(other_file)
+    path = write(tmp_path, spec_text)
+    with pytest.raises(SpecError) as info:
+        expand(load_spec(path))
+    assert not {"Zq9", "S3cr3t", "19000", "alice"} & set(re.split(r"\W+", str(info.value))), str(info.value)
+    assert "$6$" not in str(info.value)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_key_shaped_like_a_config_key_is_still_named(tmp_path):
+    with pytest.raises(SpecError, match="unknown key") as info:
+        expand(load_spec(write(tmp_path, "name: x\nbase: {data.name: digits, data.nme-2: 1}\n")))
+    assert info.value.key == "base.data.nme-2"
 
 
 def test_missing_spec_file(tmp_path):

@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.spec import reader
-from harness.spec.errors import SpecError
+from harness.config import RunConfig
+from harness.spec.errors import SpecError, shown_key
 from harness.spec.schema import Spec
 
 
@@ -43,6 +44,7 @@ def read_yaml_mapping(path: Path, what: str = "spec") -> tuple[dict[str, Any], s
 def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     data, text = read_yaml_mapping(path)
+    _check_some_key_known(data, Spec, path, None, "spec")
     base = data.get("base")
     if isinstance(base, str):
         base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
@@ -50,11 +52,22 @@ def load_spec(path: str | Path) -> LoadedSpec:
             data["base"], _ = read_yaml_mapping(base_path, what="base config")
         except SpecError as exc:
             raise SpecError(str(path), "base", f"{exc.path}: {exc.message}") from None
+        _check_some_key_known(data["base"], RunConfig, path, "base", "base config", base_path)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         raise validation_error(str(path), exc, Spec) from None
     return LoadedSpec(spec=spec, path=str(path), text=text)
+
+
+def _check_some_key_known(data: dict[str, Any], model: type[BaseModel], path: Path, key: str | None, what: str,
+                          shown: Path | None = None) -> None:
+    """A mapping without one key of `model` is some other file (YAML reads many a text as one mapping): it is
+    refused without quoting any of it."""
+    if data and not any(str(k).split(".")[0] in model.model_fields for k in data):
+        where = f"{shown}: " if shown else ""
+        raise SpecError(str(path), key, f"{where}not a {what}: none of its top-level keys is one of "
+                                        f"{', '.join(model.model_fields)}")
 
 
 def validation_error(path: str, exc: ValidationError, model: type[BaseModel], prefix: str = "",
@@ -63,13 +76,17 @@ def validation_error(path: str, exc: ValidationError, model: type[BaseModel], pr
     allowed there."""
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
-    key = key or ".".join(((prefix,) if prefix else ()) + loc) or None
+    shown = ".".join(shown_key(p) for p in loc)
+    if key is not None and key.endswith(".".join(loc)):  # `key` is where in the spec + `loc`
+        key = key[:len(key) - len(".".join(loc))] + shown
+    key = key or ".".join(((prefix,) if prefix else ()) + ((shown,) if shown else ())) or None
     if err["type"] == "extra_forbidden":
         allowed = allowed_keys(model, loc[:-1])
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         return SpecError(path, key, f"unknown key{hint}")
     msg = err["msg"]
-    if err["type"] not in ("value_error", "assertion_error") and "input" in err:
+    # a missing key's "input" is the whole mapping around it: nothing worth quoting
+    if err["type"] not in ("value_error", "assertion_error", "missing") and "input" in err:
         msg = f"{msg} (got {_short(err['input'])})"
     return SpecError(path, key, msg)
 

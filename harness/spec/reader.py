@@ -19,6 +19,8 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from harness.spec.errors import shown_key
+
 # a spec is a page of text: anything larger is not one
 MAX_BYTES = 1_000_000
 # mappings and sequences inside each other (a spec needs about 6)
@@ -53,7 +55,8 @@ class _Loader(yaml.SafeLoader):
             if not isinstance(key, Hashable):
                 continue  # SafeLoader explains an unhashable key itself
             if key in first_line:
-                raise ConstructorError(None, None, f"duplicate key '{key}' (first on line {first_line[key]})",
+                raise ConstructorError(None, None, f"duplicate key '{shown_key(str(key))}' (first on line "
+                                       f"{first_line[key]})",
                                        key_node.start_mark)
             first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
