@@ -42,6 +42,11 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     # more digits than Python converts (4,300): a traceback and exit 1 before the reader refused it
     "integer too long to read": ("name: s\n" + BASE.replace("}", ", batch_size: " + "9" * 5001 + "}"),
                                  "an integer of 5,001 characters is too long to read"),
+    # a SLURM section is checked when the launch options are made, and named like every other section
+    "typo under slurm": ("name: s\n" + BASE + "profiles: {quick: {}}\nslurm: {partitionn: gpu}\n",
+                         "spec.yaml: slurm.partitionn: unknown key; allowed keys: partition"),
+    "bad value under slurm": ("name: s\n" + BASE + "profiles: {quick: {}}\nslurm: {timeout_min: 0}\n",
+                              "spec.yaml: slurm.timeout_min: Input should be greater than or equal to 1"),
     "malformed pretrained tag": ("name: s\n" + BASE.replace("}", ", finetune.pretrained: a/b.c}"),
                                  "finetune.pretrained 'a/b.c' is not a timm pretrained tag"),
 }
@@ -65,6 +70,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     assert len(lines[0]) < 400  # the input is never echoed back whole
     assert seconds < 1.0, f"{case} took {seconds:.2f}s"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option, message", [
+    (("--time", "0"), "SLURM parameters: --time: Input should be greater than or equal to 1"),
+    (("--mem-gb", "-1"), "SLURM parameters: --mem-gb: Input should be greater than 0"),
+    (("--sbatch", "=x"), "SLURM parameters: --sbatch: not an sbatch option"),
+])
+def test_a_bad_slurm_option_names_the_option(tmp_path, option, message):
+    result, _ = run(tmp_path, "name: s\n" + BASE + "profiles: {quick: {}}\n", *option)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {message}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "validation error" not in result.stderr
 
 
 def test_files_a_run_needs_are_checked_before_anything_is_written(tmp_path):

@@ -67,12 +67,13 @@ class LaunchChoices:
     detach: bool
     slurm_values: dict[str, Any]
 
-    def options(self, output: Optional[Path], slurm_section: Any = None):
-        """LaunchOptions for runs of a spec whose `slurm:` section is `slurm_section`."""
+    def options(self, output: Optional[Path], slurm_section: Any = None, source: str = "the spec"):
+        """LaunchOptions for runs of a spec whose `slurm:` section is `slurm_section` (written in `source`, the
+        file an error names)."""
         from harness.launch import LaunchOptions
 
         return LaunchOptions(executor=self.executor, max_parallel=self.max_parallel, output=paths.output_root(output),
-                             detach=self.detach, slurm=slurm_options(slurm_section, self.slurm_values),
+                             detach=self.detach, slurm=slurm_options(slurm_section, self.slurm_values, source),
                              threads=self.threads)
 
 
@@ -108,17 +109,34 @@ def open_existing_store(db: Optional[str], output: Optional[Path] = None):
     return open_store(store_url(db, output), create=False)
 
 
-def slurm_options(section: Any, values: dict[str, Any]):
-    """The SLURM parameters: a spec's `slurm:` section with the command line's values over it."""
-    from harness.launch.slurm import parse_sbatch_options, slurm_config
+# SlurmConfig fields whose command-line option has another name
+OPTION_OF_FIELD = {"timeout_min": "--time", "additional_parameters": "--sbatch"}
 
+
+def slurm_options(section: Any, values: dict[str, Any], source: str = "the spec"):
+    """The SLURM parameters: a spec's `slurm:` section with the command line's values over it. An error names
+    where the bad value was written: `source` and the section's key, or the command-line option."""
+    from pydantic import ValidationError
+
+    from harness.launch.slurm import SlurmConfig, parse_sbatch_options, slurm_config
+    from harness.spec.load import validation_error
+
+    try:
+        SlurmConfig.model_validate(section or {})
+    except ValidationError as exc:
+        fail(_first_line(validation_error(source, exc, SlurmConfig, prefix="slurm")))
     values = dict(values)
     values["timeout_min"] = values.pop("time_min", None)
-    values["additional_parameters"] = parse_sbatch_options(values.pop("sbatch", None) or [])
     try:
+        values["additional_parameters"] = parse_sbatch_options(values.pop("sbatch", None) or [])
         return slurm_config(section, **values)
-    except ValueError as exc:  # pydantic's ValidationError is one
-        fail(f"SLURM parameters: {_first_line(exc)}")
+    except ValidationError as exc:
+        error = validation_error("", exc, SlurmConfig)
+        field = (error.key or "").split(".")[0]
+        option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+        fail(f"SLURM parameters: {option}: {_first_line(error.message)}")
+    except ValueError as exc:
+        fail(f"SLURM parameters: --sbatch: {_first_line(exc)}")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -48,7 +48,7 @@ def run(
             else expand(loaded, profile, seed_list, max_runs=max_runs))
     if names is not None:
         runs = only_variants(runs, names, loaded.path)
-    options = launch.options(output, loaded.spec.slurm)
+    options = launch.options(output, loaded.spec.slurm, loaded.path)
     if dry_run:
         plan, estimate, problems = plan_only(runs, store_url(db, output), options, probe)
         typer.echo(plan)

@@ -16,7 +16,7 @@ class SpecError(ValueError):
 
 # what a key quoted in an error may look like: a config key's name. Anything else (a line of /etc/shadow read as
 # a YAML key, say) is content of a file that is no spec, and is not repeated
-_KEY_SHAPE = re.compile(r"[A-Za-z_][\w\-]{0,63}")
+_KEY_SHAPE = re.compile(r"[A-Za-z_][\w\-]{0,63}|\d{1,9}")  # a name, or a list's index
 UNSHOWN_KEY = "<a key that is no config key, not shown>"
 
 
