@@ -126,3 +126,48 @@ def test_retry_of_a_run_that_fails_again_exits_1_naming_it(tmp_path, sqlite_url)
     assert result.stdout.splitlines()[-1] == "1 resubmitted, 0 in flight elsewhere, 1 failed again"
     assert result.stderr.startswith(f"failed: {run.short} {run.describe()}: ValueError: batch_size 128 is larger")
     assert store.get_run(run.hash).status == "failed"
+
+
+# a teacher and its student, and a run whose data folder is gone: each is a problem `harness run` refuses to submit
+CHECKED_SPEC = SPEC + """variants:
+  teacher: {}
+  student: {set: {distillation: {kind: hard, teacher: {run: teacher}}}}
+  folder: {set: {data: {name: imagefolder, root: MISSING/images}}}
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_retry_makes_the_plan_time_checks_run_makes(tmp_path, sqlite_url, monkeypatch, executor):
+    spec = write(tmp_path, CHECKED_SPEC.replace("MISSING", str(tmp_path / "gone")))
+    loaded = load_spec(spec)
+    runs = {r.variant: r for r in expand(loaded)}
+    store = open_store(sqlite_url)
+    store.register_experiment(loaded.spec.name, loaded.text, loaded.path)
+    store.register_runs(loaded.spec.name, list(runs.values()))
+    drive(store, runs["teacher"].hash, "completed")  # whose weights file was never written: gone
+    drive(store, runs["student"].hash, "failed", error="it failed once")
+    drive(store, runs["folder"].hash, "cancelled")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))  # no sbatch, no srun
+    args = ("--executor", executor, "--threads", 1, "--db", sqlite_url, "--output", tmp_path / "out")
+
+    ran = harness("run", spec, *args)
+    retried = harness("retry", "--failed", *args)
+
+    assert ran.exit_code == retried.exit_code == 2, retried.output
+    problems = sorted(retried.stderr.splitlines())
+    assert problems == sorted(ran.stderr.splitlines()), (ran.stderr, retried.stderr)
+    assert any("data.root: no folder" in line for line in problems)
+    assert any("distillation.teacher.run:" in line and "weights file" in line for line in problems)
+    assert any("no `sbatch` command here" in line for line in problems) == (executor == "slurm")
+    assert {r.hash: r.status for r in store.runs()} == {
+        runs["teacher"].hash: "completed", runs["student"].hash: "failed", runs["folder"].hash: "cancelled"}
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_retry_names_the_stored_spec_of_a_bad_slurm_section(tmp_path, sqlite_url):
+    store, run = registered_from_spec(tmp_path, sqlite_url, SPEC + "slurm: {partitionn: gpu}\n")
+    drive(store, run.hash, "failed", error="it failed once")
+    result = harness("retry", "--failed", "--executor", "local", "--db", sqlite_url, "--output", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr == "error: spec 'lifecycle' as last launched: slurm.partitionn: unknown key; allowed keys: " \
+                            "partition, " + result.stderr.split("partition, ", 1)[1]

@@ -75,7 +75,8 @@ def retry(
     if not failed:
         raise typer.BadParameter("say which runs to retry: --failed", param_hint="--failed")
     result = retry_failed(open_existing_store(db, output), store_url(db, output), spec,
-                          lambda section: launch.options(output, section), progress=typer.echo)
+                          lambda section, name: launch.options(output, section, f"spec '{name}' as last launched"),
+                          progress=typer.echo)
     if result is None:
         typer.echo("nothing to retry")
         return

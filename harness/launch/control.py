@@ -12,7 +12,7 @@ from typing import Any, Callable
 from harness.launch import logs, processes, queue
 from harness.launch.protocols import RunStore
 from harness.launch.slurm import cancel_jobs
-from harness.states import FINISHED, UNTRAINED_ENDINGS
+from harness.states import FINISHED, UNTRAINED_ENDINGS, RunState
 from harness.store.records import RunRecord
 
 
@@ -92,35 +92,44 @@ def stop_job(record: RunRecord) -> str:
 
 def failed_runs(store: RunStore, spec: str | None = None) -> list[Any]:
     """Planned runs rebuilt from the store for every failed or cancelled run (of one spec)."""
+    return [planned_run(r) for r in store.runs(spec=spec) if r.status in UNTRAINED_ENDINGS and r.source is None]
+
+
+def planned_run(record: RunRecord) -> Any:
+    """A stored run as the launcher takes it."""
     from harness.config import RunConfig
     from harness.spec import PlannedRun
 
-    runs = []
-    for record in store.runs(spec=spec):
-        if record.status not in UNTRAINED_ENDINGS or record.source is not None:
-            continue
-        runs.append(PlannedRun(
-            hash=record.hash, config=RunConfig.model_validate(record.config), spec=record.spec or "",
-            profile=record.profile, variant=record.variant or "", label=record.label or "",
-            coords=dict(record.coords or {}), seed=record.seed or 0, depends_on=record.depends_on,
-        ))
-    return runs
+    return PlannedRun(
+        hash=record.hash, config=RunConfig.model_validate(record.config), spec=record.spec or "",
+        profile=record.profile, variant=record.variant or "", label=record.label or "",
+        coords=dict(record.coords or {}), seed=record.seed or 0, depends_on=record.depends_on,
+    )
 
 
 def retry_failed(store: RunStore, db_url: str, spec: str | None,
-                 options_for: Callable[[dict[str, Any]], Any], progress: Callable[[str], None] = print) -> Any:
+                 options_for: Callable[[dict[str, Any], str], Any], progress: Callable[[str], None] = print) -> Any:
     """`harness retry --failed`: claim and train again the failed or cancelled runs (of one spec), each spec's
-    runs with the options `options_for(its slurm: section)` gives; None when there is nothing to retry."""
-    from harness.launch.launcher import submit_runs
+    runs with the options `options_for(its slurm: section, its name)` gives; None when there is nothing to retry.
+    Every spec's runs pass the checks `harness run` makes (`plan_checks`) before any is submitted."""
+    from harness.launch.launcher import plan_checks, submit_runs
     from harness.launch.outcome import LaunchResult
 
     runs = failed_runs(store, spec)
     if not runs:
         return None
-    result = LaunchResult([])
+    checked = []
     for name in dict.fromkeys(r.spec for r in runs):
-        submit_runs([r for r in runs if r.spec == name], store, db_url, options_for(slurm_section(store, name)),
-                    progress=progress, result=result)
+        again = [r for r in runs if r.spec == name]
+        # the completed runs of the spec, as `harness run` finds them: the teachers and sources runs learn from
+        completed = [planned_run(r) for r in store.runs(hashes=sorted({h for run in again for h in run.depends_on}))
+                     if r.status == RunState.COMPLETED]
+        options = options_for(slurm_section(store, name), name)
+        plan_checks(again, completed, store, options)
+        checked.append((again, options))
+    result = LaunchResult([])
+    for again, options in checked:
+        submit_runs(again, store, db_url, options, progress=progress, result=result)
     return result
 
 

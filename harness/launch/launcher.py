@@ -124,12 +124,19 @@ def check_files(runs: list[PlannedRun], executor: str | None = None, output: Pat
         raise PreflightError("\n".join(problems))
 
 
+def plan_checks(to_run: list[PlannedRun], completed: list[PlannedRun], store: RunStore, options: LaunchOptions) -> None:
+    """The checks every launch into an existing store makes before it writes or submits anything, `harness run`
+    and `harness retry` alike (PreflightError): the files, folders and published weights `to_run` need, the
+    weights of the `completed` runs they learn from, the executor's commands."""
+    check_files(to_run, options.executor, options.output, completed, store)
+
+
 def launch(loaded: LoadedSpec, runs: list[PlannedRun], store: RunStore, db_url: str,
            options: LaunchOptions, progress: Progress = print) -> LaunchResult:
     """Register and train the runs of `loaded` (as expanded by `harness.spec.expand`) that are not done."""
     entries = prepare(runs, store)
-    check_files([e.run for e in entries if e.state == "to_run"], options.executor, options.output,
-                [e.run for e in entries if e.state == "done"], store)
+    plan_checks([e.run for e in entries if e.state == "to_run"], [e.run for e in entries if e.state == "done"], store,
+                options)
     return _register_and_submit(loaded, entries, store, db_url, options, progress)
 
 
