@@ -19,18 +19,23 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from harness import registry
 
 # scheme://user:password@ -> scheme://user:***@
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]*)@")
+# a URL's query parameter: ?key=value or &key=value
+_QUERY_PARAM = re.compile(r"(?P<head>[?&](?P<key>[^=&#\s]+)=)(?P<value>[^&#\s]*)")
 # --password=... / PGPASSWORD=... style arguments
 _PASSWORD_ARG = re.compile(r"(?i)(?P<head>(?:--)?[a-z_]*pass(?:word|wd)?[=:])(?P<pw>\S+)")
 
 
 def redact(text: str) -> str:
-    """Replace the passwords of URLs (and password=... arguments) in `text` by ***."""
+    """Replace the passwords of URLs (`user:password@`, `?password=` however its name is percent-encoded) and
+    password=... arguments in `text` by ***."""
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", text)
+    text = _QUERY_PARAM.sub(lambda m: f"{m['head']}***" if unquote_plus(m["key"]) == "password" else m[0], text)
     return _PASSWORD_ARG.sub(lambda m: f"{m['head']}***", text)
 
 

@@ -99,7 +99,18 @@ def with_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def store_url(db: Optional[str], output: Optional[Path] = None) -> str:
     """The store every command uses: --db, else $HARNESS_DB, else harness.db in the output folder."""
+    if db and "://" in db and db not in _warned:
+        from harness.store.db import password_of
+
+        if password_of(db) is not None:
+            _warned.add(db)
+            typer.echo("warning: --db holds a password, which every user of this machine can read in the process "
+                       "list; give it through HARNESS_DB, PGPASSWORD or ~/.pgpass instead", err=True)
     return db or paths.default_db_url(paths.output_root(output))
+
+
+# the --db URLs this command has warned of: one warning, however often the command asks for its store
+_warned: set[str] = set()
 
 
 def open_existing_store(db: Optional[str], output: Optional[Path] = None):
@@ -155,6 +166,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         from harness.spec import SpecError
         from harness.store import StoreError
 
+        _warned.clear()
         try:
             return fn(*args, **kwargs)
         except LaunchInterrupted as exc:

@@ -1,5 +1,9 @@
 """Keeping the store's password off disk: jobs get the URL without it, and the password in their environment.
 
+A URL carries a password in two forms, `user:password@` and `?password=` (both libpq's); both are taken out.
+A `passfile` or `service` parameter (or PGPASSFILE, PGSERVICEFILE) names a file libpq reads itself in the job:
+the URL keeps the name, and the harness never reads the file.
+
 submitit pickles each job's callable into the output folder (often a cluster's shared file system) and
 keeps it after the job; the callable therefore holds the store URL with its password removed. The password
 reaches the job through the environment it inherits from the launcher (submitit's local executor copies the
@@ -13,27 +17,20 @@ import contextlib
 import os
 from typing import Iterator
 
-from sqlalchemy.engine import URL, make_url
+from harness.store import db
 
 PASSWORD_ENV = "PGPASSWORD"
 
 
 def job_url(url: str) -> str:
-    """The URL a job is given (and submitit writes to disk): the same database, no password."""
-    parsed = make_url(url) if "://" in url else None
-    if parsed is None or parsed.password is None:
+    """The URL a job is given (and submitit writes to disk): the same database, no password in any form."""
+    if "://" not in url or db.password_of(url) is None:
         return url
-    # URL.set(password=None) would keep the password: None there means "unchanged"
-    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
-                      parsed.query)
-    return bare.render_as_string(hide_password=False)
+    return db.without_password(url).render_as_string(hide_password=False)
 
 
 def password_of(url: str) -> str | None:
-    if "://" not in url:
-        return None
-    password = make_url(url).password
-    return None if password is None else str(password)
+    return db.password_of(url) if "://" in url else None
 
 
 @contextlib.contextmanager

@@ -5,7 +5,8 @@ starts with BEGIN IMMEDIATE, so two writers queue on the busy timeout instead of
 read transaction tries to become a write one. PostgreSQL needs nothing of the kind. A transaction
 that still meets a lock (SQLite), a serialization failure or a deadlock (PostgreSQL) is retried.
 
-A password in a URL is never shown: `display_url` renders it as ***.
+A password in a URL is never shown, in either form libpq reads (`user:password@`, `?password=`): `display_url`
+renders it as ***, `without_password` drops it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ GONE_TEXTS = ("connection refused", "could not connect", "connection failed", "s
               "connection is closed", "connection is lost", "consuming input failed", "terminating connection",
               "the database system is shutting down", "the database system is starting up", "no route to host",
               "connection timed out", "timeout expired", "connection reset", "broken pipe")
+# the query parameter libpq takes a password from (postgresql://user@host/db?password=...)
+PASSWORD_PARAM = "password"
 # seconds a store keeps trying while its server is out of reach, unless HARNESS_STORE_PATIENCE_S says otherwise
 DEFAULT_PATIENCE_S = 3600.0
 # the longest pause between two tries while the server is out of reach
@@ -64,11 +67,38 @@ def parse_url(url: str | URL) -> URL:
 
 
 def display_url(url: str | URL) -> str:
-    """The URL as it may be printed or logged: the password replaced by ***."""
+    """The URL as it may be printed or logged: a password (`user:password@` or `?password=`) replaced by ***."""
     try:
-        return parse_url(url).render_as_string(hide_password=True)
+        parsed = parse_url(url)
     except StoreError:
         return "<unparseable URL>"
+    shown = parsed.difference_update_query([PASSWORD_PARAM]).render_as_string(hide_password=True)
+    if PASSWORD_PARAM in parsed.query:
+        shown += ("&" if "?" in shown else "?") + f"{PASSWORD_PARAM}=***"
+    return shown
+
+
+def password_of(url: str | URL) -> str | None:
+    """The password a URL carries, in either form libpq reads from a URL: `user:password@` or `?password=`.
+    (A `passfile` or `service` parameter names a file that libpq reads itself: nothing the harness holds.)"""
+    try:
+        parsed = parse_url(url)
+    except StoreError:
+        return None
+    if parsed.password is not None:
+        return str(parsed.password)
+    value = parsed.query.get(PASSWORD_PARAM)
+    if isinstance(value, tuple):  # given twice: libpq keeps the last
+        value = value[-1] if value else None
+    return value
+
+
+def without_password(url: str | URL) -> URL:
+    """The same database without any password in the URL (libpq then reads PGPASSWORD, a passfile, a service)."""
+    parsed = parse_url(url)
+    # URL.set(password=None) would keep the password: None there means "unchanged"
+    return URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                      parsed.difference_update_query([PASSWORD_PARAM]).query)
 
 
 def redact(text: str) -> str:
