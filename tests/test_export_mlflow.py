@@ -140,3 +140,131 @@ def test_without_mlflow_the_command_says_how_to_install_it(filled, sqlite_url, m
     result = CliRunner().invoke(app, ["export", "mlflow", "--tracking-uri", "sqlite:///x.db", "--db", sqlite_url])
     assert result.exit_code == 2
     assert result.output.strip() == "error: the MLflow export needs mlflow: pip install 'deit-harness[mlflow]'"
+
+
+# an export in a process of its own, for the tests of exports together and of one killed: argv is the folder of
+# the barrier (or "-"), this export's name, the seconds it waits there for the other, and the CLI's arguments.
+# Each export waits, once it has read what MLflow holds, until the other has read too (or the seconds pass): without
+# a lock both find every run missing; with one, the second reads only after the first is done.
+# HARNESS_TEST_KILL_AT=N kills the export (SIGKILL) right after its Nth write to MLflow.
+EXPORTER = """
+import os, signal, sys, time
+from pathlib import Path
+import harness.export.mlflow as m
+from mlflow.tracking import MlflowClient
+
+barrier, me, wait = sys.argv[1], sys.argv[2], float(sys.argv[3])
+original = m._runs_by_hash
+
+def waiting(client, experiment_id):
+    found = original(client, experiment_id)
+    if barrier != "-":
+        (Path(barrier) / me).touch()
+        deadline = time.monotonic() + wait
+        while len(list(Path(barrier).iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return found
+
+m._runs_by_hash = waiting
+kill_at, writes = int(os.environ.get("HARNESS_TEST_KILL_AT", "0")), [0]
+log_batch = MlflowClient.log_batch
+
+def counted(self, *args, **kwargs):
+    log_batch(self, *args, **kwargs)
+    writes[0] += 1
+    if writes[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+MlflowClient.log_batch = counted
+from harness.cli import app
+app(sys.argv[4:], prog_name="harness")
+"""
+
+
+def _exporter(tmp_path, name: str, barrier: str, tracking: str, db: str, wait: float = 5.0, kill_at: int = 0):
+    import subprocess
+    import sys
+
+    from tests.tiny_spec import REPO, harness_env
+
+    return subprocess.Popen([sys.executable, "-c", EXPORTER, barrier, name, str(wait), "export", "mlflow",
+                             "--tracking-uri", tracking, "--db", db],
+                            cwd=tmp_path, env=harness_env(HARNESS_TEST_KILL_AT=str(kill_at),
+                                                          PYTHONPATH=str(REPO)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _exported(tracking: str) -> tuple[dict[str, int], list[tuple]]:
+    """MLflow runs per harness hash, and every (run, metric, epoch) logged more than once."""
+    with sqlite3.connect(tracking.removeprefix("sqlite:///")) as conn:
+        per_hash = dict(conn.execute(f"SELECT value, count(*) FROM tags WHERE key = '{HASH_TAG}' GROUP BY value"))
+        twice = conn.execute("SELECT run_uuid, key, step, count(*) FROM metrics GROUP BY run_uuid, key, step "
+                             "HAVING count(*) > 1").fetchall()
+    return per_hash, twice
+
+
+def _all_epochs_once(tracking: str, store, runs) -> None:
+    per_hash, twice = _exported(tracking)
+    assert per_hash == {r.hash: 1 for r in runs} and twice == []
+    client = mlflow.tracking.MlflowClient(tracking)
+    for run in client.search_runs([client.get_experiment_by_name("ablation").experiment_id]):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "top1")]
+        assert sorted(steps) == [0, 1, 2], (run.data.tags[HASH_TAG], steps)
+
+
+def test_two_exports_at_once_leave_one_mlflow_run_per_run_and_every_epoch_once(filled, tracking, sqlite_url, tmp_path):
+    store, runs = filled
+    client = mlflow.tracking.MlflowClient(tracking)
+    client.create_experiment("ablation")  # the race is over runs: both exports find the experiment there
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    exports = [_exporter(tmp_path, name, str(barrier), tracking, sqlite_url) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=300)[0] for p in exports]
+    assert [p.returncode for p in exports] == [0, 0], outputs
+    assert sorted(o.count("6 runs created") for o in outputs) == [0, 1], outputs
+    _all_epochs_once(tracking, store, runs)
+
+
+def test_exports_into_a_new_tracking_store_at_once_both_succeed(filled, tracking, sqlite_url, tmp_path):
+    """Two exports creating a new tracking store's tables together: MLflow's migrations raced ("duplicate column
+    name: step"); the lock makes the second wait for the first."""
+    store, runs = filled
+    exports = [_exporter(tmp_path, name, "-", tracking, sqlite_url) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=300)[0] for p in exports]
+    assert [p.returncode for p in exports] == [0, 0], outputs
+    _all_epochs_once(tracking, store, runs)
+
+
+def test_an_export_killed_midway_then_run_again_logs_every_epoch_once(filled, tracking, sqlite_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    store, runs = filled
+    killed = _exporter(tmp_path, "killed", "-", tracking, sqlite_url, kill_at=3)
+    killed.communicate(timeout=300)
+    assert killed.returncode == -9  # SIGKILL, after its third write: some runs exported, some not
+    per_hash, _ = _exported(tracking)
+    assert 0 < len(per_hash) < len(runs)
+
+    again = CliRunner().invoke(app, ["export", "mlflow", "--tracking-uri", tracking, "--db", sqlite_url])
+
+    assert again.exit_code == 0, again.output
+    _all_epochs_once(tracking, store, runs)
+
+
+def test_mlflows_own_errors_are_named_as_mlflows(filled, tracking, sqlite_url, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    def failing(*args, **kwargs):
+        raise OperationalError("ALTER TABLE metrics ADD COLUMN step", {}, Exception("duplicate column name: step"))
+
+    monkeypatch.setattr(mlflow.tracking.MlflowClient, "create_run", failing)
+    result = CliRunner().invoke(app, ["export", "mlflow", "--tracking-uri", tracking, "--db", sqlite_url])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: MLflow's tracking store at {tracking} answered with an error: "
+                      "duplicate column name: step"], result.output

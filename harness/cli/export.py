@@ -24,13 +24,13 @@ def mlflow(
 ) -> None:
     """One MLflow experiment per spec, one MLflow run per run: config as params, every epoch's metrics, final
     metrics, state and provenance as tags. Run it again any time: it adds only what MLflow lacks."""
-    from harness.export.mlflow import MlflowMissing, client_for, export
+    from harness.export.mlflow import MlflowMissing, export, require_mlflow
     from harness.provenance import redact
 
     # MLflow's own progress lines (creating its tables) are not the researcher's business; read at its import
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
-        client_for(tracking_uri)
+        require_mlflow()
     except MlflowMissing as exc:
         fail(str(exc))
     with open_existing_store(db, output) as store:

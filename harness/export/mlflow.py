@@ -11,15 +11,28 @@ The export is incremental and idempotent: it writes only what MLflow lacks or ho
 in batches of whole epochs, each batch carrying the tag `harness.epoch` (the last epoch it holds) in the
 same call, so an export stopped at any point resumes without logging an epoch twice, and a run trained
 further gains only its new epochs. A run trained again from scratch keeps the history already exported.
+
+Exports into one tracking store take turns: each holds an exclusive lock (`export_lock`) from its first look at
+MLflow to its last write, so two at once never both find a run missing and create it twice, log an epoch twice,
+or race to create a new tracking store's tables. The lock is a file beside a file or SQLite tracking store (on
+a shared file system for exports from several machines); for a tracking server it is a file in this machine's
+temporary folder, which serialises the exports of one machine only. What MLflow raises is `MlflowFailed`,
+named as MLflow's, never as the results store's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import math
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from urllib.parse import urlparse
 
 from harness import dotted
 from harness.config import short_hash
@@ -77,19 +90,59 @@ class ExportSummary:
                 f"{count(self.epochs_logged, 'epoch')} ({count(self.values_logged, 'metric value')}) logged")
 
 
-def client_for(tracking_uri: str) -> "MlflowClient":
+class MlflowFailed(LookupError):
+    """MLflow (its tracking server or store) answered an export with an error: one line, named as MLflow's."""
+
+
+def require_mlflow() -> None:
+    """MlflowMissing unless mlflow can be imported (nothing is opened)."""
     try:
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # noqa: F401
     except ImportError:
         raise MlflowMissing(INSTALL) from None
+
+
+def client_for(tracking_uri: str) -> "MlflowClient":
+    require_mlflow()
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def lock_path(tracking_uri: str) -> Path:
+    """The file whose lock exports into `tracking_uri` take turns on: beside a file or SQLite tracking store,
+    else in this machine's temporary folder."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme.startswith("sqlite") and tracking_uri.count("/") >= 3:
+        database = tracking_uri.split(":///", 1)[-1]
+        if database and database != ":memory:":
+            return Path(database).with_name(Path(database).name + ".harness-export.lock")
+    if parsed.scheme in ("", "file"):
+        folder = Path(parsed.path if parsed.scheme == "file" else tracking_uri)
+        return folder / ".harness-export.lock"
+    key = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"harness-export-{key}.lock"
+
+
+@contextlib.contextmanager
+def export_lock(tracking_uri: str) -> Iterator[None]:
+    """Held by one export into `tracking_uri` at a time; the kernel lets go of it when its process ends, however
+    it ends (a killed export blocks no later one)."""
+    path = lock_path(tracking_uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def export(store: "Store", tracking_uri: str, spec: str | None = None) -> ExportSummary:
     """Copy the runs of `spec` (every spec's, and the runs of none, when None) to the MLflow tracking server
-    or store at `tracking_uri`; what MLflow already holds is left as it is."""
-    client = client_for(tracking_uri)
-    summary = ExportSummary()
+    or store at `tracking_uri`; what MLflow already holds is left as it is. The results store is read first,
+    then MLflow is written under `export_lock`; MLflow's errors are MlflowFailed."""
+    require_mlflow()
     if spec is not None:
         groups = {spec: store.runs(spec=spec)}
         if not groups[spec] and spec not in {e.name for e in store.experiments()}:
@@ -100,22 +153,43 @@ def export(store: "Store", tracking_uri: str, spec: str | None = None) -> Export
         orphans = [r for r in store.runs() if r.spec is None]
         if orphans:
             groups[NO_SPEC] = orphans
+    histories: dict[str, dict[str, list[tuple[int, str, float]]]] = {}
     for name, records in groups.items():
-        if records:
-            _export_experiment(client, store, name, records, summary)
+        history: dict[str, list[tuple[int, str, float]]] = {r.hash: [] for r in records}
+        for run_hash, epoch, metric, value in store.metrics([r.hash for r in records]) if records else ():
+            history[run_hash].append((epoch, metric, value))
+        histories[name] = history
+    summary = ExportSummary()
+    with export_lock(tracking_uri), _named_as_mlflows(tracking_uri):
+        client = client_for(tracking_uri)
+        for name, records in groups.items():
+            if records:
+                _export_experiment(client, name, records, histories[name], summary)
     return summary
 
 
-def _export_experiment(client: "MlflowClient", store: "Store", name: str, records: Sequence["RunRecord"],
-                       summary: ExportSummary) -> None:
+@contextlib.contextmanager
+def _named_as_mlflows(tracking_uri: str) -> Iterator[None]:
+    """Whatever MLflow raises (its own MlflowException, or its SQL store's SQLAlchemy errors) as MlflowFailed."""
+    from harness.provenance import redact
+
+    try:
+        yield
+    except (MlflowFailed, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise MlflowFailed(f"MLflow's tracking store at {redact(tracking_uri)} answered with an error: "
+                           f"{redact(lines[0] if lines else type(exc).__name__)}") from exc
+
+
+def _export_experiment(client: "MlflowClient", name: str, records: Sequence["RunRecord"],
+                       history: dict[str, list[tuple[int, str, float]]], summary: ExportSummary) -> None:
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(
         name, tags={"harness.spec": name})
     summary.experiments.append(name)
     existing = _runs_by_hash(client, experiment_id)
-    history: dict[str, list[tuple[int, str, float]]] = {r.hash: [] for r in records}
-    for run_hash, epoch, metric, value in store.metrics([r.hash for r in records]):
-        history[run_hash].append((epoch, metric, value))
     for record in records:
         _export_run(client, experiment_id, record, existing.get(record.hash), history[record.hash], summary)
 
