@@ -54,12 +54,16 @@ def _pg_admin():
 
 
 @pytest.fixture
-def pg_url(_pg_admin) -> Iterator[str]:
-    """A fresh database (or, for a role that may not create databases, a fresh schema), dropped afterwards."""
+def pg_url(_pg_admin, monkeypatch) -> Iterator[str]:
+    """A fresh database (or, for a role that may not create databases, a fresh schema), dropped afterwards. Its
+    password is in PGPASSWORD, as the README advises, not in the URL: a password in `--db` draws a warning."""
     from sqlalchemy import text
     from sqlalchemy.exc import ProgrammingError
 
     engine, url = _pg_admin
+    if url.password is not None:
+        monkeypatch.setenv("PGPASSWORD", str(url.password))
+        url = url.__class__.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
     name = f"harness_t_{uuid.uuid4().hex[:12]}"
     try:
         with engine.connect() as conn:
