@@ -175,7 +175,7 @@ def _named_as_mlflows(tracking_uri: str) -> Iterator[None]:
 
     try:
         yield
-    except (MlflowFailed, KeyboardInterrupt):
+    except MlflowFailed:
         raise
     except Exception as exc:
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
