@@ -15,8 +15,8 @@ from test_report_helpers import fake_top1, fill
 from harness.report import definitions as defs
 from harness.report import render, significance, table
 from harness.report.seeds import format_plan as seeds_format
-from tests.runstate import drive
 from harness.report.seeds import seed_plan
+from tests.runstate import drive
 
 T975_DF2 = 4.302652729911275  # two-sided 95% quantile of Student's t with 2 degrees of freedom (printed tables)
 NO, HARD, USUAL, CLS = "DeiT– no distillation", "DeiT– hard distillation", "DeiT– usual distillation", \
