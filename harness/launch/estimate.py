@@ -227,8 +227,8 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
 
 
 def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
-    """Time the run's training step here (see `harness.launch.probe`): seconds on a GPU, up to a minute or more a
-    model on a busy CPU, so each probe says what it times before it starts."""
+    """Time the run's training step here (see `harness.launch.probe`): seconds on a GPU, minutes a model on a busy
+    CPU, so each probe says what it times before it starts."""
     from harness.launch.probe import probe, probe_length
 
     print(f"harness: timing {key_text(key)} here ({probe_length()})", file=sys.stderr, flush=True)

@@ -40,7 +40,7 @@ MIN_SECONDS = 3.0
 def probe_length() -> str:
     """What a probe costs, in words a user plans by (a step of the paper's batch on a CPU takes seconds)."""
     return (f"{WARMUP + MIN_STEPS} training steps and at least {MIN_SECONDS:g} s a model: seconds on a GPU, "
-            "up to a minute a model on a busy CPU")
+            "minutes a model on a busy CPU")
 
 
 @dataclass(frozen=True)
