@@ -38,8 +38,9 @@ class WeightsError(RuntimeError):
 
 def hub_cache() -> Path:
     """The hub cache as the environment names it now (huggingface_hub reads it once, at its import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):  # huggingface_hub's name, then its older one
+        if os.environ.get(name):
+            return Path(os.environ[name])
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]) / "hub"
     return Path.home() / ".cache" / "huggingface" / "hub"
@@ -227,7 +228,7 @@ def _download(tag: str, force: bool) -> Path:
     unreachable = hub_unreachable()
     if unreachable:
         raise WeightsError(f"{tag}: {unreachable}; fetch it where there is network, into a hub cache this machine "
-                           f"reads (HF_HOME)")
+                           f"reads (HF_HUB_CACHE; here {hub_cache()})")
     for filename in HUB_FILES:
         try:
             return Path(hf_hub_download(hub_repo(tag), filename, cache_dir=hub_cache(), force_download=force))

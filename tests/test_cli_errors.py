@@ -54,7 +54,8 @@ def no_driver(tmp_path: Path) -> str:
 
 STORES = {"corrupt SQLite file": (corrupt_sqlite, "file is not a database"),
           "store of a newer harness": (newer_store, "newer harness"),
-          "wrong PostgreSQL password": (wrong_password, "password authentication failed"),
+          "wrong PostgreSQL password": (wrong_password, "authentication failed (password authentication failed for "
+                                                        "user \"harness\"); check the user and password"),
           "missing driver": (no_driver, "no database driver")}
 
 
@@ -80,6 +81,22 @@ def test_every_command_says_what_is_wrong_with_the_store_in_one_line(tmp_path, s
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
     assert "Traceback" not in result.output and PASSWORD not in result.output
+
+
+def test_a_wrong_password_is_refused_at_once_never_waited_for_as_a_server_out_of_reach(tmp_path, monkeypatch,
+                                                                                        _pg_admin):
+    import harness.store.db as db
+    from harness.store import StoreError
+
+    def no_waiting(seconds):
+        raise AssertionError(f"waited {seconds} s on a refused login")
+
+    monkeypatch.setenv("HARNESS_STORE_PATIENCE_S", "3600")
+    monkeypatch.setattr(db.time, "sleep", no_waiting)
+    with pytest.raises(StoreError) as caught:
+        open_store(wrong_password(tmp_path), wait=True)  # as a job opens it: patient with a server out of reach
+    message = str(caught.value)
+    assert "authentication failed" in message and "out of reach" not in message and PASSWORD not in message
 
 
 def test_a_traceback_never_prints_local_variables():

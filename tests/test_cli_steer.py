@@ -56,6 +56,21 @@ def test_status_shows_each_runs_state_and_marks_a_run_whose_local_job_died_faile
     assert sqlite_store.get_run(died.hash).status == "failed"
 
 
+
+def test_status_numbers_epochs_from_0_as_the_store_and_results_do(sqlite_store, sqlite_url, planned):
+    import harness.results as results
+    from tests.runstate import TEST_OWNER
+
+    run = planned(1)[0]
+    sqlite_store.register_experiment("ablation", "", None)
+    sqlite_store.register_runs("ablation", [run])
+    drive(sqlite_store, run.hash, "running")
+    for epoch in (0, 1):
+        sqlite_store.log_epoch(run.hash, epoch, {"top1": 40.0 + epoch}, token=TEST_OWNER.token)
+    assert results.runs(sqlite_store)["epoch"].iloc[0] == 1
+    row = row_of(harness("status", "ablation", "--db", sqlite_url).stdout, run.hash)
+    assert row.split()[1:5] == ["running", "1", "of", str(run.config.schedule.epochs)], row
+
 @pytest.mark.slow  # its job process imports torch: about 10 s
 def test_logs_print_the_epoch_lines_of_a_run_that_trained(tmp_path, importable_by_jobs):
     out = tmp_path / "out"
@@ -68,7 +83,7 @@ def test_logs_print_the_epoch_lines_of_a_run_that_trained(tmp_path, importable_b
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"==> {out / 'submitit'}") and "_log.out <==" in result.stdout
     epoch = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
-    assert len(epoch) == 1 and epoch[0].startswith("epoch 1/1  train_loss ") and " top1 " in epoch[0], result.stdout
+    assert len(epoch) == 1 and epoch[0].startswith("epoch 0 of 1  train_loss ") and " top1 " in epoch[0], result.stdout
     unknown = harness("logs", "zzzzzz", "--output", out)
     assert unknown.exit_code == 2 and unknown.stderr == "error: no spec or run matches 'zzzzzz'\n"
 

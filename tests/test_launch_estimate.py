@@ -161,6 +161,20 @@ def test_probe_times_a_few_steps_of_a_tiny_model():
     assert e.train_s == pytest.approx(24 * 1408 / shown, rel=0.5 * 10 ** (1 - est.digits(e.spread)) + 1e-3)
 
 
+def test_the_probe_says_what_it_costs_before_it_starts_and_the_hint_says_it_too(monkeypatch, capsys):
+    """A probe of the paper's batch on a busy CPU takes a minute a model, not 'a few seconds': the hint that
+    proposes it and each probe as it starts say so (the probe itself is faked here: its cost is not the test's)."""
+    from harness.launch import probe as probing
+
+    monkeypatch.setattr(probing, "probe", lambda *a, **k: probing.Probe(img_s=100.0, steps=5, seconds=3.0, spread=0.1))
+    [hinted] = est.estimate_runs([planned_run(config())], [], executor="local")
+    assert "add --probe to time its training here (7 training steps and at least 3 s a model: seconds on a GPU, " \
+           "minutes a model on a busy CPU)" in hinted.basis, hinted.basis
+    [e] = est.estimate_runs([planned_run(config())], [], executor="local", probe=True)
+    assert e.wall_s is not None
+    assert capsys.readouterr().err.startswith("harness: timing deit_tiny_patch4_32, 16 px, batch 64")
+
+
 def test_the_probe_times_a_compiled_run_uncompiled_and_says_so(monkeypatch):
     import torch
 

@@ -118,6 +118,26 @@ def test_paper_scale_runs_are_preferred(sqlite_store):
     assert df.attrs["origin"] == "our runs, paper scale"
     assert df.loc["DeiT– hard distillation", ("B 224", "ours")] == 82.5
     assert df[("Ti 224", "n")].eq(0).all()  # the quick runs are not mixed in
+    # ...but the table says they are there, and how to see them
+    from harness.report.render import notes as note_lines
+
+    notes = note_lines(df)
+    assert ("Not shown, also filling this table: our runs, profile 'quick' (4 runs): "
+            "harness report --table 3 --profile quick.") in notes, notes
+
+
+def test_a_table_asked_for_under_an_empty_profile_names_the_profiles_that_fill_it(sqlite_store, sqlite_url):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    fill(sqlite_store, "distillation", "quick", fake_top1)
+    res = CliRunner().invoke(app, ["report", "--table", "3", "--profile", "small", "--db", sqlite_url])
+    assert res.exit_code == 0, res.output
+    assert ("This table is filled only by runs not shown: our runs, profile 'quick' (4 runs): "
+            "harness report --table 3 --profile quick.") in res.output, res.output
+    res = CliRunner().invoke(app, ["report", "--table", "3", "--db", sqlite_url])  # the default: what there is
+    assert "Shown: our runs, profile 'quick' (4 runs)" in res.output and "Not shown" not in res.output, res.output
 
 
 def test_unfinished_runs_do_not_fill_cells(sqlite_store):

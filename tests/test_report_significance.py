@@ -16,6 +16,7 @@ from harness.report import definitions as defs
 from harness.report import render, significance, table
 from harness.report.seeds import format_plan as seeds_format
 from harness.report.seeds import seed_plan
+from tests.runstate import drive
 
 T975_DF2 = 4.302652729911275  # two-sided 95% quantile of Student's t with 2 degrees of freedom (printed tables)
 NO, HARD, USUAL, CLS = "DeiT– no distillation", "DeiT– hard distillation", "DeiT– usual distillation", \
@@ -258,3 +259,19 @@ def test_spec_costs_count_a_shared_run_once_in_the_total(sqlite_store):
     assert df.loc["training_recipe", "gpu_h"] == pytest.approx(len(recipe))
     assert df.loc["resolution", "gpu_h"] == pytest.approx(len(resolution))
     assert df.loc["total", "runs"] == len(distinct) and df.loc["total", "gpu_h"] == pytest.approx(len(distinct))
+
+
+def test_spec_costs_call_runs_paper_scale_only_in_a_spec_with_profiles(sqlite_store, planned):
+    """A lab's spec without profiles is not 'paper-scale' (the README's mylab example); a shipped spec's base is."""
+    from harness.report.cost import format_costs, spec_costs
+
+    lab = planned(2, spec="mylab", profile=None)
+    sqlite_store.register_experiment("mylab", "name: mylab\nbase: {model.name: tiny_cnn}\nseeds: [0, 1]\n", None)
+    sqlite_store.register_runs("mylab", lab)
+    shipped = fill(sqlite_store, "training_recipe", None, fake_top1, epochs=1)
+    for run in lab:
+        drive(sqlite_store, run.hash, "completed")
+    df = spec_costs(store=sqlite_store).set_index("spec")
+    assert df.loc["mylab", "profile"] == "none" and df.loc["mylab", "runs"] == 2
+    assert df.loc["training_recipe", "profile"] == "paper-scale" and df.loc["training_recipe", "runs"] == len(shipped)
+    assert "mylab                 none" in format_costs(spec_costs(store=sqlite_store))

@@ -252,3 +252,33 @@ def test_loads_equal_the_record_by_record_frame(filled, planned):
         assert len(new) > 0
         assert_frame_equal(new, old, check_like=True)
         assert list(new.columns[:13]) == list(old.columns[:13])
+
+
+def test_a_store_with_no_finished_run_knows_the_metrics_and_every_printed_column(store, planned, store_url):
+    """The README's `--where "top1 > 80"` before anything finished keeps no run (not 'unknown key'), and each
+    column `harness results` prints is a key: `epoch` (0-based, the later of heartbeat and metrics) and the times."""
+    from harness.cli import app
+    from tests.runstate import TEST_OWNER, drive
+
+    runs = planned(3)
+    store.register_experiment("ablation", "", None)
+    store.register_runs("ablation", runs)
+    drive(store, runs[0].hash, "running")
+    store.log_epoch(runs[0].hash, 0, {"top1": 40.0}, token=TEST_OWNER.token)
+    store.log_epoch(runs[0].hash, 1, {"top1": 50.0}, token=TEST_OWNER.token)
+    for text in ("top1 > 80", "ema_top1 > 1", "throughput_paper_img_s > 0", "params > 0"):
+        assert results.runs(store, where=text).empty, text
+    assert list(results.runs(store, where="top1 < 80 or top1 == null")["hash"]) == [r.hash for r in runs]
+    every = results.runs(store)
+    assert list(every["epoch"].fillna(-1)) == [1, -1, -1]
+    assert list(results.runs(store, where="epoch == 1")["hash"]) == [runs[0].hash]
+    assert list(results.runs(store, where="epoch >= 0")["hash"]) == [runs[0].hash]
+    assert len(results.runs(store, where="epoch == null")) == 2
+    assert list(results.runs(store, where="started_at > '2000-01-01'")["hash"]) == [runs[0].hash]
+    assert results.runs(store, where="started_at > '2999'").empty
+    assert len(results.runs(store, where="ended_at == null")) == 3
+    result = CliRunner().invoke(app, ["results", "--db", store_url, "--where", "top1 > 80"])
+    assert result.exit_code == 0 and result.output == "no runs\n", result.output
+    printed = CliRunner().invoke(app, ["results", "--db", store_url]).output.splitlines()[0].split()
+    for column in printed:
+        assert CliRunner().invoke(app, ["results", "--db", store_url, "--where", f"{column} == 0"]).exit_code == 0, column

@@ -121,3 +121,24 @@ def test_a_password_is_never_printed(cli, pg_url, paper_csv):
                 assert result.exit_code == 2 and "wr0ng-s3cret" not in result.output
     with open_store(pg_url) as store:
         assert all(":harness@" not in json.dumps(r.provenance) for r in store.runs())
+
+
+def test_an_axis_column_shows_the_config_value_of_a_run_off_the_axis(cli, sqlite_url, planned):
+    """A teacher has no `model.name` coordinate (the students' axis), but a model: results shows it, as the filter
+    on model.name matches it."""
+    from dataclasses import replace
+
+    from harness.config import ModelConfig, run_hash
+
+    students = planned(2)
+    config = students[0].config.model_copy(update={"model": ModelConfig(name="resnet_tiny_32")})
+    teacher = replace(students[0], hash=run_hash(config), config=config, variant="teacher", coords={})
+    with open_store(sqlite_url) as store:
+        store.register_experiment("ablation", "", None)
+        store.register_runs("ablation", [*students, teacher])
+    for args in ((), ("--where", "model.name in ('resnet_tiny_32', 'tiny_vit')")):
+        table = cli("results", "--db", sqlite_url, *args)
+        row = next(line for line in table.output.splitlines() if "teacher" in line)
+        assert "resnet_tiny_32" in row and "—" not in row.split("teacher")[1].split()[:2], table.output
+    rows = json.loads(cli("results", "--db", sqlite_url, "--format", "json").output)
+    assert {r["variant"]: r["model.name"] for r in rows} == {"v0": "tiny_vit", "v1": "tiny_cnn", "teacher": "resnet_tiny_32"}

@@ -88,7 +88,7 @@ def private_pg() -> Iterator[PrivateServer]:
 def epoch_lines(out: Path) -> int:
     """Epochs the job reports on its stdout (one line each), whether or not the store has them yet."""
     logs = list((out / "submitit").glob("*_0_log.out"))
-    return sum(len(re.findall(r"^epoch \d+/", p.read_text(), re.M)) for p in logs)
+    return sum(len(re.findall(r"^epoch \d+ of ", p.read_text(), re.M)) for p in logs)
 
 
 @pytest.mark.slow
@@ -128,7 +128,7 @@ def test_a_database_restart_mid_run_loses_and_duplicates_nothing(tmp_path, priva
     assert all({name for e, name in keys if e == epoch} == names for epoch in range(EPOCHS))
     # the epochs trained during the outage were stored afterwards, with the metrics the job printed for them
     job_log = next((out / "submitit").glob("*_0_log.out")).read_text()
-    printed = {int(m[0]) - 1: float(m[1]) for m in re.findall(r"^epoch (\d+)/\d+  train_loss (\S+)", job_log, re.M)}
+    printed = {int(m[0]): float(m[1]) for m in re.findall(r"^epoch (\d+) of \d+  train_loss (\S+)", job_log, re.M)}
     stored_loss = {epoch: value for _, epoch, name, value in rows if name == "train_loss"}
     assert printed.keys() == stored_loss.keys() and all(abs(printed[e] - stored_loss[e]) < 1e-4 for e in printed)
     job_err = "".join(p.read_text() for p in (out / "submitit").glob("*_0_log.err"))

@@ -91,6 +91,10 @@ def test_distilled_student_with_a_teacher_run(tmp_path, teacher_dir):
         assert name in metrics
     assert set(sink.predictions) == {"target", "cls", "dist", "avg", "teacher"}
     assert "teacher_top1" in final and 0 <= final["teacher_top1"] <= 100
+    # a filter knows every final metric the trainer records before any run has it (harness/store/where.py)
+    from harness.store.where import FINAL_METRICS
+
+    assert set(sink.final) <= set(FINAL_METRICS), set(sink.final) - set(FINAL_METRICS)
     avg = sink.predictions["avg"] == sink.predictions["target"]
     assert metrics["top1"] == pytest.approx(avg.mean() * 100)
 

@@ -93,7 +93,7 @@ def test_one_progress_line_per_epoch_on_stdout(tmp_path, capsys):
     config = make_config(model=CONVNET, schedule={"epochs": 2, "warmup_epochs": 0})
     run(config, tmp_path)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
-    pattern = r"epoch {}/2  train_loss \d+\.\d{{4}}  top1 \d+\.\d\d  lr \d\.\d\de[-+]\d\d  \d+ img/s  \d+\.\d s  data wait \d+%"
+    pattern = r"epoch {} of 2  train_loss \d+\.\d{{4}}  top1 \d+\.\d\d  lr \d\.\d\de[-+]\d\d  \d+ img/s  \d+\.\d s  data wait \d+%"
     assert len(lines) == 2
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(lines):  # epochs count from 0, as the store numbers them
         assert re.fullmatch(pattern.format(n), line), line

@@ -266,3 +266,18 @@ def test_weights_fetch_downloads_a_corrupt_file_again(hub_cache):
     assert done.returncode == 0, done.stdout + done.stderr
     assert hub.gets == 1 and path.read_bytes() == sound
     assert weights.check_weights([planned_run(teacher=PRESENT)]) == []
+
+
+def test_offline_fetch_names_the_hub_cache_variable_huggingface_hub_reads_as_the_readme_does(hub_cache, monkeypatch):
+    """A machine without network: the error names HF_HUB_CACHE (what the README says, and what huggingface_hub
+    reads for its hub cache) and the folder it is now, never HF_HOME."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(weights, "hub_unreachable", lambda: "cannot reach the Hugging Face hub from here: no route")
+    with pytest.raises(weights.WeightsError) as caught:
+        weights.fetch(MISSING)
+    message = str(caught.value)
+    assert f"(HF_HUB_CACHE; here {hub_cache})" in message and "HF_HOME" not in message, message
+    assert "HF_HUB_CACHE" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(hub_cache / "older-name"))
+    assert weights.hub_cache() == hub_cache / "older-name"

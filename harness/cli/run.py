@@ -24,8 +24,9 @@ def run(
     spec: Path = typer.Argument(..., help="YAML ablation spec"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
-    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few seconds of training of each "
-                               "model here, for runs whose speed no completed run in the store shows"),
+    probe: bool = typer.Option(False, "--probe", help="with --dry-run: time 7 training steps (at least 3 s) of "
+                               "each model here, for runs whose speed no completed run in the store shows: seconds "
+                               "on a GPU, minutes a model on a busy CPU"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="these seeds instead of the spec's: a range 0-7 or a "
                                         "list 0,3,5 (a variant that pins its own seeds keeps them)"),
     variants: Optional[str] = typer.Option(None, "--variants", help="only these variants (comma-separated), with "

@@ -56,6 +56,7 @@ def results(
         df = r.runs(store_url(db, output), spec=spec, status=statuses, where=where, profile=profile)
     except ValueError as exc:  # a malformed --where, or one naming an unknown key
         fail(str(exc))
+    df = _coordinates_completed(df)
     if columns:
         wanted = [c.strip() for c in columns.split(",") if c.strip()]
         missing = [c for c in wanted if c not in df.columns]
@@ -72,6 +73,16 @@ def results(
         if not columns:
             df = _summary(df)
         typer.echo(df.to_string(index=False, na_rep="—"))
+
+
+def _coordinates_completed(df):
+    """An axis column (`model.name`) holds each run's config value where the run has no such coordinate (a
+    teacher outside the axis): the column shows what `--where model.name == ...` matches, never a blank."""
+    for column in df.columns:
+        config = f"config.{column}"
+        if "." in column and not column.startswith(("config.", "info.")) and config in df.columns:
+            df[column] = df[column].where(df[column].notna(), df[config])
+    return df
 
 
 def _summary(df):

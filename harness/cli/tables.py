@@ -9,6 +9,7 @@ from rich.table import Table
 
 from harness.launch.status import RunStatus, clock
 from harness.states import RunState
+from harness.words import epoch_of
 
 
 def console() -> Console:
@@ -25,7 +26,7 @@ def status_table(rows: list[RunStatus]) -> None:
         table.add_column(name, justify=justify, no_wrap=name != "what")
     for r in rows:
         table.add_row(
-            r.hash[:10], r.status, f"{r.epoch + 1}/{r.epochs}" if r.epoch is not None else "-",
+            r.hash[:10], r.status, epoch_of(r.epoch, r.epochs) if r.epoch is not None else "-",
             f"{r.top1:.1f}" if r.top1 is not None else "-",
             f"{r.data_wait_frac:.0%}" if r.data_wait_frac is not None else "-", r.job_id or "-", r.host or "-",
             clock(r.elapsed_s) if r.elapsed_s is not None else "-",

@@ -9,7 +9,7 @@ A run's training time is epochs × images per epoch / training images per second
 - **images per second** come from completed runs in the store with the same model, resolution, batch size,
   precision and teacher, on the same device with the same number of processes (`final["train_img_s"]`, the
   median over those runs); their wall time over training time (evaluation, start-up, the throughput measurement)
-  scales training time to wall time. Or, with `probe`, from timing a few seconds of training steps of each model
+  scales training time to wall time. Or, with `probe`, from timing a few training steps of each model
   on this machine (`harness.launch.probe`), which covers training steps only.
 
 A run with neither basis gets no estimate and says so. What is printed is rounded to what the speed is known to:
@@ -24,6 +24,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -226,9 +227,11 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
 
 
 def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
-    """Time the run's training step here for a few seconds (see `harness.launch.probe`)."""
-    from harness.launch.probe import probe
+    """Time the run's training step here (see `harness.launch.probe`): seconds on a GPU, minutes a model on a busy
+    CPU, so each probe says what it times before it starts."""
+    from harness.launch.probe import probe, probe_length
 
+    print(f"harness: timing {key_text(key)} here ({probe_length()})", file=sys.stderr, flush=True)
     try:
         timed = probe(config, target.world_size, threads=target.threads)
     except Exception as exc:  # out of memory, a model that cannot be built here: not known, and why
@@ -245,9 +248,11 @@ def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Spe
 
 
 def no_basis(key: tuple[Any, ...], target: Target) -> Speed:
+    from harness.launch.probe import probe_length
+
     return Speed(None, f"speed unknown: the store holds no completed run of {key_text(key)} on "
                        f"{target.device or 'a GPU'} with {count(target.world_size, 'process', 'processes')}; "
-                       "add --probe to time its training here for a few seconds")
+                       f"add --probe to time its training here ({probe_length()})")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -37,6 +37,12 @@ MIN_STEPS = 5
 MIN_SECONDS = 3.0
 
 
+def probe_length() -> str:
+    """What a probe costs, in words a user plans by (a step of the paper's batch on a CPU takes seconds)."""
+    return (f"{WARMUP + MIN_STEPS} training steps and at least {MIN_SECONDS:g} s a model: seconds on a GPU, "
+            "minutes a model on a busy CPU")
+
+
 @dataclass(frozen=True)
 class Probe:
     """Training images/s of one process (the median step), the steps timed, and how much they varied."""

@@ -10,6 +10,7 @@ from harness.launch.status import elapsed_s, latest_top1
 from harness.spec import PlannedRun
 from harness.states import RunState
 from harness.store.records import RunRecord
+from harness.words import epoch_of
 
 Progress = Callable[[str], None]
 
@@ -45,7 +46,7 @@ class Watcher:
             return
         self.seen[run.hash] = state
         epochs = run.config.schedule.epochs
-        where = f"{record.status}" + (f" epoch {record.epoch + 1}/{epochs}" if record.epoch is not None else "")
+        where = f"{record.status}" + (f" epoch {epoch_of(record.epoch, epochs)}" if record.epoch is not None else "")
         seconds = elapsed_s(record)
         if seconds is not None:
             where += f" ({int(seconds) // 60}m{int(seconds) % 60:02d}s)"

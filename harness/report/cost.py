@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.report.runs import RunSet, load
+from harness.report.runs import PAPER_SCALE, RunSet, defined_profiles, load
 
 # what the trainer stores as a CPU run's device (harness/trainer/final.py)
 CPU_THREADS = re.compile(r"^cpu \((\d+) threads?\)")
@@ -77,12 +77,15 @@ def spec_costs(db: str | None = None, runset: RunSet | None = None, store: Any =
     runset = runset if runset is not None else load(db, store)
     records = []
     everything: list[Any] = []
+    profiles = defined_profiles(runset)
     for spec in runset.spec_names():
         ours = [r for r in runset.in_specs([spec]) if getattr(r, "source", None) is None]
+        # runs of no profile are paper scale only beside a spec's smaller profiles; a lab's spec may have none
+        unnamed = PAPER_SCALE if profiles.get(spec, {"?"}) else "none"
         for profile in sorted({r.profile or "" for r in ours}):
             members = [r for r in ours if (r.profile or "") == profile]
             everything += members
-            records.append(_line(spec, profile or "paper-scale", members))
+            records.append(_line(spec, profile or unnamed, members))
     records.append(_line("total", "", everything))
     return pd.DataFrame.from_records(records, columns=["spec", "profile", "runs", "timed", "gpu_h", "cpu_h"])
 

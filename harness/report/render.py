@@ -26,6 +26,7 @@ import pandas as pd
 from harness.report import significance as sig
 from harness.report.cost import RunCost, hours_text
 from harness.report.definitions import UnknownName
+from harness.words import count
 
 FORMATS = ("markdown", "latex", "csv", "html")
 DASH = "—"
@@ -145,6 +146,11 @@ def notes(df: pd.DataFrame) -> list[str]:
                      f"Cells: ours (mean ± std, n seeds) vs paper (ours − paper); {DASH}: no run.")
     else:
         lines.append(f"No finished run fills this table yet ({DASH}: no run); the paper's values are shown.")
+    others = a.get("elsewhere") or []
+    if others:
+        lead = "Not shown, also filling this table" if nruns else "This table is filled only by runs not shown"
+        lines.append(f"{lead}: " + "; ".join(f"{label} ({count(n, 'run')}): {command}"
+                                             for label, n, command in others) + ".")
     lines.extend(a.get("notes", []))
     lines.append(f"Paper: {a.get('paper_source', '')}")
     return lines

@@ -153,6 +153,14 @@ def check_profile(runset: RunSet, profile: str | None) -> None:
     raise LookupError(f"no run of profile '{profile}' in the store; its profiles: {', '.join(known) or 'none'}")
 
 
+def defined_profiles(runset: RunSet) -> dict[str, set[str]]:
+    """The profiles each stored spec defines, by spec name (a spec of no profiles has no paper-scale variant
+    of itself: its runs are simply its runs)."""
+    if runset.store is None:
+        return {}
+    return {e.name: _spec_profiles(e.spec_text) for e in runset.store.experiments()}
+
+
 def _spec_profiles(text: str) -> set[str]:
     """The profiles a stored spec's text defines (none when it does not parse)."""
     from harness.spec.reader import YamlError, parse

@@ -36,7 +36,7 @@ from harness.report import cost as costs
 from harness.report import definitions as defs
 from harness.report import setting
 from harness.report import significance as sig
-from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile
+from harness.report.runs import PAPER_SCALE, Origin, RunSet, load, origin_of, parse_profile
 from harness.words import count
 
 def _num(value: Any) -> float:
@@ -98,6 +98,17 @@ def choose_origin(td: defs.TableDef, runs: list[Any], profile: str | None = None
         if source is not None and origin.source != source:
             continue
         by_origin[origin].append(run)
+    filled = _filled(td, by_origin)
+    if not filled:
+        if chosen or source is not None:
+            return Origin(source, wanted), []
+        return None, []
+    best = min(filled, key=lambda o: (o.rank()[0], -filled[o][0], o.rank()[1]))
+    return best, filled[best][1]
+
+
+def _filled(td: defs.TableDef, by_origin: dict[Origin, list[Any]]) -> dict[Origin, tuple[int, list[Any]]]:
+    """Each origin whose runs fill at least one cell: (cells filled, the runs that fill them)."""
     filled: dict[Origin, tuple[int, list[Any]]] = {}
     for origin, members in by_origin.items():
         if td.kind == "disagreement":
@@ -110,12 +121,24 @@ def choose_origin(td: defs.TableDef, runs: list[Any], profile: str | None = None
             count = len(cells)
         if used:
             filled[origin] = (count, used)
-    if not filled:
-        if chosen or source is not None:
-            return Origin(source, wanted), []
-        return None, []
-    best = min(filled, key=lambda o: (o.rank()[0], -filled[o][0], o.rank()[1]))
-    return best, filled[best][1]
+    return filled
+
+
+def elsewhere(td: defs.TableDef, runset: RunSet, spec: str | None, shown: Origin | None) -> list[tuple[Origin, int]]:
+    """The other origins whose runs fill this table, with their run counts, best first: a table asked for under
+    one profile (or paper scale, the default when such runs exist) must not look unfilled when another has runs."""
+    by_origin: dict[Origin, list[Any]] = defaultdict(list)
+    for run in _table_runs(td, runset, spec):
+        if origin_of(run) != shown:
+            by_origin[origin_of(run)].append(run)
+    filled = _filled(td, by_origin)
+    return [(o, len(filled[o][1])) for o in sorted(filled, key=lambda o: (o.rank()[0], -filled[o][0], o.rank()[1]))]
+
+
+def switch_to(n: int, origin: Origin) -> str:
+    """The command that shows table `n` from `origin`'s runs."""
+    pick = f" --source {origin.source}" if origin.source is not None else ""
+    return f"harness report --table {n}{pick} --profile {origin.profile or PAPER_SCALE}"
 
 
 def _compared(td: defs.TableDef, run: Any) -> bool:
@@ -179,12 +202,15 @@ def _attrs(td: defs.TableDef, origin: Origin | None, used: list[Any], stand_ins:
 def select_runs(td: defs.TableDef, runset: RunSet, spec: str | None, profile: str | None,
             source: str | None) -> tuple[Origin | None, list[Any]]:
     """The table's origin and runs: those of its spec(s) (or `spec`), one origin (see `choose_origin`)."""
+    return choose_origin(td, _table_runs(td, runset, spec), profile, source)
+
+
+def _table_runs(td: defs.TableDef, runset: RunSet, spec: str | None) -> list[Any]:
     specs = [spec] if spec else list(td.specs)
     runs = runset.in_specs(specs) if specs else list(runset.runs)
     # imported results name the spec they belong to; results of no spec count for every table
     seen = {r.hash for r in runs}
-    runs += [r for r in runset.imported_without_spec() if r.hash not in seen]
-    return choose_origin(td, runs, profile, source)
+    return runs + [r for r in runset.imported_without_spec() if r.hash not in seen]
 
 
 def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profile: str | None = None,
@@ -196,6 +222,7 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
     df = _frame(td, {key: summarize(v for _, v in values) for key, values in samples.items()})
     stand_ins = setting.caption((r, td.paper_img_size(rid, cid)) for (rid, cid), rs in members_of.items() for r in rs)
     df.attrs.update(_attrs(td, origin, used, stand_ins))
+    df.attrs["elsewhere"] = [(o.label, n, switch_to(td.number, o)) for o, n in elsewhere(td, runset, spec, origin)]
     df.attrs["devices"] = _devices(td, members_of)
     notes: list[str] = []
     if vs_reference is None:
@@ -380,6 +407,7 @@ def build_disagreement(td: defs.TableDef, runset: RunSet, spec: str | None = Non
             notes.append(f"Models compared: {size_label} ({count(len(pairs), 'seed')}).")
     df = _frame(td, {key: summarize(vals) for key, vals in values.items()})
     df.attrs.update(_attrs(td, origin, shown, setting.caption((r, td.img_size) for r in shown)))
+    df.attrs["elsewhere"] = [(o.label, n, switch_to(td.number, o)) for o, n in elsewhere(td, runset, spec, origin)]
     df.attrs["notes"] = notes
     return df
 

@@ -44,6 +44,10 @@ GONE_TEXTS = ("connection refused", "could not connect", "connection failed", "s
               "connection timed out", "timeout expired", "connection reset", "broken pipe")
 # the query parameter libpq takes a password from (postgresql://user@host/db?password=...)
 PASSWORD_PARAM = "password"
+# a server that answers but refuses the login (SQLSTATE class 28; libpq's words where it gives none): never out of
+# reach, so never waited for: a wrong password stays wrong
+REFUSED_TEXTS = ("password authentication failed", "authentication failed", "no password supplied",
+                 "password is required", "pg_hba.conf rejects connection")
 # seconds a store keeps trying while its server is out of reach, unless HARNESS_STORE_PATIENCE_S says otherwise
 DEFAULT_PATIENCE_S = 3600.0
 # the longest pause between two tries while the server is out of reach
@@ -110,7 +114,21 @@ def redact(text: str) -> str:
 def unreachable(url: URL, exc: DBAPIError) -> StoreError:
     """The error for a database that cannot be opened: the safe URL and the driver's first line."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if refused_login(exc):
+        said = reason[reason.index("FATAL:") + 6:].strip() if "FATAL:" in reason else reason
+        return StoreError(f"cannot open the results store at {display_url(url)}: authentication failed "
+                          f"({redact(' '.join(said.split()))}); check the user and password in the URL, PGPASSWORD "
+                          "or ~/.pgpass")
     return StoreError(f"cannot open the results store at {display_url(url)}: {redact(reason)}")
+
+
+def refused_login(exc: BaseException) -> bool:
+    """Whether the server answered and refused the login (a wrong password, an unknown user)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    text = str(exc.orig).lower()
+    return state.startswith("28") or any(words in text for words in REFUSED_TEXTS)
 
 
 def is_sqlite(url: URL) -> bool:
@@ -214,7 +232,7 @@ def retryable(exc: BaseException) -> bool:
 def out_of_reach(exc: BaseException) -> bool:
     """Whether `exc` says the database server cannot be reached now (refused, lost, shutting down, starting up),
     as opposed to an error in what was asked of it."""
-    if not isinstance(exc, DBAPIError):
+    if not isinstance(exc, DBAPIError) or refused_login(exc):
         return False
     if exc.connection_invalidated:  # SQLAlchemy's dialect judged it a disconnect
         return True

@@ -14,8 +14,9 @@ SQLAlchemy expression whose values are bound parameters.
 An integer literal fits 64 bits and a number a float; parentheses and `not` nest at most MAX_DEPTH deep: beyond
 that a filter is a FilterError (one line), never an overflow or a recursion error.
 
-A KEY is a run column (hash, spec, variant, label, profile, seed, status, source, host, error), `info.<key>`, a
-final metric (top1, params...), or a dotted config key, with or without `config.` (`model.name`); `` `odd key` ``
+A KEY is a run column (hash, spec, variant, label, profile, seed, status, source, host, error, epoch, started_at,
+ended_at: every column `harness results` prints), `info.<key>`, a final metric (top1, params...: the trainer's are
+known before any run has them), or a dotted config key, with or without `config.` (`model.name`); `` `odd key` ``
 quotes one with other characters. The older `KEY=VALUE` form (one `=`, an unquoted value) still matches as it did:
 VALUE compares as a number, a boolean, null (`none`, `null` or nothing) or text, whichever the stored value is.
 
@@ -31,19 +32,32 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn
 
-from sqlalchemy import Float, and_, case, cast, false, func, not_, null, or_, select, true
+from sqlalchemy import Float, Text, and_, case, cast, false, func, not_, null, or_, select, true, type_coerce
 from sqlalchemy.orm import Session
 
-from harness.store.schema import NO_PROFILE, Experiment, FinalMetric, Run, RunInfo, RunMembership
+from harness.store.schema import NO_PROFILE, Experiment, FinalMetric, Metric, Run, RunInfo, RunMembership
 
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+# the latest epoch a run reached, as `harness.results.runs` shows it: its heartbeat's or its last metrics', the later
+_LAST_METRICS = select(func.max(Metric.epoch)).where(Metric.run_id == Run.id).correlate(Run).scalar_subquery()
+_EPOCH = case((Run.epoch.is_(None), _LAST_METRICS), (_LAST_METRICS > Run.epoch, _LAST_METRICS), else_=Run.epoch)
 # run columns a filter may name, as `harness.results.runs` names them
 COLUMNS: dict[str, Any] = {
     "hash": Run.hash, "spec": Experiment.name, "variant": RunMembership.variant, "label": RunMembership.label,
     "profile": func.nullif(RunMembership.profile, NO_PROFILE), "seed": RunMembership.seed, "status": Run.status,
-    "source": Run.source, "host": Run.host, "error": Run.error,
+    "source": Run.source, "host": Run.host, "error": Run.error, "epoch": _EPOCH,
 }
-NUMERIC_COLUMNS = {"seed"}
+NUMERIC_COLUMNS = {"seed", "epoch"}
+# times, compared as UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' (`started_at >= '2026-12-01'`)
+TIME_COLUMNS: dict[str, Any] = {"started_at": Run.started_at, "ended_at": Run.ended_at}
+# the final metrics a trained run records (harness/trainer: evaluate, loop, final; `throughput_<protocol>_img_s`
+# per protocol): a filter knows them before any run has them, so `top1 > 80` on a store where nothing has
+# finished yet keeps no run instead of calling top1 unknown
+FINAL_METRICS = (
+    "top1", "top5", "val_loss", "train_loss", "lr", "top1_cls", "top5_cls", "top1_dist", "top5_dist", "ema_top1",
+    "ema_top5", "teacher_top1", "train_img_s", "data_wait_s", "data_wait_frac", "params", "flops", "train_time_s",
+    "throughput_paper_img_s", "throughput_fast_img_s", "peak_mem_mb",
+)
 TRUE_WORDS, FALSE_WORDS, NULL_WORDS = ("true", "1", "yes"), ("false", "0", "no"), ("", "none", "null")
 MAX_LENGTH = 10_000
 # nested parentheses and `not`s a filter may hold: far beyond a hand-written one, far below Python's recursion limit
@@ -480,6 +494,13 @@ class Compiler:
     def _resolve(self, key: str) -> _Operand:
         if key in COLUMNS:
             return _Column(COLUMNS[key], key in NUMERIC_COLUMNS)
+        if key in TIME_COLUMNS:
+            column = TIME_COLUMNS[key]
+            as_text = (type_coerce(column, Text) if self.dialect == "sqlite"
+                       else func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US"))
+            return _Column(case((column.isnot(None), as_text)), False)
+        if key in FINAL_METRICS:
+            return _Rows(FinalMetric, FinalMetric.name, key, "number")
         if key.startswith("info."):
             if self._exists(select(RunInfo.run_id).where(RunInfo.key == key[5:])):
                 return _Rows(RunInfo, RunInfo.key, key[5:], "text")
@@ -500,12 +521,15 @@ class Compiler:
         return self.session.execute(query.limit(1)).first() is not None
 
     def _hint(self, key: str) -> str:
-        names = list(COLUMNS)
+        names = list(COLUMNS) + list(TIME_COLUMNS)
         names += [n for (n,) in self.session.execute(select(FinalMetric.name).distinct())]
         names += [f"info.{k}" for (k,) in self.session.execute(select(RunInfo.key).distinct())]
         latest = self.session.execute(select(Run.config).order_by(Run.id.desc()).limit(1)).scalar()
         names += _flat_keys(latest or {})
-        close = difflib.get_close_matches(key.removeprefix("config."), names, n=5)
+        key = key.removeprefix("config.")
+        # what this store holds first, then the metrics no run has yet
+        close = difflib.get_close_matches(key, names, n=5)
+        close += difflib.get_close_matches(key, [n for n in FINAL_METRICS if n not in close], n=5 - len(close))
         return f"; did you mean: {', '.join(close)}" if close else ""
 
 

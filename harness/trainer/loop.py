@@ -41,6 +41,7 @@ from harness.trainer.loaders import build_eval_loader, build_train_loader
 from harness.trainer.models import build_student, build_teacher, is_distilled, student_name
 from harness.trainer.optim import build_criterion, build_mixup, build_optimizer, build_scheduler
 from harness.trainer.sink import MetricSink
+from harness.words import epoch_of
 
 
 class TrainingDiverged(RuntimeError):
@@ -243,7 +244,7 @@ def train_one_epoch(run: Run, epoch: int, should_stop: StopCheck = lambda: None)
 
 def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], stats: EpochStats) -> str:
     """One line of progress for the job's log."""
-    return (f"epoch {epoch + 1}/{epochs}  train_loss {stats.loss:.4f}  top1 {metrics['top1']:.2f}  "
+    return (f"epoch {epoch_of(epoch, epochs)}  train_loss {stats.loss:.4f}  top1 {metrics['top1']:.2f}  "
             f"lr {metrics['lr']:.2e}  {stats.samples / stats.seconds:.0f} img/s  {stats.seconds:.1f} s  "
             f"data wait {stats.data_wait_s / stats.seconds:.0%}")
 
