@@ -1,0 +1,86 @@
+"""Gradient accumulation (harness.trainer.accumulation): one optimizer step over 4 micro-batches of 64 is one
+step over the batch of 256; and the config key that asks for it."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from harness.config import RunConfig, run_hash
+from harness.trainer import accumulation
+from harness.trainer.distributed import DistEnv
+from harness.trainer.loop import assemble, train_step
+from harness.trainer.models import build_student
+from tests.test_trainer import make_config
+
+CLASSES = 10
+
+
+def one_step(steps: int, **sections):
+    """The weights and EMA after one training step over the same 256 images, in `steps` micro-batches."""
+    config = make_config(model={"name": "deit_tiny_patch4_32", "drop_path": 0.0, "dropout": 0.0},
+                         batch_size=256, accumulation_steps=steps, ema={"enabled": True, "decay": 0.5},
+                         optimizer={"clip_grad": 1.0}, **sections)
+    torch.manual_seed(0)
+    model = build_student(config, CLASSES, lambda h: None)
+    run = assemble(config, DistEnv(), torch.device("cpu"), model, None, CLASSES)
+    run.scheduler.step(0)
+    run.train_model.train()
+    images = torch.randn(256, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    targets = torch.randint(0, CLASSES, (256,), generator=torch.Generator().manual_seed(2))
+    np.random.seed(3)  # timm's Mixup draws its lambda and its choice of CutMix from numpy
+    loss = train_step(run, images, targets)
+    assert run.accumulation == steps
+    return loss, model.state_dict(), run.ema.module.state_dict()
+
+
+@pytest.mark.parametrize("augment", [
+    {"mixup": 0.0, "cutmix": 0.0},
+    # Mixup/CutMix on: the whole batch is mixed once before it is sliced, so the draw and the pairs are equal
+    {"mixup": 0.8, "cutmix": 1.0, "mixup_switch_prob": 0.5},
+])
+def test_four_micro_batches_of_64_are_one_batch_of_256(augment):
+    loss1, weights1, ema1 = one_step(1, augment=augment)
+    loss4, weights4, ema4 = one_step(4, augment=augment)
+    assert torch.allclose(loss1, loss4, rtol=1e-5, atol=1e-6)
+    moved = 0
+    for name in weights1:
+        assert torch.allclose(weights1[name], weights4[name], rtol=1e-4, atol=1e-6), name
+        assert torch.allclose(ema1[name], ema4[name], rtol=1e-4, atol=1e-6), name
+    # and the step did something: the weights left the initial ones (the ema sits halfway)
+    torch.manual_seed(0)
+    initial = build_student(make_config(model={"name": "deit_tiny_patch4_32"}), CLASSES, lambda h: None).state_dict()
+    moved = sum(not torch.allclose(initial[n], weights1[n]) for n in weights1)
+    assert moved > len(weights1) // 2
+
+
+def test_slices_weigh_each_micro_batch_by_its_share():
+    images, targets = torch.arange(10.0).view(10, 1), torch.arange(10)
+    parts = list(accumulation.slices(images, targets, 3))
+    assert [len(x) for x, _, _ in parts] == [4, 3, 3]
+    assert sum(w for _, _, w in parts) == pytest.approx(1.0)
+
+
+def test_auto_chooses_the_largest_slice_that_fits():
+    assert accumulation.divisors(12) == [12, 6, 4, 3, 2, 1]
+    # a device that holds 5 images at once: the largest divisor of 12 that fits is 4, so 3 steps
+    assert accumulation.choose(12, lambda micro: micro <= 5) == 3
+    assert accumulation.choose(256, lambda micro: micro <= 64) == 4
+    with pytest.raises(RuntimeError, match="not even one image"):
+        accumulation.choose(8, lambda micro: False)
+
+
+def test_accumulation_key_leaves_old_hashes_alone_and_checks_the_batch():
+    plain = RunConfig()
+    assert "accumulation_steps" not in plain.as_json()
+    assert run_hash(plain) == run_hash(RunConfig(accumulation_steps=1))
+    assert run_hash(RunConfig(accumulation_steps=4)) != run_hash(plain)
+    assert RunConfig(accumulation_steps="auto").as_json()["accumulation_steps"] == "auto"
+    with pytest.raises(ValidationError, match="not divisible by processes x accumulation_steps"):
+        RunConfig(batch_size=1024, accumulation_steps=3)
+    with pytest.raises(ValidationError, match="accumulation_steps 0"):
+        RunConfig(accumulation_steps=0)
