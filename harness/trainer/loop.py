@@ -161,6 +161,8 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
         run.accumulation = accumulation.choose(per_device, accumulation.probe(run, splits.num_classes,
                                                                               config.data.img_size))
     run.accumulation = accumulation.agree(run.accumulation, device)
+    if device.type == "cuda":  # the run's peak memory, not the probe's tries
+        torch.cuda.reset_peak_memory_stats(device)
     info.update({"precision": run.precision, "per_device_batch": str(per_device),
                  "micro_batch": str(per_device // run.accumulation), "accumulation_steps": str(run.accumulation)})
     return run, teacher
