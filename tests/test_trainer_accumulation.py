@@ -84,3 +84,27 @@ def test_accumulation_key_leaves_old_hashes_alone_and_checks_the_batch():
         RunConfig(batch_size=1024, accumulation_steps=3)
     with pytest.raises(ValidationError, match="accumulation_steps 0"):
         RunConfig(accumulation_steps=0)
+
+
+def test_the_probe_leaves_the_run_as_it_found_it(monkeypatch):
+    """The `auto` probe (run on a GPU; here on a CPU, out of memory faked above 6 images): it tells what fits,
+    and leaves no gradient, no random draw and no batch-norm statistic of its random images behind."""
+    config = make_config(model={"name": "resnet_tiny_32", "drop_path": 0.0}, batch_size=32)
+    torch.manual_seed(0)
+    model = build_student(config, CLASSES, lambda h: None)
+    run = assemble(config, DistEnv(), torch.device("cpu"), model, None, CLASSES)
+    forward = model.forward
+
+    def small_card(x):
+        if len(x) > 6:
+            raise torch.cuda.OutOfMemoryError("out of memory (test)")
+        return forward(x)
+
+    monkeypatch.setattr(model, "forward", small_card)
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    rng = torch.get_rng_state()
+    fits = accumulation.probe(run, CLASSES, 16)
+    assert accumulation.choose(32, fits) == 8  # slices of 4: the largest divisor of 32 that fits in 6
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, buffers[k]) for k, v in model.named_buffers())
+    assert all(p.grad is None for p in model.parameters())

@@ -55,7 +55,8 @@ def probe(run, num_classes: int, img_size: int):
                 with run.autocast():
                     loss = run.criterion(images, run.model(images), targets)
                 loss.backward()
-                torch.cuda.synchronize(run.device)
+                if run.device.type == "cuda":
+                    torch.cuda.synchronize(run.device)
             return True
         except torch.cuda.OutOfMemoryError:
             return False
