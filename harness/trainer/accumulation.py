@@ -6,7 +6,7 @@ takes its share as one batch from its sampler, mixes it whole, then runs forward
 with batch norm sees each slice's statistics, as it would on a smaller card.
 
 `accumulation_steps: auto` finds, on a GPU, the largest slice that divides the process's batch whose forward and
-backward fit in memory beside the optimizer's state (a short probe of the run's own model, loss and precision on
+backward fit in memory beside the optimizer's state, the whole batch and a margin (a short probe of the run's own model, loss and precision on
 random images); on a CPU it is 1.
 """
 
@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from harness.trainer import distributed
+
+
+# share of the card's memory the probe leaves free (the allocator's fragmentation over a long run)
+MARGIN = 0.05
 
 
 def divisors(n: int) -> list[int]:
@@ -39,6 +43,7 @@ def probe(run, num_classes: int, img_size: int):
     images under the run's autocast, with room held for the optimizer's state; False on CUDA out-of-memory.
     The random streams are left as they were, and the gradients empty."""
     params = [p for p in run.model.parameters() if p.requires_grad]
+    whole = run.config.batch_size // run.env.world_size
     # batch norm's running statistics would learn from the probe's random images: put back after each try
     buffers = {name: b.clone() for name, b in run.model.named_buffers()}
 
@@ -46,8 +51,13 @@ def probe(run, num_classes: int, img_size: int):
         held: list[torch.Tensor] = []
         try:
             with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-                # AdamW keeps two tensors per parameter, made at the first step: hold their room now
+                # AdamW keeps two tensors per parameter, made at the first step; training holds the process's
+                # whole batch and its mixed copy beside each slice; and a margin for fragmentation: hold it all
                 held = [torch.empty_like(p) for p in params for _ in range(2)]
+                held += [torch.empty(whole, 3, img_size, img_size, device=run.device) for _ in range(2)]
+                if run.device.type == "cuda":
+                    margin = int(MARGIN * torch.cuda.get_device_properties(run.device).total_memory)
+                    held.append(torch.empty(margin, dtype=torch.uint8, device=run.device))
                 images = torch.randn(micro, 3, img_size, img_size, device=run.device)
                 labels = torch.randint(0, num_classes, (micro,), device=run.device)
                 targets = F.one_hot(labels, num_classes).float() if run.mixup is not None else labels
