@@ -14,20 +14,23 @@ from harness.config import RunConfig, run_hash
 from harness.trainer import accumulation
 from harness.trainer.distributed import DistEnv
 from harness.trainer.loop import assemble, train_step
-from harness.trainer.models import build_student
+from harness.trainer.models import build_student, create_model
 from tests.test_trainer import make_config
 
 CLASSES = 10
 
 
-def one_step(steps: int, **sections):
+def one_step(steps: int, distillation: str = "none", **sections):
     """The weights and EMA after one training step over the same 256 images, in `steps` micro-batches."""
+    teacher_config = {"model": "resnet_tiny_32", "checkpoint": "given below"} if distillation != "none" else None
     config = make_config(model={"name": "deit_tiny_patch4_32", "drop_path": 0.0, "dropout": 0.0},
                          batch_size=256, accumulation_steps=steps, ema={"enabled": True, "decay": 0.5},
-                         optimizer={"clip_grad": 1.0}, **sections)
+                         optimizer={"clip_grad": 1.0}, distillation={"kind": distillation, "teacher": teacher_config},
+                         **sections)
     torch.manual_seed(0)
     model = build_student(config, CLASSES, lambda h: None)
-    run = assemble(config, DistEnv(), torch.device("cpu"), model, None, CLASSES)
+    teacher = create_model("resnet_tiny_32", CLASSES, 16).eval().requires_grad_(False) if teacher_config else None
+    run = assemble(config, DistEnv(), torch.device("cpu"), model, teacher, CLASSES)
     run.scheduler.step(0)
     run.train_model.train()
     images = torch.randn(256, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -38,14 +41,17 @@ def one_step(steps: int, **sections):
     return loss, model.state_dict(), run.ema.module.state_dict()
 
 
-@pytest.mark.parametrize("augment", [
-    {"mixup": 0.0, "cutmix": 0.0},
+@pytest.mark.parametrize("augment, distillation", [
+    ({"mixup": 0.0, "cutmix": 0.0}, "none"),
     # Mixup/CutMix on: the whole batch is mixed once before it is sliced, so the draw and the pairs are equal
-    {"mixup": 0.8, "cutmix": 1.0, "mixup_switch_prob": 0.5},
+    ({"mixup": 0.8, "cutmix": 1.0, "mixup_switch_prob": 0.5}, "none"),
+    # and the distillation loss, soft (a mean over the slice's logits) and hard, with a convnet teacher
+    ({"mixup": 0.8, "cutmix": 1.0}, "soft"),
+    ({"mixup": 0.8, "cutmix": 1.0}, "hard"),
 ])
-def test_four_micro_batches_of_64_are_one_batch_of_256(augment):
-    loss1, weights1, ema1 = one_step(1, augment=augment)
-    loss4, weights4, ema4 = one_step(4, augment=augment)
+def test_four_micro_batches_of_64_are_one_batch_of_256(augment, distillation):
+    loss1, weights1, ema1 = one_step(1, distillation, augment=augment)
+    loss4, weights4, ema4 = one_step(4, distillation, augment=augment)
     assert torch.allclose(loss1, loss4, rtol=1e-5, atol=1e-6)
     moved = 0
     for name in weights1:
