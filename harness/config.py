@@ -238,8 +238,9 @@ class RunConfig(Frozen):
     seed: Int = Field(0, ge=0, le=MAX_SEED)
     # auto (cuda when present), cpu or cuda
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # training precision: fp32, or bf16 autocast
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # training precision: fp32; bf16 autocast; fp16 autocast with a gradient scaler (the reference's setting); or
+    # auto: bf16 where the GPU supports it, else fp16 with the scaler (fp32 on a CPU). The run records the resolved one
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     # a lab's own modules (the spec's `imports:`), imported before anything is built: they register models and
     # datasets by name. Their names are part of the run's identity, their code is not (its SHA-256 is provenance)
     imports: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")], ...] = ()
@@ -252,6 +253,9 @@ class RunConfig(Frozen):
     # processes a CPU run trains with (DDP over gloo; the executor starts one task each: SLURM tasks, local
     # processes); batch_size is their total. A GPU run has one process per GPU of its job instead
     processes: Int = Field(1, ge=1, le=1024)
+    # micro-batches each optimizer step accumulates: batch_size stays the recipe's total, each device takes
+    # batch_size / (devices * accumulation_steps) per micro-batch; "auto" picks the fewest that fit
+    accumulation_steps: Int | Literal["auto"] = 1
 
     @model_validator(mode="after")
     def _processes_on_cpus(self) -> "RunConfig":
@@ -262,9 +266,24 @@ class RunConfig(Frozen):
             raise ValueError(f"batch_size {self.batch_size} is not divisible by processes: {self.processes}")
         return self
 
+    @model_validator(mode="after")
+    def _micro_batches(self) -> "RunConfig":
+        steps = self.accumulation_steps
+        if steps != "auto" and not 1 <= steps <= MAX_COUNT:
+            raise ValueError(f"accumulation_steps {steps} is not 'auto' or a count from 1 to {MAX_COUNT}")
+        if steps != "auto" and self.batch_size % (self.processes * steps):
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by processes x accumulation_steps "
+                             f"({self.processes} x {steps})")
+        return self
+
     def as_json(self) -> dict[str, Any]:
-        # no imports, no key: the hashes of runs made before `imports` existed stay the same
-        return self.model_dump(mode="json", exclude={"imports"} if not self.imports else None)
+        # a key added after runs were stored is left out at its default, so their hashes stay the same
+        unset = {key for key, default in _ADDED_KEYS.items() if getattr(self, key) == default}
+        return self.model_dump(mode="json", exclude=unset or None)
+
+
+# keys added to RunConfig after runs were stored, with the default at which a run's hash leaves them out
+_ADDED_KEYS: dict[str, Any] = {"imports": (), "accumulation_steps": 1}
 
 
 def run_hash(config: RunConfig) -> str:

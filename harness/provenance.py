@@ -1,7 +1,8 @@
 """Where a run's code and machine came from: `collect()` -> a plain dict stored with the run.
 
 git commit and dirty flag of the harness checkout, versions of python/torch/timm/harness, host,
-accelerator name, SLURM job id and the command line. Passwords in database URLs on the command
+accelerator name, torch's thread count, the version of the data orders (`DATA_ORDER`), SLURM job id and the
+command line. Passwords in database URLs on the command
 line are replaced by *** before anything is stored. Nothing here fails: a fact that cannot be
 found is None.
 """
@@ -31,6 +32,14 @@ _QUERY_PARAM = re.compile(r"(?P<head>[?&](?P<key>[^=&#\s]+)=)(?P<value>[^&#\s]*)
 _PASSWORD_ARG = re.compile(r"(?i)(?P<head>(?:--)?[a-z_]*pass(?:word|wd)?[=:])(?P<pw>\S+)")
 
 
+# the version of the trainer's data orders (harness/trainer/loaders.py: epoch_seed): runs of different versions
+# visit their data in different orders, so `harness report` says when a cell mixes them. Runs stored before it was
+# recorded count as version 1 (each epoch shuffled by seed + epoch); 2: (seed, epoch) mixed by numpy's SeedSequence
+DATA_ORDER = 2
+# what a run stored without the key is
+DATA_ORDER_BEFORE = 1
+
+
 def redact(text: str) -> str:
     """Replace the passwords of URLs (`user:password@`, `?password=` however its name is percent-encoded) and
     password=... arguments in `text` by ***."""
@@ -57,6 +66,9 @@ def collect() -> dict[str, Any]:
         "command": redact(shlex.join(sys.argv)),
         # the lab's own modules (a spec's `imports:`) imported so far, each with its source files' SHA-256
         "imports": registry.imported(),
+        "data_order": DATA_ORDER,
+        # intra-op threads of a CPU run: a rerun on another thread count may differ in the last digit
+        "torch_threads": _torch_threads(),
     }
 
 
@@ -86,6 +98,12 @@ def device_name() -> str | None:
     except Exception:  # a broken driver must not stop a run from starting
         pass
     return _cpu_name()
+
+
+def _torch_threads() -> int | None:
+    """torch's intra-op thread count when torch is already imported (the job sets it before collecting)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def _cpu_name() -> str | None:

@@ -1,6 +1,7 @@
 """The GPU day, rehearsed on this CPU: `benchmarks/gpu/run.sh --rehearse` runs every step the GPU machine will
 run (the harness end to end through the local executor and its report, inference throughput, training speed
-against a bare loop and the reference settings), at tiny sizes, and writes one markdown file of results.
+against a bare loop and the reference settings, mixed precision with gradient accumulation against fp32), at
+tiny sizes, and writes one markdown file of results.
 Also: the wheels `benchmarks/gpu/prepare.sh` fetches cover every dependency the GPU image lacks."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_the_rehearsal_runs_every_step_and_writes_the_results(tmp_path: Path) ->
     assert done.returncode == 0, done.stdout + done.stderr
     results = (tmp_path / "RESULTS.md").read_text()
     log = (tmp_path / "run.log").read_text()
-    for step in ("harness run", "harness report", "inference", "training speed"):
+    for step in ("harness run", "harness report", "inference", "training speed", "precision and accumulation"):
         assert re.search(rf"_{step}: done in \d+ s", results), f"step '{step}' did not finish:\n{results}\n{log[-4000:]}"
     assert "- torch " in results and "CUDA" in results
     # the harness trained the profile's four runs and reported them
@@ -53,3 +54,6 @@ def test_the_rehearsal_runs_every_step_and_writes_the_results(tmp_path: Path) ->
     assert re.search(r"\| deit_tiny_patch4_32 \| 16 \| \d+", results)
     for arm in ("bare", "harness", "bare+compile+fused", "harness+compile+fused", "reference"):
         assert re.search(rf"\| {re.escape(arm)} \| [\d.]+ \|", results), arm
+    # precision auto against fp32, both keeping the batch of 32 in two micro-batches of 16 (auto is fp32 on a CPU)
+    for asked in ("fp32", "auto"):
+        assert re.search(rf"\| {asked} \| fp32 \| 32 \| 16 \| 2 \| \d+ \| \d+ \|", results), asked

@@ -57,3 +57,12 @@ def test_paper_scale_distillation_uses_the_papers_published_teacher():
         for run in expand(load_spec(ROOT / "ablations" / f"{name}.yaml")):
             if run.config.distillation.kind != "none":
                 assert run.config.distillation.teacher.pretrained == "regnety_160.deit_in1k", (name, run.variant)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_paper_scale_trains_in_mixed_precision_and_the_cpu_profiles_in_fp32(spec):
+    loaded = load_spec(spec)
+    for profile in [None, *loaded.spec.profiles]:
+        for run in expand(loaded, profile):
+            wanted = "fp32" if run.config.device == "cpu" else "auto"
+            assert run.config.precision == wanted, (spec.stem, profile, run.variant)

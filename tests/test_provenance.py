@@ -67,3 +67,17 @@ def test_mark_started_stores_provenance_without_secrets(sqlite_store, planned, m
     files = list(Path(sqlite_store.url.database).parent.glob("harness.db*"))  # the database and its WAL
     assert files and all(b"t0psecret" not in f.read_bytes() for f in files)
     assert any(b"bob:***@h" in f.read_bytes() for f in files)
+
+
+def test_collect_records_the_data_order_version_and_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        facts = provenance.collect()
+    finally:
+        torch.set_num_threads(before)
+    assert facts["torch_threads"] == 1
+    # runs of the seed-and-epoch mixed orders (harness.trainer.loaders.epoch_seed) are version 2
+    assert facts["data_order"] == provenance.DATA_ORDER == 2

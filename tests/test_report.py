@@ -278,3 +278,21 @@ def test_cli_report(small_store, sqlite_url, tmp_path):
         assert res.exit_code == 2, (bad, res.output)
     res = runner.invoke(app, ["report", "--table", "9", "--db", sqlite_url])
     assert res.output == "error: no Table 9; tables: 1, 2, 3, 4, 5, 7, 8, 10\n"
+
+
+def test_a_cell_mixing_data_order_versions_says_so(sqlite_store):
+    # seed 0 trained by code of the independent seed orders (provenance data_order 2), seeds 1 and 2 before it
+    fill(sqlite_store, "distillation", "small", fake_top1,
+         provenance=lambda r: {"data_order": 2} if r.seed == 0 else {})
+    df = table(3, store=sqlite_store)
+    mixed = [n for n in df.attrs["notes"] if n.startswith("Cells mixing runs of different data orders")]
+    assert len(mixed) == 1
+    assert "DeiT– no distillation / Ti 224 (v1: 2 runs, v2: 1 run)" in mixed[0]
+    assert mixed[0] in render(df, "markdown")
+    # one precision throughout: no note about precisions
+    assert not any("precisions" in n for n in df.attrs["notes"])
+
+
+def test_cells_of_one_data_order_version_have_no_such_note(sqlite_store):
+    fill(sqlite_store, "distillation", "small", fake_top1, provenance=lambda r: {"data_order": 2})
+    assert not any(n.startswith("Cells mixing") for n in table(3, store=sqlite_store).attrs["notes"])

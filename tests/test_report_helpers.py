@@ -27,7 +27,8 @@ def planned(spec: str, profile: str | None):
 
 def fill(store, spec: str, profile: str | None, metrics: MetricsFn, epochs: int = 3,
          predictions: Callable[[object], dict[str, np.ndarray]] | None = None,
-         ending: Callable[[object], str] | None = None) -> list:
+         ending: Callable[[object], str] | None = None,
+         provenance: Callable[[object], dict] | None = None) -> list:
     """Register and complete every run of `spec`/`profile` (or end it as `ending(run)` says: completed,
     failed or cancelled); returns the PlannedRuns."""
     loaded, runs = planned(spec, profile)
@@ -37,7 +38,7 @@ def fill(store, spec: str, profile: str | None, metrics: MetricsFn, epochs: int 
         final = metrics(run)
         if store.get_run(run.hash).status == "completed":
             continue  # a run another spec shares, completed already
-        drive(store, run.hash, "running")
+        drive(store, run.hash, "running", provenance=provenance(run) if provenance else None)
         for epoch in range(epochs):
             curve = {k: v * (epoch + 1) / epochs for k, v in final.items() if k.startswith("top1")}
             store.log_epoch(run.hash, epoch, {"train_loss": 2.0 - epoch * 0.3, **curve})

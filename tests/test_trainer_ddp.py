@@ -108,3 +108,35 @@ def test_task_layout_from_submitit_and_torchrun():
     # nothing of the layouts above is left for the tests after this one (a WORLD_SIZE of 2 would make every
     # later run wait for a second process)
     assert dict(os.environ) == before and os.environ.get("WORLD_SIZE") in (None, "1")
+
+
+def ema_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from harness.trainer import loop, train
+    from harness.trainer.sink import MemorySink
+    from tests.test_trainer import make_config
+
+    runs = []
+    assemble = loop.assemble
+    loop.assemble = lambda *a, **k: runs.append(assemble(*a, **k)) or runs[-1]
+    # two micro-batches a step: gradients are exchanged only after the second (no_sync before it)
+    config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"train_subset": 64},
+                         ema={"enabled": True, "decay": 0.99}, batch_size=32, accumulation_steps=2)
+    sink = MemorySink()
+    final = train(config, os.path.join(out, "run"), sink, lambda h: None)
+    run = runs[0]
+    torch.save({"ema": run.ema.module.state_dict(), "trained": run.model.state_dict(),
+                "ema_top1": final["ema_top1"], "accumulation": run.accumulation}, os.path.join(out, f"ema{rank}.pt"))
+
+
+@pytest.mark.slow
+def test_every_rank_keeps_rank_0s_ema(tmp_path):
+    mp.spawn(ema_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = torch.load(tmp_path / "ema0.pt"), torch.load(tmp_path / "ema1.pt")
+    assert r0["accumulation"] == r1["accumulation"] == 2
+    assert same(r0["trained"], r1["trained"])
+    # the EMA starts from the weights DDP broadcast, not from each rank's own initial draw
+    assert same(r0["ema"], r1["ema"])
+    assert r0["ema_top1"] == r1["ema_top1"]

@@ -1,5 +1,5 @@
 """Inference throughput of the DeiT models under the harness's `paper` and `fast` protocols
-(harness.trainer.measure): fp32 at the largest power-of-two batch that fits, and bf16 with channels-last and
+(harness.trainer.measure): fp32 without TF32 at the largest batch that fits (searched), and bf16 with channels-last and
 torch.compile (CUDA). One markdown row per model, appended to `--markdown` as soon as it is measured.
 
     python benchmarks/gpu/inference.py --device cuda --markdown results.md     # DeiT-Ti/S/B @224, DeiT-B @384

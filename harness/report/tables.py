@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from harness import dotted
+from harness.provenance import DATA_ORDER_BEFORE
 from harness.report import cost as costs
 from harness.report import definitions as defs
 from harness.report import setting
@@ -235,11 +236,41 @@ def build_grid(td: defs.TableDef, runset: RunSet, spec: str | None = None, profi
         spent = costs.hours_text(costs.total(used))
         notes.append(f"Cost: {spent or 'no stored training time'} for the {len(used)} runs shown "
                      "(stored training time × processes; a run filling several cells counts once).")
+    notes += mixed_cells(td, members_of)
     df.attrs["notes"] = notes
     return df
 
 
 Members = dict[tuple[str, str], list[Any]]
+
+
+def _data_order(run: Any) -> str:
+    return f"v{(getattr(run, 'provenance', None) or {}).get('data_order', DATA_ORDER_BEFORE)}"
+
+
+def _precision(run: Any) -> str:
+    # the precision the run resolved (`auto`: bf16 or fp16), else the one its config named
+    resolved = (getattr(run, "info", None) or {}).get("precision")
+    named = defs.lookup(run, "precision")
+    return str(resolved or (named if named is not dotted.MISSING else "fp32"))
+
+
+def mixed_cells(td: defs.TableDef, members_of: Members) -> list[str]:
+    """One note per property that differs between the runs of a cell: the data-order version of the code that
+    trained them (harness.provenance.DATA_ORDER) and the precision they trained in. Their mean is then no one
+    setting's."""
+    rows, cols = {r.id: r.label for r in td.rows}, {c.id: c.label for c in td.columns}
+    notes = []
+    for what, key in (("data orders (harness code versions)", _data_order), ("training precisions", _precision)):
+        mixed = []
+        for (rid, cid), members in members_of.items():
+            kinds = sorted({key(r) for r in members})
+            if len(kinds) > 1:
+                counts = ", ".join(f"{k}: {count(sum(key(r) == k for r in members), 'run')}" for k in kinds)
+                mixed.append(f"{rows[rid]} / {cols[cid]} ({counts})")
+        if mixed:
+            notes.append(f"Cells mixing runs of different {what}: " + "; ".join(mixed) + ".")
+    return notes
 
 
 def cell_samples(td: defs.TableDef, members_of: Members) -> dict[tuple[str, str], sig.Samples]:

@@ -124,13 +124,15 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, ema, progress: Progress,
-                    rngs: list[dict], guard: Guard | None = None) -> bool:
-    """`rngs`: every process's RNG state, in rank order; False when `guard` kept the old checkpoint."""
+                    rngs: list[dict], guard: Guard | None = None, scaler=None) -> bool:
+    """`rngs`: every process's RNG state, in rank order; `scaler`: fp16's gradient scaler (None: none); False
+    when `guard` kept the old checkpoint."""
     return save_atomic({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "ema": ema.module.state_dict() if ema is not None else None,
         "epoch": progress.next_epoch - 1, "history": progress.history,
         "train_time_s": progress.train_time_s, "train_samples": progress.train_samples, "rng": rngs,
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }, path, guard)
 
 
@@ -169,7 +171,7 @@ def read_checkpoint(path: Path, rank: int = 0) -> dict | None:
     return ckpt
 
 
-def resume(path: Path, model: nn.Module, optimizer, scheduler, ema, rank: int) -> Progress:
+def resume(path: Path, model: nn.Module, optimizer, scheduler, ema, rank: int, scaler=None) -> Progress:
     """Restore everything from the checkpoint at `path`; a fresh Progress when there is none (or it is unreadable)."""
     ckpt = read_checkpoint(path, rank)
     if ckpt is None:
@@ -179,5 +181,7 @@ def resume(path: Path, model: nn.Module, optimizer, scheduler, ema, rank: int) -
     scheduler.load_state_dict(ckpt["scheduler"])
     if ema is not None and ckpt.get("ema") is not None:
         ema.module.load_state_dict(ckpt["ema"])
+    if scaler is not None and ckpt.get("scaler") is not None:
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
     return Progress(list(ckpt["history"]), ckpt["train_time_s"], ckpt["train_samples"])

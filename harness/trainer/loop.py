@@ -33,7 +33,7 @@ from torch import nn
 
 from harness import registry
 from harness.config import RunConfig
-from harness.trainer import distributed, final
+from harness.trainer import accumulation, distributed, final, precision
 from harness.trainer.checkpoint import CHECKPOINT, resume, rng_state, save_checkpoint, seed_everything
 from harness.trainer.datasets import build_dataset, size
 from harness.trainer.evaluate import EvalResult, evaluate
@@ -84,6 +84,11 @@ class Run:
     scheduler: Scheduler
     mixup: Mixup | None
     criterion: nn.Module
+    # the resolved precision (fp32, bf16, fp16) and fp16's gradient scaler (None otherwise)
+    precision: str = "fp32"
+    scaler: torch.amp.GradScaler | None = None
+    # micro-batches per optimizer step (harness.trainer.accumulation)
+    accumulation: int = 1
     # the data: a DataLoader or an InMemoryLoader (harness/trainer/loaders.py), each with a sampler that has
     # set_epoch (None where only training steps are timed: harness.launch.probe)
     train_loader: Any = None
@@ -128,12 +133,6 @@ def _device(config: RunConfig, env: distributed.DistEnv) -> torch.device:
     return device
 
 
-def _autocast(config: RunConfig, device: torch.device) -> Callable:
-    if config.precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext
-
-
 def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Callable[[str], Path],
               info: dict[str, str]) -> tuple[Run, nn.Module | None]:
     """The run and its teacher (None without distillation); `info` receives where their weights came from."""
@@ -158,40 +157,72 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
         teacher = build_teacher(config, splits.num_classes, resolve_run_dir, device, info)
     run = assemble(config, env, device, model, teacher, splits.num_classes, len(train_loader))
     run.train_loader, run.val_loader, run.val_shard = train_loader, val_loader, val_shard
+    per_device = config.batch_size // env.world_size
+    if config.accumulation_steps == "auto" and device.type == "cuda":  # on a CPU auto means 1
+        run.accumulation = accumulation.choose(per_device, accumulation.probe(run, splits.num_classes,
+                                                                              config.data.img_size))
+    run.accumulation = accumulation.agree(run.accumulation, device)
+    if device.type == "cuda":  # the run's peak memory, not the probe's tries
+        torch.cuda.reset_peak_memory_stats(device)
+    info.update({"precision": run.precision, "per_device_batch": str(per_device),
+                 "micro_batch": str(per_device // run.accumulation), "accumulation_steps": str(run.accumulation)})
     return run, teacher
 
 
 def assemble(config: RunConfig, env: distributed.DistEnv, device: torch.device, model: nn.Module,
              teacher: nn.Module | None, num_classes: int, steps_per_epoch: int = 1) -> Run:
     """What a training step needs around a built student (and teacher): EMA, optimizer, schedule, Mixup/CutMix,
-    the run's loss, the DDP wrapper; no data (`build_run` adds it). A horizon in epochs becomes a per-step EMA
-    decay with `steps_per_epoch` (those of one process)."""
-    ema = ModelEmaV3(model, decay=config.ema.step_decay(steps_per_epoch)) if config.ema.enabled else None
+    the run's loss, the DDP wrapper, the precision; no data (`build_run` adds it, and chooses an `auto`
+    accumulation). A horizon in epochs becomes a per-step EMA decay with `steps_per_epoch` (those of one process)."""
     unused_head = is_distilled(model) and config.distillation.kind == "none"
     optimizer = build_optimizer(config, model)
     mixup = build_mixup(config, num_classes)
     train_model = distributed.wrap(model, env, device, find_unused=unused_head)
+    # made after DDP has broadcast rank 0's weights: every process starts its EMA from the same weights
+    ema = ModelEmaV3(model, decay=config.ema.step_decay(steps_per_epoch)) if config.ema.enabled else None
     if config.compile:
         train_model = cast(nn.Module, torch.compile(train_model))
-    return Run(config, env, device, _autocast(config, device), model, train_model, ema, optimizer,
-               build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher))
+    resolved = precision.resolve(config, device)
+    steps = config.accumulation_steps if config.accumulation_steps != "auto" else 1
+    return Run(config, env, device, precision.autocast(resolved, device), model, train_model, ema, optimizer,
+               build_scheduler(config, optimizer), mixup, build_criterion(config, mixup, teacher), resolved,
+               precision.scaler(resolved, device), steps)
 
 
 def train_step(run: Run, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """One training step on a batch already on the device: Mixup/CutMix, the run's loss (the teacher's forward
-    included), backward, gradient clipping, the optimizer step and the EMA update; the loss, detached."""
+    """One optimizer step on a process's batch already on the device: Mixup/CutMix over the whole batch, then per
+    micro-batch (`run.accumulation`) the run's loss (the teacher's forward included) and backward, gradients
+    synchronised between processes at the last one only; then gradient clipping, the optimizer step (through
+    fp16's scaler) and the EMA update. Returns the batch's mean loss, detached."""
     if run.mixup is not None:
         images, targets = run.mixup(images, targets)
-    with run.autocast():
-        loss = run.criterion(images, run.train_model(images), targets)
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    parts = list(accumulation.slices(images, targets, run.accumulation))
+    total = torch.zeros((), device=images.device)
+    for i, (x, y, weight) in enumerate(parts):
+        with _gradient_sync(run, last=i == len(parts) - 1), run.autocast():
+            loss = run.criterion(x, run.train_model(x), y) * weight
+        (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
+        total += loss.detach().float()
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)  # clipping sees the true gradients
     if run.config.optimizer.clip_grad is not None:
         nn.utils.clip_grad_norm_(run.model.parameters(), run.config.optimizer.clip_grad)
-    run.optimizer.step()
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
     if run.ema is not None:
         run.ema.update(run.model)
-    return loss.detach()
+    return total
+
+
+def _gradient_sync(run: Run, last: bool):
+    """DDP's all-reduce only after the last micro-batch (`no_sync` before it); nothing to do in one process."""
+    if last or run.env.world_size == 1:
+        return nullcontext()
+    return cast(Any, run.train_model).no_sync()
 
 
 def _check_stop(run: Run, should_stop: StopCheck, pending: str | None, epoch: int, step: int) -> str | None:
@@ -255,7 +286,7 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
     run, teacher = build_run(config, env, resolve_run_dir, info)
     is_main = env.rank == 0
     ckpt_path = run_dir / CHECKPOINT
-    progress = resume(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, env.rank)
+    progress = resume(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, env.rank, run.scaler)
     teacher_eval = run.evaluate(teacher, prefix="teacher_") if teacher is not None else None
 
     last_eval: EvalResult | None = None
@@ -277,7 +308,7 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         if is_main:
             # a checkpoint the sink cannot vouch for now (store out of reach) waits for the next epoch
             save_checkpoint(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, progress, rngs,
-                            guard=lambda: sink.may_replace_files(wait=False))
+                            guard=lambda: sink.may_replace_files(wait=False), scaler=run.scaler)
         distributed.barrier()
 
     if last_eval is None:  # resumed after the last epoch: evaluate the stored weights again for the predictions

@@ -2,11 +2,12 @@
 
 Throughput protocols:
 
-- `paper`: the DeiT paper's Table 5 protocol. fp32, the largest batch that fits (powers of two up to
-  `GPU_BATCH_CAP` on a GPU; `CPU_BATCH_CAP` on a CPU), a few warm-up batches, then `repeats` timed batches;
-  images/s over the timed batches.
-- `fast`: the same, under bf16 autocast with channels-last memory and `torch.compile` where the device supports
-  it (CUDA).
+- `paper`: the DeiT paper's Table 5 protocol. fp32 (TF32 off: on Ampere and later torch would otherwise run
+  "fp32" matmuls and convolutions in TF32), the largest batch that fits (on a GPU: powers of two until one does
+  not fit, then bisection between the last two; `CPU_BATCH_CAP` on a CPU), a few warm-up batches, then `repeats`
+  timed batches; images/s over the timed batches. The batch is recorded beside the figure.
+- `fast`: under bf16 autocast with channels-last memory and `torch.compile` where the device supports it
+  (CUDA), TF32 as torch has it, at the largest power-of-two batch up to `GPU_BATCH_CAP`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 # largest batch tried on a CPU by the paper protocol (a CPU has no out-of-memory signal worth waiting for)
 CPU_BATCH_CAP = 64
-# largest batch tried on a GPU (throughput of the DeiT models saturates well before; keeps benchmarks/gpu/run.sh short)
+# largest batch tried on a GPU by the fast protocol (throughput saturates well before; keeps benchmarks/gpu/run.sh
+# short); the paper protocol searches up to PAPER_BATCH_LIMIT, far beyond any card's memory for these models
 GPU_BATCH_CAP = 1024
+PAPER_BATCH_LIMIT = 1 << 20
 WARMUP_BATCHES = 5
 
 
@@ -99,24 +102,53 @@ def _run(model, batch: int, img_size: int, protocol: str, device: torch.device, 
     return batch * iters / elapsed
 
 
-def largest_batch(model, img_size: int, protocol: str, device: torch.device) -> int:
-    """The largest power-of-two batch whose forward pass fits in GPU memory (GPU_BATCH_CAP at most)."""
-    batch, best = 1, 1
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TF32 matmuls and cuDNN convolutions allowed or not, as torch's flags had them afterwards."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def _fits(model, batch: int, img_size: int, protocol: str, device: torch.device) -> bool:
     x: torch.Tensor | None = None
-    while batch <= GPU_BATCH_CAP:
-        try:
-            x = torch.randn(batch, 3, img_size, img_size, device=device)
-            with torch.no_grad(), _autocast(protocol, device):
-                model(x)
-            _sync(device)
-            best = batch
-            batch *= 2
-        except torch.cuda.OutOfMemoryError:
-            break
-        finally:
-            x = None
-            torch.cuda.empty_cache()
+    try:
+        x = torch.randn(batch, 3, img_size, img_size, device=device)
+        with torch.no_grad(), _autocast(protocol, device):
+            model(x)
+        _sync(device)
+        return True
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        x = None
+        torch.cuda.empty_cache()
+
+
+def search_batch(fits, limit: int, refine: bool) -> int:
+    """The largest batch that `fits(batch)`: powers of two up to `limit`, then (`refine`) bisection between the
+    last that fit and the first that did not. 1 when not even one fits (the measurement then says so)."""
+    best, batch = 1, 1
+    while batch <= limit and fits(batch):
+        best, batch = batch, batch * 2
+    if refine and batch <= limit:  # `batch` did not fit
+        low, high = best, batch
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        best = low
     return best
+
+
+def largest_batch(model, img_size: int, protocol: str, device: torch.device) -> int:
+    """The largest batch whose forward pass fits in GPU memory: searched without a cap and refined for the paper
+    protocol, powers of two up to GPU_BATCH_CAP for the fast one."""
+    paper = protocol == "paper"
+    return search_batch(lambda batch: _fits(model, batch, img_size, protocol, device),
+                        PAPER_BATCH_LIMIT if paper else GPU_BATCH_CAP, refine=paper)
 
 
 def measure_throughput(model: nn.Module, img_size: int, device: torch.device, protocol: str = "paper",
@@ -125,9 +157,10 @@ def measure_throughput(model: nn.Module, img_size: int, device: torch.device, pr
     if protocol not in ("paper", "fast"):
         raise ValueError(f"unknown throughput protocol '{protocol}'; known: paper, fast")
     model = model.eval()
-    if batch_size is None:  # searched before compiling: each new batch shape would compile again
-        batch_size = largest_batch(model, img_size, protocol, device) if device.type == "cuda" else CPU_BATCH_CAP
-    model, compiled = _prepare(model, protocol, device)
-    img_s = _run(model, batch_size, img_size, protocol, device, repeats)
+    with _tf32(False) if protocol == "paper" else contextlib.nullcontext():
+        if batch_size is None:  # searched before compiling: each new batch shape would compile again
+            batch_size = largest_batch(model, img_size, protocol, device) if device.type == "cuda" else CPU_BATCH_CAP
+        model, compiled = _prepare(model, protocol, device)
+        img_s = _run(model, batch_size, img_size, protocol, device, repeats)
     dtype = "bfloat16" if protocol == "fast" else "float32"
     return Throughput(img_s, batch_size, dtype, compiled)
