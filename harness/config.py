@@ -252,19 +252,42 @@ class RunConfig(Frozen):
     # processes a CPU run trains with (DDP over gloo; the executor starts one task each: SLURM tasks, local
     # processes); batch_size is their total. A GPU run has one process per GPU of its job instead
     processes: Int = Field(1, ge=1, le=1024)
+    # micro-batches each optimizer step accumulates: batch_size stays the recipe's total, each device takes
+    # batch_size / (devices * accumulation_steps) per micro-batch; "auto" picks the fewest that fit
+    accumulation_steps: Int | Literal["auto"] = 1
+    # GPUs one run trains on, with DDP over one process each (local GPUs of this machine, or a SLURM job's);
+    # batch_size is their total
+    gpus: Int = Field(1, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _processes_on_cpus(self) -> "RunConfig":
         if self.processes > 1 and self.device != "cpu":
             raise ValueError(f"processes: {self.processes} needs device: cpu (GPU runs take one process per GPU "
                              "of their job)")
-        if self.batch_size % self.processes:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by processes: {self.processes}")
+        if self.gpus > 1 and self.device == "cpu":
+            raise ValueError(f"gpus: {self.gpus} needs device: cuda or auto (a CPU run sets processes instead)")
+        if self.batch_size % self.devices:
+            what = f"processes: {self.processes}" if self.device == "cpu" else f"gpus: {self.gpus}"
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by {what}")
+        steps = self.accumulation_steps
+        if steps != "auto" and (steps < 1 or self.batch_size % (self.devices * steps)):
+            raise ValueError(f"accumulation_steps: {steps} must be at least 1 and divide the per-device batch "
+                             f"{self.batch_size // self.devices}")
         return self
 
+    @property
+    def devices(self) -> int:
+        """The processes the run trains with, one per device: its GPUs, or a CPU run's processes."""
+        return self.processes if self.device == "cpu" else self.gpus
+
     def as_json(self) -> dict[str, Any]:
-        # no imports, no key: the hashes of runs made before `imports` existed stay the same
-        return self.model_dump(mode="json", exclude={"imports"} if not self.imports else None)
+        # keys added after runs were stored are left out at their default, so those runs keep their hashes
+        left_out = {key for key, default in LATE_KEYS.items() if getattr(self, key) == default}
+        return self.model_dump(mode="json", exclude=left_out or None)
+
+
+# RunConfig keys that a run's JSON (and so its hash) holds only when they differ from these defaults
+LATE_KEYS: dict[str, Any] = {"imports": (), "accumulation_steps": 1, "gpus": 1}
 
 
 def run_hash(config: RunConfig) -> str:
