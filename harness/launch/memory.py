@@ -146,7 +146,10 @@ def device_plans(runs: Iterable[Any], executor: str | None, max_parallel: int | 
     gpu_runs = [r for r in runs if r.config.device != "cpu"]
     if executor not in ("local", "debug") or not gpu_runs:
         return [], []
-    memory = device_memory_gib()
+    try:
+        memory = device_memory_gib()
+    except ValueError as exc:
+        return [], [str(exc)]
     if memory is None:
         return [], []
     gpus = len(local_gpu_ids())
