@@ -46,6 +46,28 @@ def test_processes_are_a_cpu_setting_in_the_hash():
         RunConfig(device="cpu", processes=3, batch_size=64)
 
 
+def test_gpus_and_accumulation_are_in_the_hash_only_when_set_and_checked_against_the_batch():
+    from harness.config import run_hash
+
+    # the hashes of runs stored before these keys existed stay what they were
+    assert run_hash(RunConfig()) == "f9f72e2c2e74e4885d404820048f3ac93538da2a82f791ffc1239c3dce232d6c"
+    assert run_hash(RunConfig(device="cpu", processes=2, batch_size=64)) == (
+        "58091d1ddba4213ffd4b8c9b841c502339a90d3dfe7093224c10350b2d6a9eec")
+    assert {"gpus", "accumulation_steps"}.isdisjoint(RunConfig().as_json())
+    hashes = {run_hash(RunConfig()), run_hash(RunConfig(gpus=8)), run_hash(RunConfig(accumulation_steps=2)),
+              run_hash(RunConfig(accumulation_steps="auto"))}
+    assert len(hashes) == 4
+    assert RunConfig(gpus=8).devices == 8 and RunConfig(device="cpu", processes=2).devices == 2
+    with pytest.raises(ValueError, match="needs device: cuda or auto"):
+        RunConfig(device="cpu", gpus=2)
+    with pytest.raises(ValueError, match="not divisible by gpus: 3"):
+        RunConfig(gpus=3)
+    with pytest.raises(ValueError, match="divide the per-device batch 128"):
+        RunConfig(gpus=8, accumulation_steps=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        RunConfig(accumulation_steps=0)
+
+
 def test_a_run_of_n_processes_asks_slurm_for_n_tasks_and_a_gpu_job_for_one_per_gpu():
     assert executor_parameters(SlurmConfig(), processes=2)["tasks_per_node"] == 2
     assert executor_parameters(SlurmConfig())["tasks_per_node"] == 1
