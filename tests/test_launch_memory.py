@@ -117,6 +117,19 @@ def test_the_dry_run_on_an_eight_gpu_workstation_plans_every_run_per_gpu_and_ref
     assert "8 GPUs and 8 processes per run" in err and "1 GPU and 1 process per run" in err
 
 
+def test_the_real_launch_refuses_a_run_that_cannot_fit_before_anything_is_written(tmp_path):
+    (tmp_path / "imagenet" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "imagenet" / "val" / "a").mkdir(parents=True)
+    spec = tmp_path / "workstation.yaml"
+    spec.write_text(WORKSTATION.replace("ROOT", str(tmp_path / "imagenet")))
+    res = CliRunner().invoke(app, ["run", str(spec), "--variants", "whole_batch", "--executor", "local",
+                                   "--output", str(tmp_path / "out")], env=EIGHT_GPUS)
+    assert res.exit_code == 2, res.output
+    [line] = res.stderr.strip().splitlines()
+    assert "deit_base_patch16_224" in line and "accumulation_steps: 2 (or auto)" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_without_a_gpu_there_is_no_per_device_plan_and_a_bad_memory_setting_is_one_problem(monkeypatch):
     from harness.spec import PlannedRun
     from harness.config import run_hash
