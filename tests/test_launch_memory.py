@@ -145,3 +145,19 @@ def test_without_a_gpu_there_is_no_per_device_plan_and_a_bad_memory_setting_is_o
     # SLURM's nodes have cards this machine does not know
     monkeypatch.setenv(memory.ENV, "80")
     assert memory.device_plans([run], "slurm") == ([], [])
+
+
+@pytest.mark.slow  # it builds every model of the spec on the meta device: about a minute on a busy 2-core machine
+def test_a_paper_scale_spec_on_an_eight_gpu_workstation_uses_every_gpu_with_the_recipes_batch(tmp_path):
+    res = CliRunner().invoke(app, ["run", "ablations/model_size.yaml", "--dry-run", "--executor", "local",
+                                   "--output", str(tmp_path / "out")], env=EIGHT_GPUS)
+    err = res.stderr
+    assert "this machine's 8 GPUs of 80 GiB, up to 8 runs at once" in err, err
+    plans = [line for line in err.splitlines() if "images per step" in line]
+    assert len(plans) == 8 and not any("DOES NOT FIT" in line for line in plans), plans
+    # the 300-epoch runs keep the recipe's 1024 a step, DeiT-B's in micro-batches; the ↑384 fine-tunes their 512
+    assert sum("× 1024 images per step" in line for line in plans) == 6
+    assert any("1024 images per step = 2 micro-batches of 512" in line for line in plans)
+    assert sum("× 512 images per step" in line for line in plans) == 2
+    # what stops this dry run here is the missing data and weights, not the GPUs
+    assert not any("micro-batch" in line for line in err.splitlines() if line.startswith("error: "))
