@@ -256,34 +256,41 @@ class RunConfig(Frozen):
     # micro-batches each optimizer step accumulates: batch_size stays the recipe's total, each device takes
     # batch_size / (devices * accumulation_steps) per micro-batch; "auto" picks the fewest that fit
     accumulation_steps: Int | Literal["auto"] = 1
+    # GPUs one run trains on, with DDP over one process each (local GPUs of this machine, or a SLURM job's);
+    # batch_size is their total
+    gpus: Int = Field(1, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _processes_on_cpus(self) -> "RunConfig":
         if self.processes > 1 and self.device != "cpu":
             raise ValueError(f"processes: {self.processes} needs device: cpu (GPU runs take one process per GPU "
                              "of their job)")
-        if self.batch_size % self.processes:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by processes: {self.processes}")
-        return self
-
-    @model_validator(mode="after")
-    def _micro_batches(self) -> "RunConfig":
+        if self.gpus > 1 and self.device == "cpu":
+            raise ValueError(f"gpus: {self.gpus} needs device: cuda or auto (a CPU run sets processes instead)")
+        if self.batch_size % self.devices:
+            what = f"processes: {self.processes}" if self.device == "cpu" else f"gpus: {self.gpus}"
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by {what}")
         steps = self.accumulation_steps
         if steps != "auto" and not 1 <= steps <= MAX_COUNT:
             raise ValueError(f"accumulation_steps {steps} is not 'auto' or a count from 1 to {MAX_COUNT}")
-        if steps != "auto" and self.batch_size % (self.processes * steps):
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by processes x accumulation_steps "
-                             f"({self.processes} x {steps})")
+        if steps != "auto" and self.batch_size % (self.devices * steps):
+            raise ValueError(f"accumulation_steps: {steps} must divide the per-device batch "
+                             f"{self.batch_size // self.devices}")
         return self
 
+    @property
+    def devices(self) -> int:
+        """The processes the run trains with, one per device: its GPUs, or a CPU run's processes."""
+        return self.processes if self.device == "cpu" else self.gpus
+
     def as_json(self) -> dict[str, Any]:
-        # a key added after runs were stored is left out at its default, so their hashes stay the same
-        unset = {key for key, default in _ADDED_KEYS.items() if getattr(self, key) == default}
-        return self.model_dump(mode="json", exclude=unset or None)
+        # keys added after runs were stored are left out at their default, so those runs keep their hashes
+        left_out = {key for key, default in LATE_KEYS.items() if getattr(self, key) == default}
+        return self.model_dump(mode="json", exclude=left_out or None)
 
 
-# keys added to RunConfig after runs were stored, with the default at which a run's hash leaves them out
-_ADDED_KEYS: dict[str, Any] = {"imports": (), "accumulation_steps": 1}
+# RunConfig keys that a run's JSON (and so its hash) holds only when they differ from these defaults
+LATE_KEYS: dict[str, Any] = {"imports": (), "accumulation_steps": 1, "gpus": 1}
 
 
 def run_hash(config: RunConfig) -> str:

@@ -33,6 +33,11 @@ class TimedJob:
     def __call__(self) -> None:
         start = time.time()
         folder = Path(self.folder)
+        # a job of several tasks (a run of several GPUs): the others only say what they were shown
+        rank, tasks = os.environ.get("SUBMITIT_LOCAL_GLOBALID", "0"), os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")
+        if rank != "0":
+            (folder / f"{self.run_hash}.rank{rank}").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+            return
         (folder / f"{self.run_hash}.start").write_text(str(start))
         from harness.store import open_store
 
@@ -43,7 +48,7 @@ class TimedJob:
         while len(list(folder.glob("*.start"))) < self.together and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(self.seconds)
-        seen = {"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time()}
+        seen = {"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time(), "tasks": tasks}
         (folder / f"{self.run_hash}.json").write_text(json.dumps(seen))
         if not store.finish(self.run_hash, self.owner, "completed"):
             raise RuntimeError(f"run {self.run_hash[:10]} could not be marked completed")

@@ -56,6 +56,25 @@ def test_status_rows_show_state_epoch_top1_job_and_elapsed(sqlite_store, planned
     assert rows[runs[1].hash].status == "pending"
 
 
+def test_status_counts_the_gpus_a_run_holds_and_their_hours():
+    from types import SimpleNamespace
+
+    from harness.launch.status import RunStatus, gpus_held
+
+    def record(config, info=None):
+        return SimpleNamespace(config=config, info=info or {})
+
+    assert gpus_held(record({"gpus": 8})) == 8  # not started yet: what its config asks for
+    assert gpus_held(record({})) == 1
+    assert gpus_held(record({"gpus": 8}, {"device": "NVIDIA H100", "world_size": "8"})) == 8
+    # device auto on a machine without a GPU, or device cpu: no GPU
+    assert gpus_held(record({"gpus": 2}, {"device": "cpu (2 threads)", "world_size": "2"})) == 0
+    assert gpus_held(record({"device": "cpu", "processes": 2})) == 0
+    row = RunStatus("h", "s", "d", "running", 0, 10, None, None, 1800.0, None, gpus=8)
+    assert row.gpu_h == pytest.approx(4.0)
+    assert RunStatus("h", "s", "d", "running", 0, 10, None, None, 1800.0, None).gpu_h is None
+
+
 def test_a_local_job_that_dies_is_seen_dead_at_once_and_its_cause_is_stored(sqlite_store, planned, tmp_path):
     runs = registered(sqlite_store, planned)
     log = tmp_path / "77_0_log.err"

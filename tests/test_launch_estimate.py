@@ -121,6 +121,30 @@ def test_gpu_hours_count_the_gpus_a_run_holds(sqlite_store):
     assert e.gpu_h == pytest.approx(e.wall_s * 8 / 3600)
     [local] = est.estimate_runs([todo], sqlite_store.runs(status="completed"), executor="local", gpu_name=gpu)
     assert local.gpu_h is None and "speed unknown" in local.basis  # one process here, eight measured
+    # a run of 8 local GPUs: one process each, and its GPU-hours are its wall time × 8
+    local8 = planned_run(cfg.model_copy(update={"seed": 7, "gpus": 8}))
+    [e8] = est.estimate_runs([local8], sqlite_store.runs(status="completed"), executor="local", gpu_name=gpu)
+    assert e8.target.gpus == 8 and e8.target.world_size == 8
+    assert e8.wall_s == pytest.approx(e.wall_s) and e8.gpu_h == pytest.approx(e8.wall_s * 8 / 3600)
+
+
+def test_a_machine_of_gpus_whose_name_is_unknown_here_is_still_a_gpu_target(monkeypatch):
+    monkeypatch.setattr(est, "local_gpu_name", lambda: None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    target = est.target_for("local", False, processes=4)
+    assert (target.device, target.gpus, target.world_size) == (None, 4, 4)
+    assert "this machine's GPUs, 4 GPUs and 4 processes per run" in target.describe
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert est.target_for("local", False).device.startswith("cpu")
+
+
+def test_the_cores_are_split_between_the_runs_that_train_at_once_not_the_slots(monkeypatch, sqlite_store):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    one = [type("Entry", (), {"run": planned_run(config()), "state": "to_run"})()]
+    # --max-parallel 8 (one per core by default) but a single run to train: it takes every core
+    assert "cpu (8 threads)" in est.dry_run_estimate(one, None, "local", max_parallel=8)
 
 
 def test_wall_time_scales_by_the_basis_runs_wall_over_training_ratio():

@@ -63,6 +63,75 @@ def test_local_runs_train_n_at_once_each_on_its_own_gpu(tmp_path, sqlite_url, pl
             assert a["gpus"] != b["gpus"], (a, b)  # two jobs at once never share a GPU
 
 
+def gpu_runs(gpus: list[int]) -> list:
+    """Runs asking for these GPU counts (device auto), in this order."""
+    from harness.config import DataConfig, ModelConfig, RunConfig, run_hash
+    from harness.spec import PlannedRun
+
+    runs = []
+    for i, n in enumerate(gpus):
+        config = RunConfig(model=ModelConfig(name="deit_tiny_patch4_32"), data=DataConfig(name="digits", img_size=16),
+                           batch_size=60, seed=i, gpus=n)
+        runs.append(PlannedRun(hash=run_hash(config), config=config, spec="ablation", profile=None, variant=f"g{n}",
+                               label=f"{n} GPUs", coords={}, seed=i))
+    return runs
+
+
+def test_a_run_of_several_gpus_holds_that_many_of_its_own_with_one_task_each(tmp_path, sqlite_url, monkeypatch,
+                                                                             importable_by_jobs):
+    """Four GPUs: two runs of 2 GPUs together, then a run of 1, then a run of all 4 waits for every GPU to be
+    free; a run of 5 cannot train here and fails saying so."""
+    from harness.store import open_store
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    store = open_store(sqlite_url)
+    runs = gpu_runs([2, 2, 1, 4, 5])
+    store.register_experiment("ablation", "name: ablation\n", "ablation.yaml")
+    store.register_runs("ablation", runs)
+    owner, result, lines = new_owner(), LaunchResult([]), []
+    claimed = claim_runs(store, runs, owner, result, lines.append)
+    folder = tmp_path / "seen"
+    folder.mkdir()
+    together = [2, 2, 1, 1, 1]
+    jobs = {r.hash: TimedJob(sqlite_url, r.hash, owner.token, str(folder), together=n) for r, n in zip(runs, together)}
+
+    run_locally("local", claimed, jobs, store, owner, tmp_path / "out", 8, 0.05, lines.append, result)
+
+    too_big = runs[-1]
+    assert [f.run.hash for f in result.failures] == [too_big.hash], [f.error for f in result.failures]
+    assert store.get_run(too_big.hash).error == "it asks for gpus: 5 and this machine shows 4"
+    seen = {r.hash: json.loads((folder / f"{r.hash}.json").read_text()) for r in runs[:-1]}
+    for run in runs[:-1]:
+        held = seen[run.hash]["gpus"].split(",")
+        assert len(held) == run.config.gpus and set(held) <= {"0", "1", "2", "3"}, seen[run.hash]
+        # one task per GPU, each shown the run's GPUs (the task of local rank i trains on the i-th)
+        assert seen[run.hash]["tasks"] == str(run.config.gpus)
+        others = sorted(f.read_text() for f in folder.glob(f"{run.hash}.rank*"))
+        assert others == [seen[run.hash]["gpus"]] * (run.config.gpus - 1)
+    assert max_at_once([(s["start"], s["end"]) for s in seen.values()]) == 2
+    for a, b in combinations(seen.values(), 2):
+        if a["start"] < b["end"] and b["start"] < a["end"]:
+            assert not set(a["gpus"].split(",")) & set(b["gpus"].split(",")), (a, b)
+    # the run of all four GPUs started only after every other run had ended
+    whole = seen[runs[3].hash]
+    assert all(s["end"] <= whole["start"] for h, s in seen.items() if h != runs[3].hash)
+
+
+def test_max_parallel_defaults_to_the_visible_gpus_else_to_the_cores(monkeypatch):
+    from harness.cli.common import LaunchChoices
+    from harness.launch import executors
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
+    assert executors.default_max_parallel() == 8
+    assert LaunchChoices("local", None, None, False, {}).options(None).max_parallel == 8
+    assert LaunchChoices("local", 3, None, False, {}).options(None).max_parallel == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 16)
+    assert executors.default_max_parallel() == 16
+    assert executors.default_max_parallel(threads=4) == 4
+    assert LaunchChoices("local", None, 8, False, {}).options(None).max_parallel == 2
+
+
 # the tiny spec's runs (16-px digits, one epoch) as a teacher that fails as soon as its job builds its data
 # (a batch larger than its 64 training images) and a student that needs it
 DEPENDENT = tiny_spec("dependent").replace("seeds: [0]", """variants:

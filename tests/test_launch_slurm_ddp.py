@@ -46,6 +46,28 @@ def test_processes_are_a_cpu_setting_in_the_hash():
         RunConfig(device="cpu", processes=3, batch_size=64)
 
 
+def test_gpus_and_accumulation_are_in_the_hash_only_when_set_and_checked_against_the_batch():
+    from harness.config import run_hash
+
+    # the hashes of runs stored before these keys existed stay what they were
+    assert run_hash(RunConfig()) == "f9f72e2c2e74e4885d404820048f3ac93538da2a82f791ffc1239c3dce232d6c"
+    assert run_hash(RunConfig(device="cpu", processes=2, batch_size=64)) == (
+        "58091d1ddba4213ffd4b8c9b841c502339a90d3dfe7093224c10350b2d6a9eec")
+    assert {"gpus", "accumulation_steps"}.isdisjoint(RunConfig().as_json())
+    hashes = {run_hash(RunConfig()), run_hash(RunConfig(gpus=8)), run_hash(RunConfig(accumulation_steps=2)),
+              run_hash(RunConfig(accumulation_steps="auto"))}
+    assert len(hashes) == 4
+    assert RunConfig(gpus=8).devices == 8 and RunConfig(device="cpu", processes=2).devices == 2
+    with pytest.raises(ValueError, match="needs device: cuda or auto"):
+        RunConfig(device="cpu", gpus=2)
+    with pytest.raises(ValueError, match="not divisible by gpus: 3"):
+        RunConfig(gpus=3)
+    with pytest.raises(ValueError, match="divide the per-device batch 128"):
+        RunConfig(gpus=8, accumulation_steps=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        RunConfig(accumulation_steps=0)
+
+
 def test_a_run_of_n_processes_asks_slurm_for_n_tasks_and_a_gpu_job_for_one_per_gpu():
     assert executor_parameters(SlurmConfig(), processes=2)["tasks_per_node"] == 2
     assert executor_parameters(SlurmConfig())["tasks_per_node"] == 1
@@ -99,11 +121,15 @@ def test_harness_run_trains_one_run_as_a_two_task_slurm_job(slurm, tmp_path):  #
 
 def _train_on_slurm(spec: Path, folder: Path, extra: list[str]) -> tuple[object, list[tuple[int, str, float]]]:
     """`harness run --executor slurm` of `spec` into `folder`; the run's record and its per-epoch metrics."""
+    return _train_on(spec, folder, ["--executor", "slurm", "--mem-gb", "2", *extra])
+
+
+def _train_on(spec: Path, folder: Path, extra: list[str]) -> tuple[object, list[tuple[int, str, float]]]:
+    """`harness run` of `spec` into `folder` with the options `extra`; the run's record and its metrics."""
     from harness.store import open_store
 
     db = f"sqlite:///{folder / 'store.db'}"
-    result = CliRunner().invoke(app, ["run", str(spec), "--db", db, "--output", str(folder / "out"),
-                                      "--executor", "slurm", "--mem-gb", "2", *extra],
+    result = CliRunner().invoke(app, ["run", str(spec), "--db", db, "--output", str(folder / "out"), *extra],
                                 env={"OMP_NUM_THREADS": "1", "HARNESS_DB": ""})
     assert result.exit_code == 0, result.output
     store = open_store(db, create=False)
@@ -129,3 +155,30 @@ def test_a_two_task_job_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupt
     assert "timed-out" in log, log[-3000:]
     timing = {"train_img_s", "data_wait_s", "data_wait_frac"}
     assert [r for r in rows if r[2] not in timing] == [r for r in reference if r[2] not in timing]
+
+
+def _final_digests(logs: Path) -> dict[int, str]:
+    """Each task's final-weights digest, from the job logs under `logs`."""
+    digests = {}
+    for log in logs.glob("*_log.out"):
+        for rank, digest in re.findall(r"rank (\d) of 2: final weights sha256 ([0-9a-f]{64})", log.read_text()):
+            digests[int(rank)] = digest
+    return digests
+
+
+@pytest.mark.slow
+def test_two_local_processes_train_the_weights_of_a_two_task_slurm_job(slurm, tmp_path):  # noqa: F811
+    """The local executor starts one task per process as SLURM does (DDP over gloo, rank and world size from
+    submitit's job environment): the same run ends with the same weights, bit for bit, and the same metrics."""
+    spec = tmp_path / "ddp.yaml"
+    spec.write_text(SPEC)
+    on_slurm, slurm_rows = _train_on_slurm(spec, tmp_path / "slurm", [])
+    here, local_rows = _train_on(spec, tmp_path / "local", ["--executor", "local"])
+    assert on_slurm.status == here.status == "completed", (on_slurm.error, here.error)
+    assert here.job_id.startswith("local:") and here.info["world_size"] == "2"
+    slurm_digests = _final_digests(tmp_path / "slurm" / "out" / "submitit")
+    local_digests = _final_digests(tmp_path / "local" / "out" / "submitit")
+    assert set(slurm_digests) == set(local_digests) == {0, 1}
+    assert set(local_digests.values()) == set(slurm_digests.values()) and len(set(local_digests.values())) == 1
+    timing = {"train_img_s", "data_wait_s", "data_wait_frac"}
+    assert [r for r in local_rows if r[2] not in timing] == [r for r in slurm_rows if r[2] not in timing]

@@ -25,7 +25,9 @@ Output = Annotated[Optional[Path], typer.Option("--output", help="output folder 
 Executor = Annotated[str, typer.Option(help="where runs train: auto (SLURM where srun exists, else local), local "
                                             "(processes on this machine), slurm, or debug (inside this command, "
                                             "for a debugger)")]
-MaxParallel = Annotated[int, typer.Option(min=1, help="runs trained at once by the local executor")]
+MaxParallel = Annotated[Optional[int], typer.Option(
+    min=1, help="runs trained at once by the local executor (default: one per visible GPU, each on its own; "
+                "without GPUs, one per core, or cores / --threads)")]
 Threads = Annotated[Optional[int], typer.Option(
     min=1, help="torch CPU threads per local run (default: $OMP_NUM_THREADS if set, else cores / max-parallel)")]
 Detach = Annotated[bool, typer.Option("--detach", help="return after submitting (cluster executors)")]
@@ -48,7 +50,7 @@ Sbatch = Annotated[Optional[list[str]], typer.Option(help="extra sbatch option K
 
 # the options of every command that launches runs (`run`, `retry`): name -> (annotation, default)
 LAUNCH_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "executor": (Executor, "auto"), "max_parallel": (MaxParallel, 1), "threads": (Threads, None),
+    "executor": (Executor, "auto"), "max_parallel": (MaxParallel, None), "threads": (Threads, None),
     "detach": (Detach, False), "partition": (Partition, None), "nodes": (Nodes, None),
     "gpus_per_node": (GpusPerNode, None), "cpus_per_task": (CpusPerTask, None), "mem_gb": (MemGb, None),
     "time_min": (TimeMin, None), "constraint": (Constraint, None), "account": (Account, None), "qos": (Qos, None),
@@ -62,7 +64,8 @@ class LaunchChoices:
     """The launch options of one command line: executor choices, and the SLURM values given (None: not given)."""
 
     executor: str
-    max_parallel: int
+    # None: executors.default_max_parallel
+    max_parallel: Optional[int]
     threads: Optional[int]
     detach: bool
     slurm_values: dict[str, Any]
@@ -71,8 +74,10 @@ class LaunchChoices:
         """LaunchOptions for runs of a spec whose `slurm:` section is `slurm_section` (written in `source`, the
         file an error names)."""
         from harness.launch import LaunchOptions
+        from harness.launch.executors import default_max_parallel
 
-        return LaunchOptions(executor=self.executor, max_parallel=self.max_parallel, output=paths.output_root(output),
+        max_parallel = self.max_parallel or default_max_parallel(self.threads)
+        return LaunchOptions(executor=self.executor, max_parallel=max_parallel, output=paths.output_root(output),
                              detach=self.detach, slurm=slurm_options(slurm_section, self.slurm_values, source),
                              threads=self.threads)
 

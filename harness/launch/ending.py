@@ -26,9 +26,11 @@ def taken_over(record: RunRecord | None, token: str) -> bool:
 
 
 def job_error(job: Any) -> str | None:
-    """None when the job returned; otherwise the exception it raised, one line, or how it died."""
+    """None when the job returned (every task of it); otherwise the exception it raised, one line, or how it
+    died."""
     try:
-        job.result()
+        # results(), not result(): a job of several tasks (a run of several GPUs or processes) has one per task
+        job.results()
     except Exception as exc:  # submitit re-raises the job's exception, wrapped in its own text
         text = str(exc)
         found = logs.last_exception_in(text)

@@ -14,7 +14,7 @@ A run's training time is epochs × images per epoch / training images per second
 
 A run with neither basis gets no estimate and says so. What is printed is rounded to what the speed is known to:
 a probe says how much its steps varied, runs measured how far apart they were. GPU-hours are wall time × the GPUs a run holds on the
-executor (SLURM: nodes × GPUs per node; local: one GPU per run where the machine has GPUs, none on CPU).
+executor (SLURM: nodes × GPUs per node; local: the run's `gpus` where the machine has GPUs, none on CPU).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class Target:
 
     @property
     def describe(self) -> str:
-        where = self.device or "a GPU of the cluster's"
+        where = self.device or ("a GPU of the cluster's" if self.executor == "slurm" else "this machine's GPUs")
         gpus = "no GPU" if not self.gpus else count(self.gpus, "GPU")
         return f"{self.executor} executor, {where}, {gpus} and {count(self.world_size, 'process', 'processes')} per run"
 
@@ -127,8 +127,9 @@ def local_gpu_name() -> str | None:
 def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any = None,
                gpu_name: str | None = None, threads: int | None = None, processes: int = 1) -> Target:
     """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu, `threads`
-    the --threads option, `processes` the CPU processes each run asks for (config `processes`)."""
-    from harness.launch.executors import resolve_executor, threads_per_run
+    the --threads option, `processes` the devices each run trains on (`RunConfig.devices`: a CPU run's
+    processes, a GPU run's GPUs)."""
+    from harness.launch.executors import local_gpu_ids, resolve_executor, threads_per_run
 
     name = resolve_executor(executor)
     if name == "slurm" and slurm is not None:
@@ -136,8 +137,9 @@ def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any 
         return Target(name, "cpu" if runs_cpu or not gpus else None, 0 if runs_cpu else gpus,
                       slurm.nodes * slurm.tasks_for(processes))
     gpu = None if runs_cpu else (gpu_name or local_gpu_name())
-    if gpu:
-        return Target(name, gpu, 1)
+    if gpu or (not runs_cpu and name == "local" and local_gpu_ids()):
+        # one process per GPU; a GPU whose name is unknown here is any GPU to the speeds measured
+        return Target(name, gpu, processes, processes)
     # the launcher's rule; None: torch's own choice (OMP_NUM_THREADS), which the trainer stores as it found it
     chosen = threads_per_run(threads, name, max_parallel)
     shown = chosen or _torch_threads()
@@ -298,7 +300,7 @@ def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "
     speeds: dict[tuple[Any, ...], Speed] = {}
     out = []
     for run in runs:
-        where = (run.config.device == "cpu", run.config.processes)
+        where = (run.config.device == "cpu", run.config.devices)
         if where not in targets:
             targets[where] = target_for(executor, where[0], max_parallel, slurm, gpu_name, threads, where[1])
         target = targets[where]
@@ -362,7 +364,9 @@ def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: s
     """What `harness run --dry-run` prints below the plan: the estimate of the runs still to run."""
     todo = [e.run for e in entries if e.state == "to_run"]
     records = completed_like(store, todo) if store is not None and todo else []
-    return format_estimates(estimate_runs(todo, records, executor, max_parallel, slurm, probe, threads=threads))
+    # the launcher splits the cores between the runs that train at once, at most the runs it trains
+    at_once = max(1, min(max_parallel, len(todo)))
+    return format_estimates(estimate_runs(todo, records, executor, at_once, slurm, probe, threads=threads))
 
 
 def completed_like(store: RunStore, runs: list[Any]) -> list[RunRecord]:

@@ -40,6 +40,16 @@ def threads_per_run(threads: int | None, executor: str, max_parallel: int = 1) -
     return max(1, (os.cpu_count() or 1) // max(1, max_parallel))
 
 
+def default_max_parallel(threads: int | None = None) -> int:
+    """`--max-parallel` left out: one run per visible GPU (every GPU of a workstation busy), else on CPU as many
+    runs as the cores allow at `threads` each (one core each when not told: `threads_per_run` then splits the
+    cores between the runs that actually train at once)."""
+    gpus = local_gpu_ids()
+    if gpus:
+        return len(gpus)
+    return max(1, (os.cpu_count() or 1) // (threads or 1))
+
+
 def resolve_executor(name: str) -> str:
     """`auto` is SLURM where `srun` exists, else local processes."""
     if name not in EXECUTORS:
@@ -107,8 +117,8 @@ def make_local_executor(name: str, folder: Path) -> submitit.Executor:
 
 
 def local_gpu_ids() -> list[int]:
-    """This machine's GPUs as CUDA device ids, honouring CUDA_VISIBLE_DEVICES (no GPU: empty)."""
-    import os
+    """This machine's GPUs as CUDA device ids, honouring CUDA_VISIBLE_DEVICES (no GPU: empty). Read without
+    initialising CUDA, so the launcher holds no memory on a GPU its jobs need."""
     import subprocess
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

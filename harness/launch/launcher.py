@@ -85,9 +85,11 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
 
 def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
             probe: bool = False) -> tuple[str, str, list[str]]:
-    """`harness run --dry-run`: the plan (one line per run and a summary), its cost estimate, and every problem
-    the real run would stop on (files, weights, the executor's commands); writes nothing."""
+    """`harness run --dry-run`: the plan (one line per run and a summary), its cost estimate with each GPU run's
+    per-device plan on this machine's GPUs, and every problem the real run would stop on (files, weights, the
+    executor's commands, a run that cannot fit its GPU); writes nothing."""
     from harness.launch.estimate import dry_run_estimate
+    from harness.launch.memory import device_plans
     from harness.launch.plan import format_plan
 
     store = existing_store(db_url)
@@ -100,7 +102,10 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
                                   [e.run for e in entries if e.state == "done"], store)
     estimate = dry_run_estimate(entries, store, options.executor, options.max_parallel, options.slurm, probe,
                                 options.threads)
-    return plan_text, estimate, problems
+    per_device, too_big = device_plans(to_run, _executor_named(options.executor), options.max_parallel)
+    if per_device:
+        estimate += "\n" + "\n".join(per_device)
+    return plan_text, estimate, problems + too_big
 
 
 def existing_store(db_url: str):
@@ -118,8 +123,11 @@ def check_files(runs: list[PlannedRun], executor: str | None = None, output: Pat
                 completed: list[PlannedRun] | None = None, store: RunStore | None = None) -> None:
     """PreflightError, one line per problem, when runs lack a file, a folder or published weights they can
     trust (or, given the output folder, the weights of a `completed` run they learn from), or the executor a
-    command it needs."""
+    command it needs, or when a run cannot fit this machine's GPUs (harness/launch/memory.py)."""
+    from harness.launch.memory import device_plans
+
     problems = preflight.problems(runs, _executor_named(executor), output, completed or [], store)
+    problems += device_plans(runs, _executor_named(executor))[1]
     if problems:
         raise PreflightError("\n".join(problems))
 
@@ -165,7 +173,9 @@ def submit_runs(runs: list[PlannedRun], store: RunStore, db_url: str, options: L
     claimed = claim_runs(store, dependency_order(runs), owner, result, progress)
     if not claimed:
         return result
-    make_job = partial(_job, db_url=db_url, token=owner.token, options=options, executor=executor)
+    # the cores are split between the runs that train at once, never more than this launch claimed
+    make_job = partial(_job, db_url=db_url, token=owner.token, options=options, executor=executor,
+                       at_once=min(options.max_parallel, len(claimed)))
     handed = Claimed(claimed, {r.hash: make_job(r) for r in claimed}, store, owner, progress, result,
                      {r.hash: r for r in ours or ()}, make_job)
     with secrets.password_in_environment(db_url), terminate_as_interrupt():
@@ -219,7 +229,7 @@ def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: La
     return claimed
 
 
-def _job(run: PlannedRun, db_url: str, token: str, options: LaunchOptions, executor: str) -> RunJob:
+def _job(run: PlannedRun, db_url: str, token: str, options: LaunchOptions, executor: str, at_once: int) -> RunJob:
     max_requeues = options.slurm.max_requeues if executor == "slurm" and options.slurm is not None else 0
     return RunJob(run.hash, run.config.as_json(), secrets.job_url(db_url), str(options.output), owner=token,
-                  max_requeues=max_requeues, threads=threads_per_run(options.threads, executor, options.max_parallel))
+                  max_requeues=max_requeues, threads=threads_per_run(options.threads, executor, at_once))

@@ -1,6 +1,8 @@
 """Training claimed runs as local processes (submitit's local executor) or in this process (debug).
 
-At most `max_parallel` run at once, one GPU each where the machine has several. A run waits for the runs it
+At most `max_parallel` run at once. Where the machine has GPUs, each run holds its own: the `gpus` its config
+asks for (one by default), disjoint from every other run's (CUDA_VISIBLE_DEVICES per job), with one local task
+per GPU that train it with DDP; a run waits, in its turn, until that many are free. A run waits for the runs it
 needs (harness/launch/plan.py's `readiness`, the rule the SLURM graph follows too): every `poll_s` the loop
 sleeps and judges them again, so a dependency whose owner died (another launch killed with its job) is
 given up with its cause and, when it is a run of this launch's spec, taken over and trained here first.
@@ -41,7 +43,9 @@ class LocalBatch:
     result: LaunchResult
     pending: list[PlannedRun] = field(default_factory=list)
     running: dict[str, tuple[PlannedRun, Any, processes.ProcessRef | None]] = field(default_factory=dict)
-    gpu_of: dict[str, int] = field(default_factory=dict)
+    # the GPUs each running run holds, and how many the machine has (0: none, runs train on CPU)
+    gpu_of: dict[str, list[int]] = field(default_factory=dict)
+    gpus_total: int = 0
     # the runs of the launch's spec, which it may take over when their owner dies, and their jobs' maker
     ours: dict[str, PlannedRun] = field(default_factory=dict)
     make_job: Callable[[PlannedRun], RunJob] | None = None
@@ -70,11 +74,12 @@ def run_locally(executor_name: str, claimed: list[PlannedRun], jobs: dict[str, R
     """Train `claimed` (claimed by `owner`, with their `jobs`); `ours` (with `make_job`): the other runs of the
     spec, which this launch trains itself when a run it waits on among them loses its owner."""
     executor = make_local_executor(executor_name, paths.log_dir(output))
-    # one GPU per run where the machine has GPUs (submitit hides them from a job given none)
+    # the machine's GPUs, handed out to runs and given back as they end (submitit hides them from a job given none)
     free_gpus = local_gpu_ids() if executor_name == "local" else []
-    slots = max(1, min(max_parallel, len(free_gpus)) if free_gpus else max_parallel)
+    slots = max(1, max_parallel)
     batch = LocalBatch(store, owner, executor_name, jobs, Watcher(store, progress), result, list(claimed),
-                       ours={**(ours or {}), **{r.hash: r for r in claimed}}, make_job=make_job)
+                       gpus_total=len(free_gpus), ours={**(ours or {}), **{r.hash: r for r in claimed}},
+                       make_job=make_job)
 
     def look() -> bool:
         started = _start_ready(batch, executor, slots, free_gpus)
@@ -99,6 +104,9 @@ def _start_ready(batch: LocalBatch, executor: Any, slots: int, free_gpus: list[i
         if ready.state == ORPHANED:
             _adopt(batch, ready)
             return moved  # the others are judged again at the next look, with this dependency's new state
+        need = gpus_needed(run, batch.gpus_total)
+        if batch.gpus_total and need <= batch.gpus_total and need > len(free_gpus):
+            return moved  # it waits for GPUs to be given back, and the runs after it wait behind it
         moved = True
         batch.pending.remove(run)
         record = batch.store.get_run(run.hash)
@@ -107,10 +115,13 @@ def _start_ready(batch: LocalBatch, executor: Any, slots: int, free_gpus: list[i
             batch.watch.event(run, f"not started: it is {state} now" + (f" ({record.error})" if record and
                                                                            record.error else ""))
             continue
-        if ready.state == BLOCKED:
-            batch.store.finish(run.hash, batch.owner.token, RunState.FAILED, error=ready.why)
-            batch.result.failures.append(Failure(run, ready.why, None))
-            batch.watch.event(run, f"failed: {ready.why}")
+        why = ready.why if ready.state == BLOCKED else (
+            f"it asks for gpus: {need} and this machine shows {batch.gpus_total}" if need > batch.gpus_total > 0
+            else None)
+        if why is not None:
+            batch.store.finish(run.hash, batch.owner.token, RunState.FAILED, error=why)
+            batch.result.failures.append(Failure(run, why, None))
+            batch.watch.event(run, f"failed: {why}")
             continue
         _submit(batch, executor, run, free_gpus)
     return moved
@@ -134,13 +145,25 @@ def _adopt(batch: LocalBatch, ready: Readiness) -> None:
                                                              else ready.why))
 
 
+def gpus_needed(run: PlannedRun, gpus_total: int) -> int:
+    """The local GPUs a run holds: its config's `gpus` on a machine with GPUs, none for a device: cpu run."""
+    config = getattr(run, "config", None)  # a test's stand-in run may have none: one GPU, as by default
+    if not gpus_total or (config is not None and config.device == "cpu"):
+        return 0
+    return config.gpus if config is not None else 1
+
+
 def _submit(batch: LocalBatch, executor: Any, run: PlannedRun, free_gpus: list[int]) -> None:
-    if free_gpus:
-        batch.gpu_of[run.hash] = free_gpus.pop(0)
-        executor.update_parameters(gpus_per_node=1, visible_gpus=[batch.gpu_of[run.hash]])
+    if batch.gpus_total:
+        need = gpus_needed(run, batch.gpus_total)
+        held = batch.gpu_of[run.hash] = free_gpus[:need]
+        del free_gpus[:need]
+        # set for every job: the executor keeps the last job's parameters, and a CPU run must see no GPU
+        executor.update_parameters(gpus_per_node=need, visible_gpus=held)
     if batch.executor_name == "local":
-        # a CPU run of several processes: one local task each (submitit gives them rank and world size)
-        executor.update_parameters(tasks_per_node=run.config.processes)
+        # one local task per device, which submitit gives rank and world size: each of a GPU run's GPUs (the
+        # task of local rank i trains on the i-th of the job's visible GPUs), or a CPU run's processes
+        executor.update_parameters(tasks_per_node=run.config.devices)
     with children_ignore_ctrl_c():
         job = executor.submit(batch.jobs[run.hash])
     # a local job's id is its controller's pid; an in-process debug job runs in this process
@@ -169,7 +192,8 @@ def _collect_finished(batch: LocalBatch, free_gpus: list[int]) -> bool:
             ended = True
             del batch.running[run_hash]
             if run_hash in batch.gpu_of:
-                free_gpus.append(batch.gpu_of.pop(run_hash))
+                free_gpus.extend(batch.gpu_of.pop(run_hash))
+                free_gpus.sort()
             _collect(batch, run, job)
         else:
             batch.watch.poll(run)

@@ -28,6 +28,12 @@ class RunStatus:
     remaining_s: float | None = None
     # the share of its latest epoch's training time the run waited for data (None: not recorded)
     data_wait_frac: float | None = None
+    # GPUs the run holds (0: it trains on CPU), and the GPU-hours it has spent: elapsed time × GPUs
+    gpus: int = 0
+
+    @property
+    def gpu_h(self) -> float | None:
+        return self.elapsed_s * self.gpus / 3600 if self.elapsed_s is not None and self.gpus else None
 
 
 def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
@@ -45,8 +51,20 @@ def statuses(store: RunStore, spec: str | None = None, now: datetime | None = No
         epochs=(r.config.get("schedule") or {}).get("epochs"), top1=_top1(r, curves[r.hash]), job_id=r.job_id,
         elapsed_s=elapsed_s(r, now), error=r.error, host=r.host or r.owner_host,
         remaining_s=remaining_s(r, [v for _, name, v in curves[r.hash] if name == "train_img_s"], now),
-        data_wait_frac=_latest(r, curves[r.hash], "data_wait_frac"),
+        data_wait_frac=_latest(r, curves[r.hash], "data_wait_frac"), gpus=gpus_held(r),
     ) for r in records]
+
+
+def gpus_held(record: RunRecord) -> int:
+    """The GPUs a run trains on: its processes where it recorded a GPU device (one each), else its config's
+    `gpus` unless it asks for the CPU; 0 for a run that trained or will train on CPU."""
+    info, config = record.info or {}, record.config or {}
+    device = str(info.get("device", ""))
+    if device.startswith("cpu") or config.get("device") == "cpu":
+        return 0
+    if device and str(info.get("world_size", "")).isdigit():
+        return int(info["world_size"])
+    return int(config.get("gpus", 1))
 
 
 # the per-epoch metrics a status row reads: the latest top-1, the speed that gives the time left, the data wait
