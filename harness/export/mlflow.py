@@ -116,8 +116,10 @@ def _export_experiment(client: "MlflowClient", store: "Store", name: str, record
     history: dict[str, list[tuple[int, str, float]]] = {r.hash: [] for r in records}
     for run_hash, epoch, metric, value in store.metrics([r.hash for r in records]):
         history[run_hash].append((epoch, metric, value))
+    ends = store.epoch_ends([r.hash for r in records])
     for record in records:
-        _export_run(client, experiment_id, record, existing.get(record.hash), history[record.hash], summary)
+        _export_run(client, experiment_id, record, existing.get(record.hash), history[record.hash], summary,
+                    ends.get(record.hash))
 
 
 def _runs_by_hash(client: "MlflowClient", experiment_id: str) -> dict[str, "Run"]:
@@ -135,7 +137,8 @@ def _runs_by_hash(client: "MlflowClient", experiment_id: str) -> dict[str, "Run"
 
 
 def _export_run(client: "MlflowClient", experiment_id: str, record: "RunRecord", run: "Run | None",
-                history: list[tuple[int, str, float]], summary: ExportSummary) -> None:
+                history: list[tuple[int, str, float]], summary: ExportSummary,
+                ends: dict[int, datetime] | None = None) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     start = _ms(record.started_at or record.created_at)
@@ -159,7 +162,7 @@ def _export_run(client: "MlflowClient", experiment_id: str, record: "RunRecord",
 
     done = int(have_tags.get(EPOCH_TAG, -1))
     batches = epoch_batches([h for h in history if h[0] > done], start,
-                            ENTITIES_PER_BATCH - PARAMS_PER_BATCH - PARAMS_PER_BATCH - len(new_final))
+                            ENTITIES_PER_BATCH - PARAMS_PER_BATCH - PARAMS_PER_BATCH - len(new_final), ends)
     # params and tags go with the first batch: a run with nothing new costs no write at all
     for i in range(max(1, math.ceil(len(new_params) / PARAMS_PER_BATCH), math.ceil(len(new_tags) / TAGS_PER_BATCH),
                        len(batches))):
@@ -219,15 +222,19 @@ def split_params(config: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]
     return params, too_long
 
 
-def epoch_batches(history: Iterable[tuple[int, str, float]], start_ms: int, size: int) -> list[tuple[list[Any], int]]:
+def epoch_batches(history: Iterable[tuple[int, str, float]], start_ms: int, size: int,
+                  ends: dict[int, datetime] | None = None) -> list[tuple[list[Any], int]]:
     """Metric values grouped into batches of whole epochs (at most `size` values, unless one epoch has more),
-    each with the last epoch it holds. Timestamps are the run's start plus the epoch in ms: the same value
-    exported twice is the same MLflow row."""
+    each with the last epoch it holds. Timestamps are when the epoch ended (`ends`, the store's), else, for epochs
+    stored before the store kept that, the run's start plus the epoch in ms: either way the same value exported
+    twice (or logged live and exported) is the same MLflow row."""
     from mlflow.entities import Metric
 
+    ends = ends or {}
     by_epoch: dict[int, list[Any]] = {}
     for epoch, name, value in history:
-        by_epoch.setdefault(epoch, []).append(Metric(name, value, start_ms + epoch, epoch))
+        at = _ms(ends[epoch]) if epoch in ends else start_ms + epoch
+        by_epoch.setdefault(epoch, []).append(Metric(name, value, at, epoch))
     batches: list[tuple[list[Any], int]] = []
     for epoch in sorted(by_epoch):
         values = by_epoch[epoch]

@@ -114,8 +114,8 @@ class StoreSink:
         self._pause = 1.0
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        values = dict(metrics)
-        self._add(lambda store: store.log_epoch(self.run_hash, epoch, values, token=self.token), epoch)
+        values, ended = dict(metrics), datetime.now(timezone.utc)
+        self._add(lambda store: store.log_epoch(self.run_hash, epoch, values, token=self.token, ended_at=ended), epoch)
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         array = np.array(predictions)  # a copy: the trainer may reuse its buffer while the store is away
