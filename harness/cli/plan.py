@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -33,12 +34,14 @@ def plan(
     db: Db = None, output: Output = None, *, launch: LaunchChoices,
 ) -> None:
     """Seeds to add, per variant of SPEC, to resolve the most comparisons of its table within a budget."""
+    from harness.export.live import tracking_uri
     from harness.launch import launch_spec
     from harness.plan import PlanError, format_plan, make_plan
     from harness.spec import load_spec
 
     loaded = load_spec(spec)
-    options = launch.options(output, loaded.spec.slurm)
+    options = dataclasses.replace(launch.options(output, loaded.spec.slurm),
+                                  mlflow=tracking_uri(None, loaded.spec.tracking))
     try:
         made = make_plan(loaded, open_existing_store(db, output), budget, detect, unit, table, profile, power,
                          options, probe, prior_sd)
