@@ -111,9 +111,8 @@ def free_port() -> int:
 
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
     server = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--default-artifact-root", str(folder / "art")],
         cwd=folder, stdout=open(folder / f"server-{port}-{time.time():.0f}.log", "w"), stderr=subprocess.STDOUT,
         start_new_session=True)

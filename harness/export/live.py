@@ -42,7 +42,7 @@ REQUEST_TIMEOUT_S = "5"
 REQUEST_RETRIES = "0"
 
 
-def tracking_uri(option: str | None, spec_tracking: Mapping[str, Any] | None = None) -> str | None:
+def tracking_uri(option: str | None, spec_tracking: Mapping[Any, str] | None = None) -> str | None:
     """The MLflow URI of a launch: `--mlflow`, else $HARNESS_MLFLOW_URI, else the spec's `tracking: {mlflow: URI}`."""
     return option or os.environ.get(ENV) or (spec_tracking or {}).get("mlflow") or None
 

@@ -540,7 +540,7 @@ class Store(RunLifecycle):
                 query = (select(Run.hash, EpochEnd.epoch, EpochEnd.ended_at).join(Run, Run.id == EpochEnd.run_id)
                          .where(Run.hash.in_(wanted[i:i + CHUNK])))
                 for run_hash, epoch, ended in session.execute(query):
-                    out.setdefault(run_hash, {})[epoch] = _utc(ended)
+                    out.setdefault(run_hash, {})[epoch] = _utc(ended) or ended
             return out
 
         return self._read(work)
