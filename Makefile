@@ -24,6 +24,7 @@ test: venv
 # benchmarks/scale.py at its smallest sizes (seconds): the real figures come from its defaults
 bench-scale-smoke: venv
 	$(BIN)/python benchmarks/scale.py --sizes 100,300 --epochs 1 --repeat 1
+	$(BIN)/python benchmarks/planner.py --tables 10 --budgets 8
 
 clean:
 	rm -rf runs

@@ -43,7 +43,7 @@ def smallest_run(script: Path) -> list[str]:
 
 def test_the_benchmarks_are_found() -> None:
     names = {p.name for p in benchmark_scripts()}
-    assert {"trainer_speed.py", "store_speed.py", "launch_overhead.py", "inference.py"} <= names
+    assert {"trainer_speed.py", "store_speed.py", "launch_overhead.py", "inference.py", "planner.py"} <= names
     assert "markdown.py" not in names
 
 

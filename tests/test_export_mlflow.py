@@ -268,3 +268,22 @@ def test_mlflows_own_errors_are_named_as_mlflows(filled, tracking, sqlite_url, m
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert errors == [f"error: MLflow's tracking store at {tracking} answered with an error: "
                       "duplicate column name: step"], result.output
+
+
+def test_exported_epochs_carry_the_time_each_epoch_ended(sqlite_store, planned, tracking):
+    from datetime import datetime, timedelta, timezone
+
+    store = sqlite_store
+    run = planned(1)[0]
+    store.register_experiment("ablation", "", "")
+    store.register_runs("ablation", [run])
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    for epoch in range(3):
+        store.log_epoch(run.hash, epoch, {"top1": 10.0 * epoch}, ended_at=t0 + timedelta(minutes=7 * epoch))
+    assert store.epoch_ends([run.hash]) == {run.hash: {e: t0 + timedelta(minutes=7 * e) for e in range(3)}}
+    export(store, tracking)
+    client = mlflow.MlflowClient(tracking)
+    found = client.search_runs([client.get_experiment_by_name("ablation").experiment_id])[0]
+    history = client.get_metric_history(found.info.run_id, "top1")
+    assert [(m.step, m.timestamp) for m in history] == [
+        (e, int((t0 + timedelta(minutes=7 * e)).timestamp() * 1000)) for e in range(3)]

@@ -138,9 +138,9 @@ class TakenOverAt:
         for name in ("checkpoint.pt", "model.pt"):
             (self.run_dir / name).write_bytes(b"the other launch's " + name.encode())
 
-    def log_epoch(self, run_hash, epoch, metrics, *, token):  # type: ignore[no-untyped-def]
+    def log_epoch(self, run_hash, epoch, metrics, *, token, **more):  # type: ignore[no-untyped-def]
         self._maybe_take_over("log_epoch", run_hash)
-        return self.store.log_epoch(run_hash, epoch, metrics, token=token)
+        return self.store.log_epoch(run_hash, epoch, metrics, token=token, **more)
 
     def holds(self, run_hash, token):  # type: ignore[no-untyped-def]
         self._maybe_take_over("holds", run_hash)
@@ -222,4 +222,33 @@ def test_a_store_out_of_reach_is_waited_for_as_long_as_its_patience(tmp_path):
     with pytest.raises(StoreUnreachable):
         away.with_patience(0.0).get_run("0" * 64)
     assert time.monotonic() - start < 2.0
+    away.close()
+
+
+def test_epochs_kept_through_an_outage_keep_the_time_they_ended(sqlite_store):
+    import socket
+    import time
+    from datetime import datetime, timezone
+
+    from harness.launch.job import StoreSink
+    from harness.store import Store
+
+    with socket.socket() as probe:  # a port where nothing listens: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = Store(f"postgresql+psycopg://nobody:x@127.0.0.1:{port}/none", patience_s=0.0)
+    run = registered(sqlite_store, make_config(model={"name": "resnet_tiny_32"}))
+    drive(sqlite_store, run, "running")
+    sink = StoreSink(sqlite_store, away, run, TEST_OWNER.token, Heartbeat(away, run, TEST_OWNER.token, every_s=3600))
+    ended = []
+    for epoch in range(2):
+        ended.append(datetime.now(timezone.utc))
+        sink.log_epoch(epoch, {"top1": float(epoch)})
+        time.sleep(0.05)
+    back = datetime.now(timezone.utc)
+    sink.quick, sink._retry_at = sqlite_store, 0.0  # the server is back
+    assert sink.flush(wait=False)
+    times = sqlite_store.epoch_ends([run])[run]
+    assert sorted(times) == [0, 1] and times[0] < times[1] < back
+    assert all(abs((times[e] - ended[e]).total_seconds()) < 0.04 for e in range(2))
     away.close()

@@ -101,6 +101,22 @@ def test_log_epoch_upserts(store, planned):
         store.log_epoch("0" * 64, 0, {"top1": 1.0})
 
 
+def test_each_epoch_keeps_when_it_ended(store, planned):
+    from datetime import datetime, timedelta, timezone
+
+    run = planned(1)[0]
+    register(store, [run])
+    t0 = datetime(2026, 12, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+    store.log_epoch(run.hash, 0, {"top1": 1.0}, ended_at=t0)
+    store.log_epoch(run.hash, 1, {"top1": 2.0}, ended_at=t0 + timedelta(seconds=90))
+    store.log_epoch(run.hash, 1, {"top1": 2.5}, ended_at=t0 + timedelta(seconds=95))  # a resumed epoch, again
+    before = datetime.now(timezone.utc)
+    store.log_epoch(run.hash, 2, {"top1": 3.0})  # no time given: now
+    ends = store.epoch_ends([run.hash, "0" * 64])
+    assert list(ends) == [run.hash] and ends[run.hash][0] == t0 and ends[run.hash][1] == t0 + timedelta(seconds=95)
+    assert ends[run.hash][2] >= before - timedelta(seconds=1)
+
+
 def test_final_metrics_and_info_are_kept_apart_from_epochs(store, planned):
     run = planned(1)[0]
     register(store, [run])

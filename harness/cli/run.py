@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
@@ -34,9 +35,12 @@ def run(
     max_runs: int = typer.Option(10_000, "--max-runs", min=1,
                                  help="refuse a spec that expands to more runs than this under any profile "
                                       "(counted before anything is built)"),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="MLflow tracking URI to copy each epoch to as it "
+                                         "ends (default: $HARNESS_MLFLOW_URI, else the spec's tracking: mlflow:)"),
     db: Db = None, output: Output = None, *, launch: LaunchChoices,
 ) -> None:
     """Train every run of SPEC that the store does not hold yet."""
+    from harness.export.live import tracking_uri
     from harness.launch import dry_run as plan_only
     from harness.launch import launch_spec
     from harness.spec import expand, load_spec, only_variants, parse_names, parse_seeds, validate_profiles
@@ -49,7 +53,8 @@ def run(
             else expand(loaded, profile, seed_list, max_runs=max_runs))
     if names is not None:
         runs = only_variants(runs, names, loaded.path)
-    options = launch.options(output, loaded.spec.slurm, loaded.path)
+    options = dataclasses.replace(launch.options(output, loaded.spec.slurm, loaded.path),
+                                  mlflow=tracking_uri(mlflow, loaded.spec.tracking))
     if dry_run:
         plan, estimate, problems = plan_only(runs, store_url(db, output), options, probe)
         typer.echo(plan)

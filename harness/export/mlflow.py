@@ -154,17 +154,19 @@ def export(store: "Store", tracking_uri: str, spec: str | None = None) -> Export
         if orphans:
             groups[NO_SPEC] = orphans
     histories: dict[str, dict[str, list[tuple[int, str, float]]]] = {}
+    ends: dict[str, dict[str, dict[int, datetime]]] = {}
     for name, records in groups.items():
         history: dict[str, list[tuple[int, str, float]]] = {r.hash: [] for r in records}
         for run_hash, epoch, metric, value in store.metrics([r.hash for r in records]) if records else ():
             history[run_hash].append((epoch, metric, value))
         histories[name] = history
+        ends[name] = store.epoch_ends([r.hash for r in records]) if records else {}
     summary = ExportSummary()
     with export_lock(tracking_uri), _named_as_mlflows(tracking_uri):
         client = client_for(tracking_uri)
         for name, records in groups.items():
             if records:
-                _export_experiment(client, name, records, histories[name], summary)
+                _export_experiment(client, name, records, histories[name], ends[name], summary)
     return summary
 
 
@@ -184,14 +186,16 @@ def _named_as_mlflows(tracking_uri: str) -> Iterator[None]:
 
 
 def _export_experiment(client: "MlflowClient", name: str, records: Sequence["RunRecord"],
-                       history: dict[str, list[tuple[int, str, float]]], summary: ExportSummary) -> None:
+                       history: dict[str, list[tuple[int, str, float]]], ends: dict[str, dict[int, datetime]],
+                       summary: ExportSummary) -> None:
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(
         name, tags={"harness.spec": name})
     summary.experiments.append(name)
     existing = _runs_by_hash(client, experiment_id)
     for record in records:
-        _export_run(client, experiment_id, record, existing.get(record.hash), history[record.hash], summary)
+        _export_run(client, experiment_id, record, existing.get(record.hash), history[record.hash], summary,
+                    ends.get(record.hash))
 
 
 def _runs_by_hash(client: "MlflowClient", experiment_id: str) -> dict[str, "Run"]:
@@ -209,7 +213,8 @@ def _runs_by_hash(client: "MlflowClient", experiment_id: str) -> dict[str, "Run"
 
 
 def _export_run(client: "MlflowClient", experiment_id: str, record: "RunRecord", run: "Run | None",
-                history: list[tuple[int, str, float]], summary: ExportSummary) -> None:
+                history: list[tuple[int, str, float]], summary: ExportSummary,
+                ends: dict[int, datetime] | None = None) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     start = _ms(record.started_at or record.created_at)
@@ -233,7 +238,7 @@ def _export_run(client: "MlflowClient", experiment_id: str, record: "RunRecord",
 
     done = int(have_tags.get(EPOCH_TAG, -1))
     batches = epoch_batches([h for h in history if h[0] > done], start,
-                            ENTITIES_PER_BATCH - PARAMS_PER_BATCH - PARAMS_PER_BATCH - len(new_final))
+                            ENTITIES_PER_BATCH - PARAMS_PER_BATCH - PARAMS_PER_BATCH - len(new_final), ends)
     # params and tags go with the first batch: a run with nothing new costs no write at all
     for i in range(max(1, math.ceil(len(new_params) / PARAMS_PER_BATCH), math.ceil(len(new_tags) / TAGS_PER_BATCH),
                        len(batches))):
@@ -293,15 +298,19 @@ def split_params(config: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]
     return params, too_long
 
 
-def epoch_batches(history: Iterable[tuple[int, str, float]], start_ms: int, size: int) -> list[tuple[list[Any], int]]:
+def epoch_batches(history: Iterable[tuple[int, str, float]], start_ms: int, size: int,
+                  ends: dict[int, datetime] | None = None) -> list[tuple[list[Any], int]]:
     """Metric values grouped into batches of whole epochs (at most `size` values, unless one epoch has more),
-    each with the last epoch it holds. Timestamps are the run's start plus the epoch in ms: the same value
-    exported twice is the same MLflow row."""
+    each with the last epoch it holds. Timestamps are when the epoch ended (`ends`, the store's), else, for epochs
+    stored before the store kept that, the run's start plus the epoch in ms: either way the same value exported
+    twice (or logged live and exported) is the same MLflow row."""
     from mlflow.entities import Metric
 
+    ends = ends or {}
     by_epoch: dict[int, list[Any]] = {}
     for epoch, name, value in history:
-        by_epoch.setdefault(epoch, []).append(Metric(name, value, start_ms + epoch, epoch))
+        at = _ms(ends[epoch]) if epoch in ends else start_ms + epoch
+        by_epoch.setdefault(epoch, []).append(Metric(name, value, at, epoch))
     batches: list[tuple[list[Any], int]] = []
     for epoch in sorted(by_epoch):
         values = by_epoch[epoch]

@@ -113,9 +113,14 @@ class StoreSink:
         self._retry_at = 0.0
         self._pause = 1.0
 
+    # the run's live MLflow copy (harness.export.live), when the launch asked for one
+    live: Any = None
+
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        values = dict(metrics)
-        self._add(lambda store: store.log_epoch(self.run_hash, epoch, values, token=self.token), epoch)
+        values, ended = dict(metrics), datetime.now(timezone.utc)
+        self._add(lambda store: store.log_epoch(self.run_hash, epoch, values, token=self.token, ended_at=ended), epoch)
+        if self.live is not None:
+            self.live.log_epoch(epoch, values, ended)
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         array = np.array(predictions)  # a copy: the trainer may reuse its buffer while the store is away
@@ -200,6 +205,8 @@ class RunJob(submitit.helpers.Checkpointable):
     threads: int | None = None
     # seconds between heartbeats while it trains (None: a tenth of the lease, HARNESS_LEASE_S)
     heartbeat_s: float | None = None
+    # MLflow tracking URI to copy each epoch to as it ends (None: none; harness.export.live)
+    mlflow: str | None = None
 
     def __call__(self) -> dict[str, float]:
         from harness.provenance import collect
@@ -238,6 +245,7 @@ class RunJob(submitit.helpers.Checkpointable):
         quick = store.with_patience(0.0)
         heartbeat = Heartbeat(quick, self.run_hash, self.owner, self.heartbeat_s).start()
         sink = StoreSink(store, quick, self.run_hash, self.owner, heartbeat)
+        sink.live = _live_tracker(self.mlflow, store, self.run_hash)
         try:
             final = train(run_config, directory, sink, resolve, should_stop=heartbeat.should_stop)
         except SystemExit:
@@ -271,6 +279,8 @@ class RunJob(submitit.helpers.Checkpointable):
             if not store.finish(self.run_hash, self.owner, status, error=error):
                 print(f"harness: the run ended {status}, but {_not_ours(store, self.run_hash)}",
                       file=sys.stderr, flush=True)
+            if sink.live is not None:
+                sink.live.close(status=status)
         except Exception as exc:
             print(f"harness: could not record that the run ended {status}: {_one_line(exc)}"
                   + (f"\nharness: it ended because: {error}" if error else ""), file=sys.stderr, flush=True)
@@ -289,6 +299,16 @@ class RunJob(submitit.helpers.Checkpointable):
         store.requeue(self.run_hash, self.owner)
         again = dataclasses.replace(self, requeues=self.requeues + 1)
         return submitit.helpers.DelayedSubmission(again)
+
+
+def _live_tracker(uri: str | None, store: RunStore, run_hash: str) -> Any:
+    """The run's live MLflow tracker, started; None without a URI (or without mlflow: the export says why)."""
+    if not uri:
+        return None
+    from harness.export.live import LiveTracker
+
+    record = store.get_run(run_hash)
+    return LiveTracker(uri, record).start() if record is not None else None
 
 
 def _not_ours(store: RunStore, run_hash: str) -> str:

@@ -58,6 +58,8 @@ class LaunchOptions:
     slurm: SlurmConfig | None = None
     # torch CPU threads per local run (None: OMP_NUM_THREADS when it is set, else the cores split between runs)
     threads: int | None = None
+    # MLflow tracking URI each job copies its epochs to as they end (harness.export.live; None: none)
+    mlflow: str | None = None
 
 
 def prepare(runs: list[PlannedRun], store: RunStore | None) -> list[PlanEntry]:
@@ -232,4 +234,5 @@ def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: La
 def _job(run: PlannedRun, db_url: str, token: str, options: LaunchOptions, executor: str, at_once: int) -> RunJob:
     max_requeues = options.slurm.max_requeues if executor == "slurm" and options.slurm is not None else 0
     return RunJob(run.hash, run.config.as_json(), secrets.job_url(db_url), str(options.output), owner=token,
-                  max_requeues=max_requeues, threads=threads_per_run(options.threads, executor, at_once))
+                  max_requeues=max_requeues, threads=threads_per_run(options.threads, executor, at_once),
+                  mlflow=options.mlflow)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
 from harness.states import Owner
@@ -42,7 +42,8 @@ class RunStore(Protocol):
     def holds(self, run_hash: str, token: str) -> bool: ...
 
     # -- what a job reports, under its claim (`harness.store.NotOwner` once the claim is gone)
-    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str) -> None: ...
+    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str,
+                  ended_at: datetime | None = None) -> None: ...
     def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str], *,
                   token: str) -> None: ...
     def log_predictions(self, run_hash: str, name: str, array: Any, *, token: str) -> None: ...

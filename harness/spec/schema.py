@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
@@ -67,6 +67,9 @@ class Spec(_Strict):
     profiles: dict[str, Profile] = Field(default_factory=dict)
     # SLURM job parameters (harness.launch.slurm.SlurmConfig fields); the command line overrides them
     slurm: dict[str, Any] = Field(default_factory=dict)
+    # live tracking of every run's epochs as they end: {mlflow: TRACKING_URI} (harness.export.live); --mlflow and
+    # $HARNESS_MLFLOW_URI override it
+    tracking: dict[Literal["mlflow"], str] = Field(default_factory=dict)
     # a lab's own modules (importable names, e.g. mylab.models), imported before the spec's names are checked and
     # in every job: the models (timm's @register_model) and datasets (harness.datasets.register) they register
     imports: list[Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] \

@@ -7,6 +7,7 @@ experiments       one row per spec name: its YAML text and path
 runs              one row per run hash: resolved config, status, times, host, error, job, provenance, source
 run_memberships   which experiment/profile a run belongs to, as which variant, label, axis coordinates and seed
 metrics           per-epoch metrics: (run, epoch, name) -> value, unique
+epoch_ends        when each epoch of a run ended (its wall-clock time): (run, epoch) -> ended_at
 final_metrics     the final numeric metrics of a run: (run, name) -> value
 run_info          final text facts of a run (device, dtype...): (run, key) -> value
 predictions       per-head val-set predictions as a compact numpy blob
@@ -105,6 +106,17 @@ class Metric(Base):
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)
+
+
+class EpochEnd(Base):
+    """Revision 7: when the trainer finished each epoch, as the job saw it (not when the store got it: epochs kept
+    through a store outage keep their own times), for wall-time axes (MLflow's) and speed over a run."""
+
+    __tablename__ = "epoch_ends"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class FinalMetric(Base):

@@ -33,7 +33,7 @@ from harness.store.claims import RunLifecycle, now_utc
 from harness.store.errors import NoStore, StoreError, StoreUnreachable, UnknownRun
 from harness.store.records import FINISHED, ExperimentRecord, RunRecord, RunTable
 from harness.store.schema import (
-    NO_PROFILE, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
+    NO_PROFILE, EpochEnd, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
 )
 
 T = TypeVar("T")
@@ -300,16 +300,22 @@ class Store(RunLifecycle):
     # the same transaction (`RunLifecycle._hold`), and `NotOwner` is raised, with nothing written, once it does
     # not. Without a token (imports, tests) the write is unconditional.
 
-    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str | None = None) -> None:
-        """Metrics of one epoch, in one statement; an epoch logged again replaces the earlier values."""
+    def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str | None = None,
+                  ended_at: datetime | None = None) -> None:
+        """Metrics of one epoch, in one statement, and when it ended (`ended_at`, default now: a job passes the
+        time the epoch ended, which a write kept through an outage would otherwise lose); an epoch logged again
+        replaces the earlier values."""
         if not metrics and token is None:
             return
+        ended = ended_at or datetime.now(timezone.utc)
 
         def work(session: Session) -> None:
             run_id = self._writable(session, run_hash, token)
             rows = [{"run_id": run_id, "epoch": int(epoch), "name": name, "value": _float(value)}
                     for name, value in metrics.items()]
             self._upsert(session, Metric.__table__, rows, ["run_id", "epoch", "name"], ["value"])
+            self._upsert(session, EpochEnd.__table__, [{"run_id": run_id, "epoch": int(epoch), "ended_at": ended}],
+                         ["run_id", "epoch"], ["ended_at"])
 
         self._write(work)
 
@@ -524,11 +530,26 @@ class Store(RunLifecycle):
 
         return self._read(work)
 
+    def epoch_ends(self, hashes: Iterable[str]) -> dict[str, dict[int, datetime]]:
+        """{hash: {epoch: when it ended}} for the runs' epochs that have a time (those logged since revision 7)."""
+        wanted = list(dict.fromkeys(hashes))
+
+        def work(session: Session) -> dict[str, dict[int, datetime]]:
+            out: dict[str, dict[int, datetime]] = {}
+            for i in range(0, len(wanted), CHUNK):
+                query = (select(Run.hash, EpochEnd.epoch, EpochEnd.ended_at).join(Run, Run.id == EpochEnd.run_id)
+                         .where(Run.hash.in_(wanted[i:i + CHUNK])))
+                for run_hash, epoch, ended in session.execute(query):
+                    out.setdefault(run_hash, {})[epoch] = _utc(ended) or ended
+            return out
+
+        return self._read(work)
+
     def counts(self) -> dict[str, int]:
         """Rows per table, and runs per status (as `runs.<status>`)."""
         def work(session: Session) -> dict[str, int]:
             out = {}
-            for model in (Experiment, Run, RunMembership, Metric, FinalMetric, RunInfo, Prediction):
+            for model in (Experiment, Run, RunMembership, Metric, EpochEnd, FinalMetric, RunInfo, Prediction):
                 out[model.__tablename__] = session.scalar(select(func.count()).select_from(model)) or 0
             for status, n in session.execute(select(Run.status, func.count()).group_by(Run.status)):
                 out[f"runs.{status}"] = n
