@@ -246,14 +246,14 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
-def spec_weights(spec: str, profile: str | None = None) -> list[str]:
-    """The tags a spec file's runs name under a profile (a pretrained tag given instead of a file: itself)."""
-    from harness.config import check_pretrained_tag
-    from harness.spec import expand, load_spec
+def spec_weights(spec: str, profile: str | None, max_runs: int | None) -> list[str]:
+    """The tags a spec file's runs name under a profile (a pretrained tag given instead of a file: itself); a
+    spec is read as `harness run` reads it, bounded by `max_runs`."""
+    from harness.spec import load_spec, spec_runs  # the trainer imports this module, and no spec code
 
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        return named_weights(expand(load_spec(path), profile))
+        return named_weights(spec_runs(load_spec(path), profile, max_runs=max_runs))
     try:
         check_pretrained_tag(spec, "a weights name")
     except ValueError as exc:
