@@ -363,14 +363,7 @@ def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: s
 def completed_like(store: RunStore, runs: list[Any]) -> list[RunRecord]:
     """The store's completed runs of ours that could estimate `runs` (same models: a speed key starts with the
     model), filtered in the database, so a plan's estimate does not read every run of a large store."""
-    from harness.store.where import All, Compare, FilterError
-
-    models = tuple(sorted({run.config.model.name for run in runs}))
-    try:
-        return store.runs(status=RunState.COMPLETED, where=All((Compare("model.name", "in", models),
-                                                         Compare("source", "==", None))))
-    except FilterError:  # no run of the store has a model name: none can estimate these
-        return []
+    return store.completed_runs_of(run.config.model.name for run in runs)
 
 
 # ---------------------------------------------------------------------------------------------------------------

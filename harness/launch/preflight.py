@@ -47,16 +47,11 @@ def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Pa
 def runs_that_used(store: RunStore, tags: list[str]) -> list[RunRecord]:
     """The stored runs that recorded one of the weight `tags`, found by the database's index on run info rather
     than by reading every run of the store."""
-    from harness.store.where import Compare, FilterError
     from harness.weights import WEIGHT_ROLES
 
     found: dict[str, RunRecord] = {}
     for role in WEIGHT_ROLES:
-        try:
-            used = store.runs(where=Compare(f"info.{role}_weights", "in", tuple(tags)))
-        except FilterError:  # no stored run has recorded weights in this role
-            continue
-        found.update((record.hash, record) for record in used)
+        found.update((record.hash, record) for record in store.runs_with_info(f"{role}_weights", tags))
     return list(found.values())
 
 
