@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shlex
 import socket
 import subprocess
@@ -21,18 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import registry
-
-# scheme://user:password@ -> scheme://user:***@
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]*)@")
-# --password=... / PGPASSWORD=... style arguments
-_PASSWORD_ARG = re.compile(r"(?i)(?P<head>(?:--)?[a-z_]*pass(?:word|wd)?[=:])(?P<pw>\S+)")
-
-
-def redact(text: str) -> str:
-    """Replace the passwords of URLs (and password=... arguments) in `text` by ***."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", text)
-    return _PASSWORD_ARG.sub(lambda m: f"{m['head']}***", text)
-
+from harness.words import redact
 
 def collect() -> dict[str, Any]:
     """Provenance of the current process, for `Store.mark_started`."""

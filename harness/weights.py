@@ -27,6 +27,7 @@ from typing import Iterable
 from urllib.parse import urlparse
 
 from harness.config import check_pretrained_tag
+from harness.words import first_line
 
 # the files timm loads a tag's weights from, in its order of preference
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -232,18 +233,14 @@ def _download(tag: str, force: bool) -> Path:
         try:
             return Path(hf_hub_download(hub_repo(tag), filename, cache_dir=hub_cache(), force_download=force))
         except LocalEntryNotFoundError as exc:  # the hub stopped answering: not a file the repository lacks
-            raise WeightsError(f"{tag}: the Hugging Face hub did not answer ({_first_line(exc)}); fetch it where "
+            raise WeightsError(f"{tag}: the Hugging Face hub did not answer ({first_line(exc)}); fetch it where "
                                f"there is network") from None
         except EntryNotFoundError:
             continue
         except Exception as exc:  # network, authentication, no such repository: one line for the command
             raise WeightsError(f"cannot fetch {tag} from {hub_repo(tag)}: {type(exc).__name__}: "
-                               f"{_first_line(exc)}") from exc
+                               f"{first_line(exc)}") from exc
     raise WeightsError(f"{hub_repo(tag)} holds none of {', '.join(HUB_FILES)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
 def spec_weights(spec: str, profile: str | None, max_runs: int | None) -> list[str]:

@@ -25,7 +25,7 @@ def mlflow(
     """One MLflow experiment per spec, one MLflow run per run: config as params, every epoch's metrics, final
     metrics, state and provenance as tags. Run it again any time: it adds only what MLflow lacks."""
     from harness.export.mlflow import MlflowMissing, client_for, export
-    from harness.provenance import redact
+    from harness.words import redact
 
     # MLflow's own progress lines (creating its tables) are not the researcher's business; read at its import
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

@@ -34,7 +34,7 @@ from harness.config import RunConfig
 from harness.launch.protocols import RunStore
 from harness.states import RunState
 from harness.store.records import RunRecord
-from harness.words import count
+from harness.words import clock, count
 
 # training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
 TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000}
@@ -303,11 +303,6 @@ def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "
                 probed_speed(run.config, key, target) if probe else no_basis(key, target))
         out.append(estimate_run(run, speeds[(key, target)], target))
     return out
-
-
-def clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def duration(seconds: float, spread: float) -> str:

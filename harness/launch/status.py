@@ -83,8 +83,3 @@ def describe(record: RunRecord) -> str:
     coords = " ".join(f"{k}={v}" for k, v in (record.coords or {}).items())
     return f"{record.variant} seed={record.seed}" + (f" {coords}" if coords else "") + (
         f" [{record.profile}]" if record.profile else "")
-
-
-def clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

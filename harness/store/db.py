@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from harness.states import lease
 from harness.store.errors import StoreError, StoreLocked, StoreUnreachable
+from harness.words import first_line, redact
 
 T = TypeVar("T")
 
@@ -71,16 +72,10 @@ def display_url(url: str | URL) -> str:
         return "<unparseable URL>"
 
 
-def redact(text: str) -> str:
-    from harness.provenance import redact
-
-    return redact(text)
-
-
 def unreachable(url: URL, exc: DBAPIError) -> StoreError:
     """The error for a database that cannot be opened: the safe URL and the driver's first line."""
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-    return StoreError(f"cannot open the results store at {display_url(url)}: {redact(reason)}")
+    reason = first_line(exc.orig) if exc.orig is not None else type(exc).__name__
+    return StoreError(f"cannot open the results store at {display_url(url)}: {reason}")
 
 
 def is_sqlite(url: URL) -> bool:
@@ -99,7 +94,7 @@ def make_engine(url: URL) -> Engine:
         return _make_engine(url)
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(f"cannot open the results store at {display_url(url)}: no database driver "
-                         f"'{url.drivername}' ({redact(str(exc)).splitlines()[0]})") from None
+                         f"'{url.drivername}' ({first_line(exc)})") from None
 
 
 def _make_engine(url: URL) -> Engine:
@@ -264,8 +259,7 @@ def _locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
 
 
 def _reason(exc: DBAPIError) -> str:
-    lines = str(exc.orig).strip().splitlines() if exc.orig is not None else []
-    return redact(lines[0] if lines else type(exc).__name__)[:300]
+    return first_line(exc.orig, limit=300) if exc.orig is not None else type(exc).__name__
 
 
 def _say(line: str) -> None:
