@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import harness
 from harness import registry
 from harness.words import redact
 
@@ -89,6 +90,4 @@ def _version(distribution: str) -> str | None:
 
 
 def _harness_version() -> str | None:
-    import harness
-
     return getattr(harness, "__version__", None)

@@ -139,7 +139,7 @@ def check_dataset(name: str) -> str:
 # presets: name -> config overrides (Table 8's rows)
 
 PRESETS: Registry[dict[str, Any]] = Registry("preset")
-for _name, _overrides in {
+_TABLE_8: dict[str, dict[str, Any]] = {
     "no_randaug": {"augment.auto_augment": None},
     "autoaug": {"augment.auto_augment": "original"},
     "no_mixup": {"augment.mixup": 0.0},
@@ -166,7 +166,8 @@ for _name, _overrides in {
         "optimizer.base_lr": 5e-6,
         "optimizer.weight_decay": 1e-8,
     },
-}.items():
+}
+for _name, _overrides in _TABLE_8.items():
     PRESETS.add(_name, _overrides)
 
 

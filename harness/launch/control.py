@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from harness.config import RunConfig
 from harness.launch import logs, processes, queue
+from harness.launch.launcher import submit_runs
+from harness.launch.outcome import LaunchResult
 from harness.launch.protocols import RunStore
 from harness.launch.slurm import cancel_jobs
+from harness.spec import PlannedRun
+from harness.spec.reader import YamlError, parse
 from harness.states import FINISHED, UNTRAINED_ENDINGS
 from harness.store.records import RunRecord
 
@@ -92,9 +97,6 @@ def stop_job(record: RunRecord) -> str:
 
 def failed_runs(store: RunStore, spec: str | None = None) -> list[Any]:
     """Planned runs rebuilt from the store for every failed or cancelled run (of one spec)."""
-    from harness.config import RunConfig
-    from harness.spec import PlannedRun
-
     runs = []
     for record in store.runs(spec=spec):
         if record.status not in UNTRAINED_ENDINGS or record.source is not None:
@@ -111,9 +113,6 @@ def retry_failed(store: RunStore, db_url: str, spec: str | None,
                  options_for: Callable[[dict[str, Any]], Any], progress: Callable[[str], None] = print) -> Any:
     """`harness retry --failed`: claim and train again the failed or cancelled runs (of one spec), each spec's
     runs with the options `options_for(its slurm: section)` gives; None when there is nothing to retry."""
-    from harness.launch.launcher import submit_runs
-    from harness.launch.outcome import LaunchResult
-
     runs = failed_runs(store, spec)
     if not runs:
         return None
@@ -126,8 +125,6 @@ def retry_failed(store: RunStore, db_url: str, spec: str | None,
 
 def slurm_section(store: RunStore, spec: str) -> dict[str, Any]:
     """The `slurm:` section of a spec as it was last launched (its stored text), for a retry."""
-    from harness.spec.reader import YamlError, parse
-
     for experiment in store.experiments():
         if experiment.name == spec and experiment.spec_text:
             try:

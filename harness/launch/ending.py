@@ -9,10 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from harness.launch import logs
 from harness.launch.protocols import RunStore
-from harness.words import first_line
 from harness.store import StoreError
 from harness.states import RunState, UNTRAINED_ENDINGS
 from harness.store.records import RunRecord
+from harness.words import first_line
 
 KILLED = "the job's process ended without a result: it was killed (kill -9, the out-of-memory killer, a lost node)"
 # what a launch reports of a run it had claimed and another launch took over (its claim having lapsed)

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.config import RunConfig
+from harness.launch.executors import local_gpu_ids, resolve_executor, threads_per_run
+from harness.launch.probe import probe
 from harness.launch.protocols import RunStore
 from harness.states import RunState
 from harness.store.records import RunRecord
@@ -113,8 +115,6 @@ class Target:
 
 def local_gpu_name() -> str | None:
     """The name of this machine's first GPU (as torch reports it), None without one."""
-    from harness.launch.executors import local_gpu_ids
-
     ids = local_gpu_ids()
     if not ids or not shutil.which("nvidia-smi"):
         return None
@@ -127,8 +127,6 @@ def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any 
                gpu_name: str | None = None, threads: int | None = None, processes: int = 1) -> Target:
     """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu, `threads`
     the --threads option, `processes` the CPU processes each run asks for (config `processes`)."""
-    from harness.launch.executors import resolve_executor, threads_per_run
-
     name = resolve_executor(executor)
     if name == "slurm" and slurm is not None:
         gpus = slurm.nodes * slurm.gpus_per_node
@@ -227,8 +225,6 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
 
 def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
     """Time the run's training step here for a few seconds (see `harness.launch.probe`)."""
-    from harness.launch.probe import probe
-
     try:
         timed = probe(config, target.world_size, threads=target.threads)
     except Exception as exc:  # out of memory, a model that cannot be built here: not known, and why

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +109,6 @@ def make_local_executor(name: str, folder: Path) -> submitit.Executor:
 
 def local_gpu_ids() -> list[int]:
     """This machine's GPUs as CUDA device ids, honouring CUDA_VISIBLE_DEVICES (no GPU: empty)."""
-    import os
-    import subprocess
-
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [int(x) for x in visible.split(",") if x.strip().isdigit()]

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from harness.states import lease
 from harness.store.errors import StoreError, StoreLocked, StoreUnreachable
+from harness.store.locks import write_lock_holders
 from harness.words import first_line, redact
 
 T = TypeVar("T")
@@ -249,8 +250,6 @@ def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0
 
 
 def _locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
-    from harness.store.locks import write_lock_holders
-
     holders = write_lock_holders(sqlite_file)
     held_by = ("; ".join(h.describe() for h in holders) if holders
                else "another process (a harness command or job, or any other program with the file open)")
