@@ -29,7 +29,7 @@ from harness.report import significance as sig
 from harness.report.runs import PAPER_SCALE, load
 from harness.report.seeds import tables_for
 from harness.report.tables import cell_runs, cell_samples, compare_cells, select_runs
-from harness.spec import LoadedSpec, PlannedRun, expand, only_variants
+from harness.spec import LoadedSpec, PlannedRun, spec_runs
 from harness.words import count
 
 UNITS = ("gpu-h", "core-h")
@@ -126,7 +126,7 @@ def _new_seeds(loaded: LoadedSpec, profile: str | None, variant: str, store: Any
     start = 0
     while len(seeds) < wanted:
         window = list(range(start, start + wanted + 16))
-        runs = [r for r in expand(loaded, profile, window, max_runs=None) if r.variant == variant]
+        runs = [r for r in spec_runs(loaded, profile, window, max_runs=None) if r.variant == variant]
         todo = {e.run.seed for e in prepare(runs, store) if e.state == "to_run"}
         done = {e.run.seed for e in prepare(runs, store) if e.state != "to_run"}
         seeds += [s for s in window if s in todo and s not in done][:wanted - len(seeds)]
@@ -149,7 +149,7 @@ def command_runs(loaded: LoadedSpec, profile: str | None, commands: list[tuple[l
     """The runs the commands would start: each command's runs that the store does not hold yet, in plan order."""
     runs: dict[str, PlannedRun] = {}
     for variants, seeds in commands:
-        chosen = only_variants(expand(loaded, profile, seeds, max_runs=None), variants, loaded.path)
+        chosen = spec_runs(loaded, profile, seeds, variants, max_runs=None)
         for entry in prepare(chosen, store):
             if entry.state == "to_run":
                 runs.setdefault(entry.run.hash, entry.run)
@@ -174,7 +174,7 @@ def seed_costs(loaded: LoadedSpec, profile: str | None, variants: set[str], stor
     """The cost of one more seed of each variant (its own runs: one per axis value); inf for a variant that pins
     its seeds. Runs it needs (a teacher) are left out here and counted in the plan's total."""
     probe_seed = 1_000_000  # a seed no stored run has: its runs are all to run
-    fresh = expand(loaded, profile, [probe_seed], max_runs=None)
+    fresh = spec_runs(loaded, profile, [probe_seed], max_runs=None)
     out = {}
     for variant in variants:
         runs = [r for r in fresh if r.variant == variant]
@@ -197,8 +197,8 @@ def make_plan(loaded: LoadedSpec, store: Any, budget: float, detect: float, unit
         raise PlanError(f"spec '{name}' fills no table with a reference row" if table is None else
                         f"Table {table} has no reference row to compare with")
     td = defs.load_table(numbers[0])
-    spec_runs = expand(loaded, profile, max_runs=None)
-    variants = cell_variants(td, spec_runs)
+    all_runs = spec_runs(loaded, profile, max_runs=None)
+    variants = cell_variants(td, all_runs)
     _, used = select_runs(td, load(store=store), name, profile or PAPER_SCALE, None)
     found = comparisons(td, cell_samples(td, cell_runs(td, used)), variants, prior_sd)
     if not found:

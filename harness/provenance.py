@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shlex
 import socket
 import subprocess
@@ -20,17 +19,10 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
+import harness
 from harness import registry
-
-# scheme://user:password@ -> scheme://user:***@
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]*)@")
-# a URL's query parameter: ?key=value or &key=value
-_QUERY_PARAM = re.compile(r"(?P<head>[?&](?P<key>[^=&#\s]+)=)(?P<value>[^&#\s]*)")
-# --password=... / PGPASSWORD=... style arguments
-_PASSWORD_ARG = re.compile(r"(?i)(?P<head>(?:--)?[a-z_]*pass(?:word|wd)?[=:])(?P<pw>\S+)")
-
+from harness.words import redact
 
 # the version of the trainer's data orders (harness/trainer/loaders.py: epoch_seed): runs of different versions
 # visit their data in different orders, so `harness report` says when a cell mixes them. Runs stored before it was
@@ -39,13 +31,6 @@ DATA_ORDER = 2
 # what a run stored without the key is
 DATA_ORDER_BEFORE = 1
 
-
-def redact(text: str) -> str:
-    """Replace the passwords of URLs (`user:password@`, `?password=` however its name is percent-encoded) and
-    password=... arguments in `text` by ***."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", text)
-    text = _QUERY_PARAM.sub(lambda m: f"{m['head']}***" if unquote_plus(m["key"]) == "password" else m[0], text)
-    return _PASSWORD_ARG.sub(lambda m: f"{m['head']}***", text)
 
 
 def collect() -> dict[str, Any]:
@@ -124,6 +109,4 @@ def _version(distribution: str) -> str | None:
 
 
 def _harness_version() -> str | None:
-    import harness
-
     return getattr(harness, "__version__", None)

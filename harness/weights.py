@@ -27,6 +27,7 @@ from typing import Iterable
 from urllib.parse import urlparse
 
 from harness.config import check_pretrained_tag
+from harness.words import first_line
 
 # the files timm loads a tag's weights from, in its order of preference
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -233,28 +234,24 @@ def _download(tag: str, force: bool) -> Path:
         try:
             return Path(hf_hub_download(hub_repo(tag), filename, cache_dir=hub_cache(), force_download=force))
         except LocalEntryNotFoundError as exc:  # the hub stopped answering: not a file the repository lacks
-            raise WeightsError(f"{tag}: the Hugging Face hub did not answer ({_first_line(exc)}); fetch it where "
+            raise WeightsError(f"{tag}: the Hugging Face hub did not answer ({first_line(exc)}); fetch it where "
                                f"there is network") from None
         except EntryNotFoundError:
             continue
         except Exception as exc:  # network, authentication, no such repository: one line for the command
             raise WeightsError(f"cannot fetch {tag} from {hub_repo(tag)}: {type(exc).__name__}: "
-                               f"{_first_line(exc)}") from exc
+                               f"{first_line(exc)}") from exc
     raise WeightsError(f"{hub_repo(tag)} holds none of {', '.join(HUB_FILES)}")
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-
-
-def spec_weights(spec: str, profile: str | None = None) -> list[str]:
-    """The tags a spec file's runs name under a profile (a pretrained tag given instead of a file: itself)."""
-    from harness.config import check_pretrained_tag
-    from harness.spec import expand, load_spec
+def spec_weights(spec: str, profile: str | None, max_runs: int | None) -> list[str]:
+    """The tags a spec file's runs name under a profile (a pretrained tag given instead of a file: itself); a
+    spec is read as `harness run` reads it, bounded by `max_runs`."""
+    from harness.spec import load_spec, spec_runs  # the trainer imports this module, and no spec code
 
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        return named_weights(expand(load_spec(path), profile))
+        return named_weights(spec_runs(load_spec(path), profile, max_runs=max_runs))
     try:
         check_pretrained_tag(spec, "a weights name")
     except ValueError as exc:

@@ -6,7 +6,7 @@ import torch
 from timm.models import register_model
 from torch import nn
 
-import harness.datasets
+from harness.registry import register_dataset
 from harness.trainer.datasets import DataSplits, InMemoryImages
 
 
@@ -29,7 +29,7 @@ def lab_mlp_32(pretrained: bool = False, **kwargs: object) -> LabMLP:
     return LabMLP(**kwargs)  # type: ignore[arg-type]
 
 
-@harness.datasets.register("lab_stripes")
+@register_dataset("lab_stripes")
 def lab_stripes(config):  # type: ignore[no-untyped-def]
     """Four classes of grey levels: class c is a flat image of brightness 60 c, plus seeded noise."""
     g = torch.Generator().manual_seed(config.data.split_seed)

@@ -16,13 +16,90 @@ ARCHITECTURE = HARNESS.parent / "ARCHITECTURE.md"
 FORBIDDEN = {
     "spec": ("harness.store", "harness.launch", "harness.trainer", "harness.report", "harness.cli", "torch", "timm",
              "sqlalchemy"),
-    "store": ("harness.launch", "harness.trainer", "harness.report", "harness.cli", "harness.spec", "torch", "timm"),
+    # nor the top-level modules that load the catalog or the pandas face (the store sits below them)
+    "store": ("harness.launch", "harness.trainer", "harness.report", "harness.cli", "harness.spec", "torch", "timm",
+              "harness.provenance", "harness.registry", "harness.weights", "harness.results"),
     "trainer": ("harness.store", "harness.launch", "harness.report", "harness.cli", "harness.spec", "sqlalchemy"),
-    "report": ("harness.launch", "harness.trainer", "harness.cli", "harness.models", "torch", "timm"),
-    "launch": ("harness.report", "harness.cli"),
+    "report": ("harness.launch", "harness.trainer", "harness.cli", "torch", "timm"),
+    # launch asks the store through its typed methods: it builds no filter nodes (harness.store.where)
+    "launch": ("harness.report", "harness.cli", "harness.store.where"),
     # an export reads the store through its functions, like the report
-    "export": ("harness.launch", "harness.trainer", "harness.cli", "harness.spec", "harness.models", "torch", "timm"),
+    "export": ("harness.launch", "harness.trainer", "harness.cli", "harness.spec", "torch", "timm"),
 }
+# the top-level modules of harness/ (a file name -> prefixes it must never import). Most sit below every package
+# (the text helpers, dotted keys, paths, states and the config import no package at all); the catalog, provenance
+# and weights sit beside the spec (torch-free: the trainer, the spec and the launch import them); results is the
+# pandas face of the store, and imports nothing above it
+PACKAGES = ("harness.spec", "harness.store", "harness.launch", "harness.trainer", "harness.report", "harness.cli",
+            "harness.export")
+HEAVY = ("torch", "timm", "torchvision", "sqlalchemy", "pandas", "matplotlib")
+TOP_LEVEL = {
+    "words.py": ("harness.",) + HEAVY,
+    "dotted.py": ("harness.",) + HEAVY,
+    "paths.py": ("harness.",) + HEAVY,
+    "states.py": ("harness.",) + HEAVY,
+    "config.py": ("harness.",) + HEAVY,
+    "registry.py": tuple(p for p in PACKAGES if p != "harness.trainer") + (
+        "harness.provenance", "harness.weights", "harness.results", "sqlalchemy", "pandas", "matplotlib"),
+    "provenance.py": PACKAGES + HEAVY + ("harness.weights", "harness.results"),
+    "weights.py": PACKAGES[1:] + HEAVY + ("harness.provenance", "harness.registry", "harness.results"),
+    # `harness plan` joins a table's comparisons (report) with the cost of runs (launch): above both, below the CLI
+    "plan.py": ("harness.trainer", "harness.cli", "harness.store", "torch", "timm"),
+    "results.py": ("harness.spec", "harness.launch", "harness.trainer", "harness.report", "harness.cli",
+                   "harness.export", "torch", "timm", "harness.registry", "harness.provenance", "harness.weights"),
+}
+# ... and what a top-level module may import only inside a function, deferred until a caller needs it: the
+# catalog's built-in datasets build with the trainer (torch); the trainer imports weights, which reads a spec
+# file only for `harness weights fetch`
+DEFERRED = {
+    "registry.py": ("harness.trainer", "torch", "timm"),
+    "weights.py": ("harness.spec",),
+}
+
+
+def test_every_top_level_module_has_its_rule():
+    actual = {p.name for p in HARNESS.glob("*.py") if not p.name.startswith("__")}
+    assert sorted(actual ^ set(TOP_LEVEL)) == []
+
+
+@pytest.mark.parametrize("name", sorted(TOP_LEVEL))
+def test_a_top_level_module_imports_only_what_its_place_allows(name):
+    path = HARNESS / name
+    broken = [f"harness/{name}:{line} imports {module}" for line, module in imports(path)
+              if module.startswith(TOP_LEVEL[name]) and module != name.removesuffix(".py")]
+    broken += [f"harness/{name}:{line} imports {module} when it is imported" for line, module in module_imports(path)
+               if module.startswith(DEFERRED.get(name, ()))]
+    assert broken == []
+
+
+def module_imports(path: Path, package: str = "harness") -> list[tuple[int, str]]:
+    """The imports a module runs when it is imported (at its top level, in an `if` or `try` there), not those
+    inside a function or class."""
+    inside = {(line, name) for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+              for line, name in _imports_in(node, package)}
+    return [found for found in imports(path, package) if found not in inside]
+
+
+def _imports_in(tree: ast.AST, package: str) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve(node.module, node.level, package)
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names if alias.name != "*"]
+    return found
+
+
+def test_module_imports_leave_out_those_inside_functions(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import os\ntry:\n    import torch\nexcept ImportError:\n    pass\n\n"
+                      "def late():\n    import timm\n\nclass A:\n    import pandas\n")
+    assert [name for _, name in module_imports(sample)] == ["os", "torch"]
+
+
 # outside the store, SQLAlchemy only parses URLs and names its exceptions: no engines, sessions or queries
 SQL_OUTSIDE_STORE = ("sqlalchemy.engine", "sqlalchemy.exc")
 
@@ -70,6 +147,20 @@ def test_a_package_imports_only_what_its_layer_allows(package):
     broken = [f"{path.relative_to(HARNESS.parent)}:{line} imports {name}"
               for path in modules(package) for line, name in imports(path)
               if name.startswith(FORBIDDEN[package])]
+    assert broken == []
+
+
+# the trainer's entry points for code outside it: `train` (harness.trainer), a step to time and the builders of a
+# run's models for the memory plan (trainer.probe)
+TRAINER_ENTRY_POINTS = ("harness.trainer", "harness.trainer.probe", "harness.trainer.RunStopped",
+                        "harness.trainer.train", "harness.trainer.probe.training_step",
+                        "harness.trainer.probe.create_model", "harness.trainer.probe.student_name")
+
+
+def test_launch_reaches_the_trainer_only_through_its_entry_points():
+    broken = [f"{path.relative_to(HARNESS.parent)}:{line} imports {name}"
+              for path in modules("launch") for line, name in imports(path)
+              if name.startswith("harness.trainer") and name not in TRAINER_ENTRY_POINTS]
     assert broken == []
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness.config import RunConfig
+from harness import registry
 from harness.registry import check_dataset
 from harness.trainer import datasets
 from harness.trainer.batching import BatchTransform
@@ -23,7 +24,7 @@ def config(**kw):
 
 
 def test_registry_names():
-    assert {"digits", "fashion_mnist", "imagefolder"} <= set(datasets.DATASETS)
+    assert {"digits", "fashion_mnist", "imagefolder"} <= set(registry.DATASETS)
     assert check_dataset("digits") == "digits"
     with pytest.raises(KeyError, match="known datasets"):
         check_dataset("cifar")

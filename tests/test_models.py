@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-import harness.models  # noqa: F401
+import harness.trainer.tiny_models  # noqa: F401
 from harness.registry import check_model, distilled_twin
 
 TWINS = [("deit_tiny_patch4_32", "deit_tiny_distilled_patch4_32"), ("deit_small_patch4_32", "deit_small_distilled_patch4_32")]

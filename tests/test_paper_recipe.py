@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.presets import PRESETS
+from harness.registry import PRESETS
 from harness.spec import expand, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,18 +44,6 @@ def test_git_state_of_a_checkout(tmp_path):
     provenance.git_state.cache_clear()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("sqlite:///runs/harness.db", "sqlite:///runs/harness.db"),
-    ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
-    ("a postgresql+psycopg://u:pw@h:5432/db and mysql://x:y@z/w", "a postgresql+psycopg://u:***@h:5432/db and "
-                                                                   "mysql://x:***@z/w"),
-    ("postgresql://u@h/db", "postgresql://u@h/db"),
-    ("--password=abc PGPASSWORD=xyz", "--password=*** PGPASSWORD=***"),
-])
-def test_redact(text, expected):
-    assert provenance.redact(text) == expected
-
-
 def test_mark_started_stores_provenance_without_secrets(sqlite_store, planned, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["harness", "run", "--db", "postgresql://bob:t0psecret@h/db"])
     run = planned(1)[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.launch import secrets
-from harness.provenance import redact
+from harness.words import redact
 from harness.store.db import display_url
 from tests.slurm_fixtures import slurm  # noqa: F401  (a fixture)
 from tests.tiny_spec import REPO, harness_env, tiny_spec

@@ -81,3 +81,20 @@ def test_run_refuses_in_one_line_naming_the_count(tmp_path):
     result = CliRunner().invoke(app, ["run", str(small), "--dry-run", "--max-runs", "8",
                                       "--db", f"sqlite:///{tmp_path / 'h.db'}"])
     assert result.exit_code == 2 and "9 runs" in result.output and "--max-runs 8" in result.output
+
+
+@pytest.mark.parametrize("command", [["run", "SPEC", "--dry-run"], ["weights", "fetch", "SPEC"],
+                                     ["seeds", "SPEC", "--detect", "1"]])
+def test_every_command_that_reads_a_spec_file_honours_max_runs(tmp_path, command):
+    """`run`, `weights fetch` and `seeds` turn a spec into its runs one way: each refuses, in one line, a spec
+    above --max-runs (and, by default, one above 10,000 runs under any profile)."""
+    from harness.cli import app
+
+    db = ["--db", f"sqlite:///{tmp_path / 'h.db'}"] if command[0] != "weights" else []
+    small = _grid(tmp_path, 3, axes=2)
+    result = CliRunner().invoke(app, [str(small) if a == "SPEC" else a for a in command] + ["--max-runs", "8", *db])
+    assert result.exit_code == 2 and "9 runs" in result.output and "--max-runs 8" in result.output, result.output
+    big = _grid(tmp_path, 3, axes=1, profile_axes=3)  # paper scale 3 runs; profile 'big' 27
+    result = CliRunner().invoke(app, [str(big) if a == "SPEC" else a for a in command] + ["--max-runs", "20", *db])
+    assert result.exit_code == 2 and "27 runs under profile 'big'" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

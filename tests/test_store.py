@@ -129,6 +129,26 @@ def test_final_metrics_and_info_are_kept_apart_from_epochs(store, planned):
     assert store.metrics() == [(run.hash, 0, "top1", 10.0)]
 
 
+def test_typed_queries_read_a_key_no_run_holds_as_no_run(store, planned):
+    """The store's own queries (what launch asks) find their runs in the database; a key that no run holds yet
+    is no run found, never a FilterError for the caller to read as "none", which a user's filter still raises."""
+    from harness.store.where import FilterError, parse
+
+    runs = planned(4)  # models tiny_vit, tiny_cnn, tiny_vit, tiny_cnn
+    register(store, runs)
+    assert store.runs_with_info("teacher_weights", ["a.tag"]) == []
+    assert store.completed_runs_of(["tiny_vit"]) == []
+    with pytest.raises(FilterError, match="unknown key 'info.teacher_weights'"):
+        store.runs(where=parse("info.teacher_weights == 'a.tag'"))
+    store.log_final(runs[0].hash, {"top1": 1.0}, {"teacher_weights": "a.tag"})
+    store.log_final(runs[1].hash, {"top1": 1.0}, {"teacher_weights": "b.tag"})
+    assert [r.hash for r in store.runs_with_info("teacher_weights", ["a.tag", "c.tag"])] == [runs[0].hash]
+    for run in runs[:3]:
+        drive(store, run.hash, "completed")
+    assert [r.hash for r in store.completed_runs_of(["tiny_vit"])] == [runs[0].hash, runs[2].hash]
+    assert [r.hash for r in store.completed_runs_of(["tiny_cnn", "other"])] == [runs[1].hash]
+
+
 def test_predictions_round_trip_compactly(store, planned):
     run = planned(1)[0]
     register(store, [run])

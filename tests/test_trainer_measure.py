@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-import harness.models  # noqa: F401
+import harness.trainer.tiny_models  # noqa: F401
 from harness.trainer.measure import count_flops, count_params, measure_throughput, peak_memory_mb
 
 

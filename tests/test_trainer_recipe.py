@@ -15,7 +15,7 @@ from timm.data.random_erasing import RandomErasing
 from torchvision.transforms import ColorJitter
 
 from harness.config import RunConfig
-from harness.presets import PRESETS
+from harness.registry import PRESETS
 from harness.spec.overrides import apply
 from harness.trainer import models, optim
 from harness.trainer.batching import BatchTransform

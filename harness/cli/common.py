@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, NoReturn, Optional
 import typer
 
 from harness import paths
-from harness.words import count
+from harness.words import count, first_line
 
 SLURM = "SLURM (--executor slurm; values override the spec's slurm: section)"
 
@@ -150,9 +150,9 @@ def slurm_options(section: Any, values: dict[str, Any], source: str = "the spec"
         error = validation_error("", exc, SlurmConfig)
         field = (error.key or "").split(".")[0]
         option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
-        fail(f"SLURM parameters: {option}: {_first_line(error.message)}")
+        fail(f"SLURM parameters: {option}: {first_line(error.message)}")
     except ValueError as exc:
-        fail(f"SLURM parameters: --sbatch: {_first_line(exc)}")
+        fail(f"SLURM parameters: --sbatch: {first_line(exc)}")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -186,17 +186,12 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
                 typer.echo(f"error: {line}", err=True)
             fail(lines[-1])
         except (SpecError, StoreError, LookupError) as exc:
-            fail(_first_line(exc))
+            fail(first_line(exc))
         except SQLAlchemyError as exc:
-            fail(f"the results store answered with an error: {_first_line(getattr(exc, 'orig', None) or exc)}")
+            fail(f"the results store answered with an error: {first_line(getattr(exc, 'orig', None) or exc)}")
         except OSError as exc:
             fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
 
     return wrapper
 
 
-def _first_line(exc: BaseException | object) -> str:
-    from harness.provenance import redact
-
-    text = str(exc).strip().splitlines()
-    return redact(text[0] if text else type(exc).__name__)

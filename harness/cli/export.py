@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import Db, Output, command, fail, open_existing_store
+from harness.words import redact
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +26,6 @@ def mlflow(
     """One MLflow experiment per spec, one MLflow run per run: config as params, every epoch's metrics, final
     metrics, state and provenance as tags. Run it again any time: it adds only what MLflow lacks."""
     from harness.export.mlflow import MlflowMissing, export, require_mlflow
-    from harness.provenance import redact
 
     # MLflow's own progress lines (creating its tables) are not the researcher's business; read at its import
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

@@ -43,16 +43,12 @@ def run(
     from harness.export.live import tracking_uri
     from harness.launch import dry_run as plan_only
     from harness.launch import launch_spec
-    from harness.spec import expand, load_spec, only_variants, parse_names, parse_seeds, validate_profiles
+    from harness.spec import load_spec, parse_names, parse_seeds, spec_runs
 
     seed_list = _parsed("--seeds", parse_seeds, seeds)
     names = _parsed("--variants", parse_names, variants)
     loaded = load_spec(spec)
-    expanded = validate_profiles(loaded, max_runs)
-    runs = (expanded[profile] if seed_list is None and profile in expanded
-            else expand(loaded, profile, seed_list, max_runs=max_runs))
-    if names is not None:
-        runs = only_variants(runs, names, loaded.path)
+    runs = spec_runs(loaded, profile, seed_list, names, max_runs)
     options = dataclasses.replace(launch.options(output, loaded.spec.slurm, loaded.path),
                                   mlflow=tracking_uri(mlflow, loaded.spec.tracking))
     if dry_run:

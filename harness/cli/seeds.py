@@ -21,6 +21,9 @@ def seeds(
     profile: Optional[str] = typer.Option(None, help="read this profile's runs ('paper-scale': runs without one)"),
     confidence: float = typer.Option(0.95, min=0.5, max=0.999, help="confidence of the test"),
     power: float = typer.Option(0.8, min=0.5, max=0.999, help="probability of finding a true difference"),
+    max_runs: int = typer.Option(10_000, "--max-runs", min=1,
+                                 help="refuse a spec file that expands to more runs than this under any profile, "
+                                      "as `harness run` does"),
     db: Db = None, output: Output = None,
 ) -> None:
     """Seeds each row needs, from the stored per-seed spread, to resolve a difference to the reference row."""
@@ -31,10 +34,11 @@ def seeds(
 
     name, own_table = spec, None
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        from harness.spec import load_spec
+        from harness.spec import load_spec, spec_runs
 
-        loaded = load_spec(Path(spec)).spec
-        name, own_table = loaded.name, loaded.table
+        loaded = load_spec(Path(spec))
+        spec_runs(loaded, max_runs=max_runs)  # a spec file `harness run` refuses is refused here alike
+        name, own_table = loaded.spec.name, loaded.spec.table
     numbers = tables_for(name, own_table)
     if not numbers:
         fail(f"spec '{name}' fills no table with a reference row")

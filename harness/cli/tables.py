@@ -7,9 +7,9 @@ import shutil
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
-from harness.launch.status import RunStatus, clock
+from harness.launch.status import RunStatus
 from harness.states import RunState
-from harness.words import epoch_of
+from harness.words import clock, epoch_of
 
 
 def console() -> Console:

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
 def fetch(
     spec: str = typer.Argument(..., help="YAML ablation spec (or one timm pretrained tag)"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
+    max_runs: int = typer.Option(10_000, "--max-runs", min=1,
+                                 help="refuse a spec that expands to more runs than this under any profile, as "
+                                      "`harness run` does"),
 ) -> None:
     """Download every pretrained weight the spec's runs name into the hub cache, printing where each is; a
     cached file that is not what its hub-cache name promises is downloaded again. Each weight that cannot be
@@ -26,7 +29,7 @@ def fetch(
     from harness import weights
 
     try:
-        tags = weights.spec_weights(spec, profile)  # a bad spec is the error wrapper's one line
+        tags = weights.spec_weights(spec, profile, max_runs)  # a bad spec is the error wrapper's one line
     except weights.WeightsError as exc:
         fail(str(exc))
     failed = False

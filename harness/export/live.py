@@ -27,7 +27,7 @@ from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
-from harness.provenance import redact
+from harness.words import redact
 from harness.export.mlflow import EPOCH_TAG, HASH_TAG, MLFLOW_STATUS, NO_SPEC, client_for, run_name
 
 if TYPE_CHECKING:

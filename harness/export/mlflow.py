@@ -173,7 +173,7 @@ def export(store: "Store", tracking_uri: str, spec: str | None = None) -> Export
 @contextlib.contextmanager
 def _named_as_mlflows(tracking_uri: str) -> Iterator[None]:
     """Whatever MLflow raises (its own MlflowException, or its SQL store's SQLAlchemy errors) as MlflowFailed."""
-    from harness.provenance import redact
+    from harness.words import redact
 
     try:
         yield

@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from harness.config import RunConfig
 from harness.launch import logs, processes, queue
+from harness.launch.launcher import submit_runs
+from harness.launch.outcome import LaunchResult
 from harness.launch.protocols import RunStore
 from harness.launch.slurm import cancel_jobs
+from harness.spec import PlannedRun
 from harness.states import FINISHED, UNTRAINED_ENDINGS, RunState
 from harness.store.records import RunRecord
 
@@ -97,9 +101,6 @@ def failed_runs(store: RunStore, spec: str | None = None) -> list[Any]:
 
 def planned_run(record: RunRecord) -> Any:
     """A stored run as the launcher takes it."""
-    from harness.config import RunConfig
-    from harness.spec import PlannedRun
-
     return PlannedRun(
         hash=record.hash, config=RunConfig.model_validate(record.config), spec=record.spec or "",
         profile=record.profile, variant=record.variant or "", label=record.label or "",
@@ -112,9 +113,6 @@ def retry_failed(store: RunStore, db_url: str, spec: str | None,
     """`harness retry --failed`: claim and train again the failed or cancelled runs (of one spec), each spec's
     runs with the options `options_for(its slurm: section, its name)` gives; None when there is nothing to retry.
     Every spec's runs pass the checks `harness run` makes (`plan_checks`) before any is submitted."""
-    from harness.launch.launcher import plan_checks, submit_runs
-    from harness.launch.outcome import LaunchResult
-
     runs = failed_runs(store, spec)
     if not runs:
         return None
@@ -135,8 +133,6 @@ def retry_failed(store: RunStore, db_url: str, spec: str | None,
 
 def slurm_section(store: RunStore, spec: str) -> dict[str, Any]:
     """The `slurm:` section of a spec as it was last launched (its stored text), for a retry."""
-    from harness.spec.reader import YamlError, parse
-
     for experiment in store.experiments():
         if experiment.name == spec and experiment.spec_text:
             try:

@@ -9,10 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from harness.launch import logs
 from harness.launch.protocols import RunStore
-from harness.provenance import redact
 from harness.store import StoreError
 from harness.states import RunState, UNTRAINED_ENDINGS
 from harness.store.records import RunRecord
+from harness.words import first_line
 
 KILLED = "the job's process ended without a result: it was killed (kill -9, the out-of-memory killer, a lost node)"
 # what a launch reports of a run it had claimed and another launch took over (its claim having lapsed)
@@ -38,7 +38,7 @@ def job_error(job: Any) -> str | None:
             return found
         if type(exc).__name__ == "UncompletedJobError":
             return KILLED
-        return logs.named((text.strip().splitlines() or [type(exc).__name__])[0][:500])
+        return logs.named(first_line(exc, limit=500))
     return None
 
 
@@ -53,6 +53,6 @@ def record_failure(store: RunStore, run_hash: str, token: str, record: RunRecord
         store.finish(run_hash, token, RunState.FAILED, error=cause)
     except (StoreError, SQLAlchemyError, OSError) as exc:
         # a full disk or a lost server must not end the launch: the next `harness run` finds the run dead
-        print(f"harness: could not record that run {run_hash[:10]} failed ({redact(str(exc)).splitlines()[0]}); "
+        print(f"harness: could not record that run {run_hash[:10]} failed ({first_line(exc)}); "
               f"it failed because: {cause}", file=sys.stderr, flush=True)
     return cause

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.config import RunConfig
+from harness.launch.executors import local_gpu_ids, resolve_executor, threads_per_run
+from harness.launch.probe import probe, probe_length
 from harness.launch.protocols import RunStore
 from harness.states import RunState
 from harness.store.records import RunRecord
-from harness.words import count
+from harness.words import clock, count
 
 # training images of the in-memory datasets: digits keeps 80% of scikit-learn's 1,797 images (the rest validate)
 TRAIN_IMAGES = {"digits": 1437, "fashion_mnist": 60000}
@@ -114,8 +116,6 @@ class Target:
 
 def local_gpu_name() -> str | None:
     """The name of this machine's first GPU (as torch reports it), None without one."""
-    from harness.launch.executors import local_gpu_ids
-
     ids = local_gpu_ids()
     if not ids or not shutil.which("nvidia-smi"):
         return None
@@ -129,8 +129,6 @@ def target_for(executor: str, runs_cpu: bool, max_parallel: int = 1, slurm: Any 
     """The target of `harness run`: `executor` resolved, `runs_cpu` when the runs ask for device: cpu, `threads`
     the --threads option, `processes` the devices each run trains on (`RunConfig.devices`: a CPU run's
     processes, a GPU run's GPUs)."""
-    from harness.launch.executors import local_gpu_ids, resolve_executor, threads_per_run
-
     name = resolve_executor(executor)
     if name == "slurm" and slurm is not None:
         gpus = slurm.nodes * slurm.gpus_per_node
@@ -231,8 +229,6 @@ def measured_speed(key: tuple[Any, ...], target: Target, records: Iterable[Any])
 def probed_speed(config: RunConfig, key: tuple[Any, ...], target: Target) -> Speed:
     """Time the run's training step here (see `harness.launch.probe`): seconds on a GPU, minutes a model on a busy
     CPU, so each probe says what it times before it starts."""
-    from harness.launch.probe import probe, probe_length
-
     print(f"harness: timing {key_text(key)} here ({probe_length()})", file=sys.stderr, flush=True)
     try:
         timed = probe(config, target.world_size, threads=target.threads)
@@ -312,11 +308,6 @@ def estimate_runs(runs: Iterable[Any], records: Iterable[Any], executor: str = "
     return out
 
 
-def clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def duration(seconds: float, spread: float) -> str:
     """A wall time as precise as it is known: h:mm:ss when the speed is known to a few percent, else `~40 min`,
     `~1.5 h` (the significant digits the spread allows, in the largest unit that fits)."""
@@ -372,14 +363,7 @@ def dry_run_estimate(entries: Iterable[Any], store: RunStore | None, executor: s
 def completed_like(store: RunStore, runs: list[Any]) -> list[RunRecord]:
     """The store's completed runs of ours that could estimate `runs` (same models: a speed key starts with the
     model), filtered in the database, so a plan's estimate does not read every run of a large store."""
-    from harness.store.where import All, Compare, FilterError
-
-    models = tuple(sorted({run.config.model.name for run in runs}))
-    try:
-        return store.runs(status=RunState.COMPLETED, where=All((Compare("model.name", "in", models),
-                                                         Compare("source", "==", None))))
-    except FilterError:  # no run of the store has a model name: none can estimate these
-        return []
+    return store.completed_runs_of(run.config.model.name for run in runs)
 
 
 # ---------------------------------------------------------------------------------------------------------------

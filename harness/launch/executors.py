@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +120,6 @@ def make_local_executor(name: str, folder: Path) -> submitit.Executor:
 def local_gpu_ids() -> list[int]:
     """This machine's GPUs as CUDA device ids, honouring CUDA_VISIBLE_DEVICES (no GPU: empty). Read without
     initialising CUDA, so the launcher holds no memory on a GPU its jobs need."""
-    import subprocess
-
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [int(x) for x in visible.split(",") if x.strip().isdigit()]

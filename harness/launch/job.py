@@ -41,6 +41,7 @@ from harness.launch.logs import named
 from harness.launch.protocols import RunStore
 from harness.states import RunState, renew_every_s
 from harness.store.errors import NotOwner, StoreUnreachable
+from harness.words import first_line
 
 # the longest pause between two tries of a job's backlog while the store is out of reach
 BACKLOG_PAUSE_S = 30.0
@@ -89,7 +90,7 @@ class Heartbeat:
             try:
                 self.beat()
             except Exception as exc:  # a store out of reach: the run goes on, its lease says how long
-                print(f"harness: heartbeat not recorded: {_one_line(exc)}", file=sys.stderr, flush=True)
+                print(f"harness: heartbeat not recorded: {first_line(exc, named=True)}", file=sys.stderr, flush=True)
 
 
 Write = Callable[[RunStore], None]
@@ -175,7 +176,7 @@ class StoreSink:
 
     def _put_off(self, exc: StoreUnreachable) -> None:
         if self._pause == 1.0:
-            print(f"harness: {_one_line(exc)}; training goes on, its results are kept to be written later",
+            print(f"harness: {first_line(exc, named=True)}; training goes on, its results are kept to be written later",
                   file=sys.stderr, flush=True)
         self._retry_at = time.monotonic() + self._pause
         self._pause = min(BACKLOG_PAUSE_S, self._pause * 2)
@@ -255,7 +256,7 @@ class RunJob(submitit.helpers.Checkpointable):
             heartbeat.stop()
             record = store.get_run(self.run_hash)
             if taken_over(record, self.owner):
-                print(f"harness: {TAKEN_OVER}: {_one_line(exc)}", file=sys.stderr, flush=True)
+                print(f"harness: {TAKEN_OVER}: {first_line(exc, named=True)}", file=sys.stderr, flush=True)
                 raise ClaimLost(f"{TAKEN_OVER} (the run is {record.status if record else 'gone'} under its claim)"
                                 ) from None
             raise
@@ -282,7 +283,7 @@ class RunJob(submitit.helpers.Checkpointable):
             if sink.live is not None:
                 sink.live.close(status=status)
         except Exception as exc:
-            print(f"harness: could not record that the run ended {status}: {_one_line(exc)}"
+            print(f"harness: could not record that the run ended {status}: {first_line(exc, named=True)}"
                   + (f"\nharness: it ended because: {error}" if error else ""), file=sys.stderr, flush=True)
 
     # None: no requeue, which submitit allows though its stub's return type does not say so
@@ -337,13 +338,6 @@ class _NullSink:
 
     def may_replace_files(self, wait: bool) -> bool:
         return True  # only rank 0 writes the run's files
-
-
-def _one_line(exc: BaseException) -> str:
-    from harness.provenance import redact
-
-    text = str(exc).strip().splitlines()
-    return redact(f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -23,17 +23,20 @@ from typing import Callable
 
 from harness import paths
 from harness.launch import liveness, preflight, processes, secrets
+from harness.launch.estimate import dry_run_estimate
 from harness.launch.executors import Claimed, Executor, resolve_executor, threads_per_run
 from harness.launch.interrupts import terminate_as_interrupt
-from harness.words import count
 from harness.launch.job import RunJob
 from harness.launch.local import LocalExecutor
+from harness.launch.memory import device_plans
 from harness.launch.outcome import LaunchResult
-from harness.launch.plan import PlanEntry, dependency_order, plan
+from harness.launch.plan import PlanEntry, dependency_order, format_plan, plan
 from harness.launch.protocols import RunStore
 from harness.launch.slurm import SlurmConfig, SlurmExecutor
 from harness.spec import LoadedSpec, PlannedRun
 from harness.states import Owner, RunState
+from harness.store import NoStore, open_store
+from harness.words import count
 
 Progress = Callable[[str], None]
 
@@ -74,8 +77,6 @@ def launch_spec(loaded: LoadedSpec, runs: list[PlannedRun], db_url: str, options
                 progress: Progress = print) -> LaunchResult:
     """`harness run`: like `launch`, but a store or output folder that does not exist yet is created only once
     the runs to train are known to have every file they need."""
-    from harness.store import open_store
-
     store = existing_store(db_url)
     if store is not None:
         return launch(loaded, runs, store, db_url, options, progress)
@@ -90,10 +91,6 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
     """`harness run --dry-run`: the plan (one line per run and a summary), its cost estimate with each GPU run's
     per-device plan on this machine's GPUs, and every problem the real run would stop on (files, weights, the
     executor's commands, a run that cannot fit its GPU); writes nothing."""
-    from harness.launch.estimate import dry_run_estimate
-    from harness.launch.memory import device_plans
-    from harness.launch.plan import format_plan
-
     store = existing_store(db_url)
     entries = prepare(runs, store)
     todo = sum(e.state == "to_run" for e in entries)
@@ -113,8 +110,6 @@ def dry_run(runs: list[PlannedRun], db_url: str, options: LaunchOptions,
 def existing_store(db_url: str):
     """The store at `db_url`, or None where there is none yet (a missing file, an empty database): nothing is
     created."""
-    from harness.store import NoStore, open_store
-
     try:
         return open_store(db_url, create=False)
     except NoStore:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from harness import paths
 from harness.launch import liveness, processes
+from harness.launch.ending import TAKEN_OVER, job_error, record_failure, taken_over
 from harness.launch.executors import Claimed, local_gpu_ids, make_local_executor, wait_for_jobs
 from harness.launch.interrupts import children_ignore_ctrl_c
 from harness.launch.job import RunJob
@@ -201,8 +202,6 @@ def _collect_finished(batch: LocalBatch, free_gpus: list[int]) -> bool:
 
 
 def _collect(batch: LocalBatch, run: PlannedRun, job: Any) -> None:
-    from harness.launch.ending import TAKEN_OVER, job_error, record_failure, taken_over
-
     error = job_error(job)
     record = batch.store.get_run(run.hash)
     if taken_over(record, batch.owner.token):

@@ -191,7 +191,7 @@ def _parameters(config: RunConfig) -> tuple[int, int]:
 
 
 def _student_key(config: RunConfig) -> tuple[str, int, int, float, float]:
-    from harness.trainer.models import student_name
+    from harness.trainer.probe import student_name
 
     return (student_name(config), _classes(config), config.data.img_size, config.model.dropout,
             config.model.drop_path)
@@ -206,7 +206,7 @@ def _classes(config: RunConfig) -> int:
 def _meta_model(key: tuple[str, int, int, float, float]):
     import torch
 
-    from harness.trainer.models import create_model
+    from harness.trainer.probe import create_model
 
     name, classes, size, dropout, drop_path = key
     with torch.device("meta"):

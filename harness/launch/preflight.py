@@ -17,6 +17,7 @@ from harness import paths
 from harness.launch.protocols import RunStore
 from harness.store.records import RunRecord
 from harness.spec import PlannedRun
+from harness.weights import WEIGHT_ROLES, check_weights, named_weights
 
 
 def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Path | None = None,
@@ -27,8 +28,6 @@ def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Pa
     fine-tune source named by run that is `completed` (so no launch will train it again) must have left its
     weights there. A published weight must be what its hub-cache name promises and, with the store, the file
     that the stored runs of its tag used."""
-    from harness.weights import check_weights, named_weights
-
     runs = list(runs)
     done = {run.hash: run for run in completed}
     found: list[str] = []
@@ -47,16 +46,9 @@ def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Pa
 def runs_that_used(store: RunStore, tags: list[str]) -> list[RunRecord]:
     """The stored runs that recorded one of the weight `tags`, found by the database's index on run info rather
     than by reading every run of the store."""
-    from harness.store.where import Compare, FilterError
-    from harness.weights import WEIGHT_ROLES
-
     found: dict[str, RunRecord] = {}
     for role in WEIGHT_ROLES:
-        try:
-            used = store.runs(where=Compare(f"info.{role}_weights", "in", tuple(tags)))
-        except FilterError:  # no stored run has recorded weights in this role
-            continue
-        found.update((record.hash, record) for record in used)
+        found.update((record.hash, record) for record in store.runs_with_info(f"{role}_weights", tags))
     return list(found.values())
 
 

@@ -1,9 +1,9 @@
 """Time training steps of a run's model on this machine: a speed basis for runs nothing stored yet.
 
-`probe(config)` builds the run's student (and, when it distils, its teacher with random weights) with the
-trainer's own builders and times the trainer's own training step (`harness.trainer.loop.train_step`: Mixup/CutMix,
-the run's loss with the teacher's forward, backward, clipping, the optimizer and EMA updates) on random images of
-the run's resolution at its per-process batch size, after `WARMUP` untimed steps, never compiled. It times
+`probe(config)` times the trainer's own training step of the run (`harness.trainer.probe.training_step`: the run's
+student, and its teacher with random weights, Mixup/CutMix, the run's loss with the teacher's forward, backward,
+clipping, the optimizer and EMA updates) on random images of the run's resolution at its per-process batch size,
+after `WARMUP` untimed steps, never compiled. It times
 steps until it has at least `MIN_STEPS` of them and `MIN_SECONDS` of timing: on a machine shared with other
 processes a few steps vary several-fold, a few seconds of them much less. The median
 step counts, and the spread between steps (the middle half, relative to the median) says how noisy the machine
@@ -59,9 +59,7 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
     """Time the run's training step on this machine (see the module docstring)."""
     import torch
 
-    from harness.trainer import distributed
-    from harness.trainer.loop import assemble, resolve_device, train_step
-    from harness.trainer.models import build_student, create_model
+    from harness.trainer.probe import training_step
 
     previous = torch.get_num_threads()
     if threads:
@@ -71,28 +69,15 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
         # torch.compile: compiling takes minutes of the planning machine, and a few seconds of steps after it
         # would time its warm-up, not its speed (the estimate says the timing is uncompiled)
         config = config.model_copy(update={"finetune": None, "compile": False})
-        device = resolve_device(config)
-        classes = num_classes(config)
-        model = build_student(config, classes, lambda run: Path(run)).to(device)
-        teacher, named = None, config.distillation.teacher
-        if config.distillation.kind != "none" and named is not None:
-            teacher = create_model(named.model, classes, config.data.img_size)
-            teacher = teacher.to(device).eval().requires_grad_(False)
-        run = assemble(config, distributed.DistEnv(), device, model, teacher, classes)
-        run.train_model.train()
         batch = max(2, config.batch_size // world_size)
-        size = config.data.img_size
-        images = torch.randn(batch, 3, size, size, device=device)
-        targets = torch.randint(0, classes, (batch,), device=device)
+        step = training_step(config, num_classes(config), batch)
         seconds: list[float] = []
         began = None
-        for step in range(10**9):
+        for done in range(10**9):
             start = time.perf_counter()
-            train_step(run, images, targets)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            step()
             end = time.perf_counter()
-            if step < WARMUP:
+            if done < WARMUP:
                 continue
             began = began if began is not None else start
             seconds.append(end - start)

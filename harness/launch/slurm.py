@@ -27,6 +27,7 @@ from harness.launch import liveness
 from harness.launch.ending import TAKEN_OVER, taken_over
 from harness.launch.executors import Claimed, wait_for_jobs
 from harness.launch.outcome import Failure, LaunchResult
+from harness.launch.plan import ORPHANED, READY, WAIT, judge_dependencies
 from harness.launch.progress import Watcher
 from harness.launch.protocols import RunStore
 from harness.launch.queue import slurm_job_id, stored_job_id
@@ -203,8 +204,6 @@ def submit_graph(to_run: Sequence[Any], jobs: Mapping[str, Callable[[], Any]], s
     with its cause; anything else (dead, failed, or alive where `afterok` cannot reach it) fails the run
     unsubmitted.
     """
-    from harness.launch.plan import ORPHANED, READY, WAIT, judge_dependencies
-
     folder = paths.log_dir(Path(output))
     planned = {r.hash for r in to_run}
     queued: dict[str, str] = {}

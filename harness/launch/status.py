@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from harness.launch.estimate import remaining_s
 from harness.launch.protocols import RunStore
 from harness.store.records import RunRecord
 
@@ -37,8 +38,6 @@ class RunStatus:
 
 
 def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
-    from harness.launch.estimate import remaining_s
-
     now = now or datetime.now(timezone.utc)
     records = [r for r in store.runs(spec=spec) if r.source is None]
     # one read of the curves of every run still training, not two per run and refresh
@@ -101,8 +100,3 @@ def describe(record: RunRecord) -> str:
     coords = " ".join(f"{k}={v}" for k, v in (record.coords or {}).items())
     return f"{record.variant} seed={record.seed}" + (f" {coords}" if coords else "") + (
         f" [{record.profile}]" if record.profile else "")
-
-
-def clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

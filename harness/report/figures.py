@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from harness.report.definitions import UnknownName  # noqa: E402
+from harness.report.definitions import UnknownName, load_table  # noqa: E402
 from harness.report.runs import Origin, RunSet, load, origin_of, parse_profile  # noqa: E402
 from harness.report.tables import table  # noqa: E402
 
@@ -79,8 +79,6 @@ def figure1_data(db: str | None = None, runset: RunSet | None = None, profile: s
 def _why_no_points_of_ours(runset: RunSet, profile: str | None) -> str:
     """One true line on why Figure 1 has no point of ours: it draws Table 5's spec, which may hold no finished
     run (other specs' runs, however complete, are not its rows), or runs without a paper-protocol throughput."""
-    from harness.report.definitions import load_table
-
     specs = load_table(5).specs
     chosen, wanted = parse_profile(profile)
     runs = [r for r in runset.in_specs(specs) if not chosen or r.profile == wanted]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness.report.definitions import TABLES, UnknownName, check_table
+from harness.report.page import write_page
 from harness.report.render import check_format, render
 from harness.report.runs import RunSet, load
 from harness.report.tables import table
@@ -53,8 +54,6 @@ def write_all(out_dir: str | Path, fmt: str = "markdown", runset: RunSet | None 
               **table_options: Any) -> list[Path]:
     """Every table and figure on one HTML page (`index.html`) and every table in a file of its own
     (`tableN.md`, `.tex`, `.csv` or `.html`), in `out_dir`; returns the page's path, then the tables'."""
-    from harness.report.page import write_page
-
     check(fmt)
     runset = runset if runset is not None else load(db, store)
     out = Path(out_dir)

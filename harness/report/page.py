@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.report import definitions as defs
 from harness.report.runs import RunSet, load
+from harness.report.tables import table
 from harness.words import count
 
 # tables drawn as charts on the page (Table 1 holds no accuracy)
@@ -51,7 +52,6 @@ def build_page(db: str | None = None, spec: str | None = None, profile: str | No
     (`vs_reference`, `detect`, `cost`)."""
     from harness.report import figures as figs
     from harness.report.render import to_html
-    from harness.report.tables import table
 
     runset = runset if runset is not None else load(db, store)
     parts: list[str] = []

@@ -23,6 +23,7 @@ from typing import Any
 from harness import dotted
 from harness.report import definitions as defs
 from harness.states import RunState
+from harness.store import NewRun
 
 # columns of the import CSV that are not metrics
 ID_COLUMNS = ("spec", "variant", "label", "seed", "profile")
@@ -185,8 +186,6 @@ def write_csv(path: str | Path, runs: list[_Run] | None = None) -> Path:
 
 def import_paper(store: Any, source: str = "paper") -> int:
     """Record the paper's results in `store` through its import API (what `harness import` calls)."""
-    from harness.store import NewRun
-
     total = 0
     by_spec: dict[str, list[Any]] = {}
     for run in paper_runs():

@@ -13,7 +13,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from harness.paths import default_db_url
+from harness.spec.reader import YamlError, parse
 from harness.states import RunState
+from harness.store import open_store
+from harness.store.where import All, Compare
 
 # a special --profile value: our runs without a profile
 PAPER_SCALE = "paper-scale"
@@ -95,8 +99,6 @@ class RunSet:
         """Finished imported results that name no spec (they count for every table): read by a filter in the
         database, not by reading every run."""
         if self._runs is None and self.store is not None:
-            from harness.store.where import All, Compare
-
             return [r for r in self.store.runs(where=All((Compare("spec", "==", None), Compare("source", "!=", None))))
                     if finished(r)]
         return [r for r in self.runs if getattr(r, "source", None) is not None and not r.spec]
@@ -118,9 +120,6 @@ def finished(run: Any) -> bool:
 def load(db: str | None = None, store: Any = None) -> RunSet:
     """Every finished run in the store at `db` (default: `harness.paths.default_db_url()`), read when first needed."""
     if store is None:
-        from harness.paths import default_db_url
-        from harness.store import open_store
-
         store = open_store(db or default_db_url())
     return RunSet(None, store)
 
@@ -163,8 +162,6 @@ def defined_profiles(runset: RunSet) -> dict[str, set[str]]:
 
 def _spec_profiles(text: str) -> set[str]:
     """The profiles a stored spec's text defines (none when it does not parse)."""
-    from harness.spec.reader import YamlError, parse
-
     try:
         data = parse(text) if text else None
     except YamlError:

@@ -3,7 +3,7 @@
 The paper trains timm's models on image folders (ImageNet, and the transfer sets of Table 7) at the resolution
 of each cell (`TableDef.paper_img_size`). A run stands in for that setting when it belongs to a profile, reads
 an in-memory dataset (digits, Fashion-MNIST, synthetic), uses one of the harness's tiny models as its model or
-teacher (`harness.tiny_models`), or trains at another resolution than its cell's. A table that shows any such
+teacher (`harness.registry.MODELS`), or trains at another resolution than its cell's. A table that shows any such
 run says so first in its caption, with the datasets, resolutions, epochs, models and teachers its runs used,
 read from their stored configs: a "Ti 224" column filled with 16-px digits runs must not pass for the paper's.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from harness import dotted
-from harness.registry import HARNESS_MODELS, twin_name
+from harness.registry import MODELS, twin_name
 
 # the dataset registry's name for real image datasets, read from class folders: what the paper trains on
 IMAGE_FOLDER = "imagefolder"
@@ -38,7 +38,7 @@ def stands_in(run: Any, img_size: int | None) -> bool:
     dataset = _get(run, "data.name")
     if dataset is not None and dataset != IMAGE_FOLDER:
         return True
-    if _get(run, "model.name") in HARNESS_MODELS or teacher(run) in HARNESS_MODELS:
+    if _get(run, "model.name") in MODELS or teacher(run) in MODELS:
         return True
     size = _get(run, "data.img_size")
     return img_size is not None and size is not None and size != img_size

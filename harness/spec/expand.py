@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from harness import dotted, registry
 from harness.config import RunConfig, run_hash, short_hash
-from harness.presets import preset_overrides
 from harness.spec.errors import SpecError
 from harness.spec.load import LoadedSpec, validation_error
 from harness.spec.overrides import apply, deep_merge, nest
@@ -241,7 +240,7 @@ def _preset_layers(names: list[str], where: str, path: str) -> list[tuple[dict[s
     layers = []
     for name in names:
         try:
-            layers.append((preset_overrides(name), f"{where}.{name}"))
+            layers.append((registry.preset_overrides(name), f"{where}.{name}"))
         except KeyError as exc:
             raise SpecError(path, where, exc.args[0]) from None
     return layers

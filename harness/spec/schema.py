@@ -71,6 +71,6 @@ class Spec(_Strict):
     # $HARNESS_MLFLOW_URI override it
     tracking: dict[Literal["mlflow"], str] = Field(default_factory=dict)
     # a lab's own modules (importable names, e.g. mylab.models), imported before the spec's names are checked and
-    # in every job: the models (timm's @register_model) and datasets (harness.datasets.register) they register
+    # in every job: the models (timm's @register_model) and datasets (harness.registry.register_dataset) they register
     imports: list[Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] \
         = Field(default_factory=list)

@@ -4,7 +4,7 @@
 gives those seeds to every variant that does not pin its own (a variant's `seeds:`, e.g. a single teacher run,
 stays), so each new seed is a new run with its own hash, and the seeds already in the store are skipped as
 always. `only_variants` keeps the runs of the named variants and the runs they need (their teachers and
-fine-tuning sources).
+fine-tuning sources). `spec_runs` is the one way a command turns a spec into its runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Iterable
 
 from harness.config import MAX_SEED
 from harness.spec.errors import SpecError
-from harness.spec.expand import PlannedRun
+from harness.spec.expand import MAX_RUNS, PlannedRun, expand, validate_profiles
+from harness.spec.load import LoadedSpec
 
 # more seeds than any experiment of this harness needs; a typo such as 0-70000 is refused, not planned
 MAX_SEEDS = 1000
@@ -66,3 +67,15 @@ def only_variants(runs: list[PlannedRun], names: Iterable[str], path: str) -> li
                 keep.add(needed)
                 todo.append(needed)
     return [r for r in runs if r.hash in keep]
+
+
+def spec_runs(loaded: LoadedSpec, profile: str | None = None, seeds: list[int] | None = None,
+              variants: Iterable[str] | None = None, max_runs: int | None = MAX_RUNS) -> list[PlannedRun]:
+    """The runs a command plans for a spec (`run`, its dry run, `seeds`, `weights`): every profile checked first,
+    each counted against `max_runs` (`--max-runs`), so that a command refuses what `harness run` refuses; then
+    `profile`'s runs, with `seeds` (`--seeds`) instead of the spec's and only `variants` (`--variants`) and the
+    runs they need."""
+    expanded = validate_profiles(loaded, max_runs)
+    runs = (expanded[profile] if seeds is None and profile in expanded
+            else expand(loaded, profile, seeds, max_runs=max_runs))
+    return runs if variants is None else only_variants(runs, variants, loaded.path)

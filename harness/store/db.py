@@ -25,6 +25,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from harness.states import lease
 from harness.store.errors import StoreError, StoreLocked, StoreUnreachable
+from harness.store.locks import write_lock_holders
+from harness.words import first_line, redact
 
 T = TypeVar("T")
 
@@ -105,15 +107,9 @@ def without_password(url: str | URL) -> URL:
                       parsed.difference_update_query([PASSWORD_PARAM]).query)
 
 
-def redact(text: str) -> str:
-    from harness.provenance import redact
-
-    return redact(text)
-
-
 def unreachable(url: URL, exc: DBAPIError) -> StoreError:
     """The error for a database that cannot be opened: the safe URL and the driver's first line."""
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    reason = first_line(exc.orig) if exc.orig is not None else type(exc).__name__
     if refused_login(exc):
         said = reason[reason.index("FATAL:") + 6:].strip() if "FATAL:" in reason else reason
         return StoreError(f"cannot open the results store at {display_url(url)}: authentication failed "
@@ -147,7 +143,7 @@ def make_engine(url: URL) -> Engine:
         return _make_engine(url)
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(f"cannot open the results store at {display_url(url)}: no database driver "
-                         f"'{url.drivername}' ({redact(str(exc)).splitlines()[0]})") from None
+                         f"'{url.drivername}' ({first_line(exc)})") from None
 
 
 def _make_engine(url: URL) -> Engine:
@@ -302,8 +298,6 @@ def with_retry(fn: Callable[[], T], attempts: int = RETRIES, patience: float = 0
 
 
 def _locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
-    from harness.store.locks import write_lock_holders
-
     holders = write_lock_holders(sqlite_file)
     held_by = ("; ".join(h.describe() for h in holders) if holders
                else "another process (a harness command or job, or any other program with the file open)")
@@ -312,8 +306,7 @@ def _locked(sqlite_file: Path, where: str, waited_s: float) -> StoreLocked:
 
 
 def _reason(exc: DBAPIError) -> str:
-    lines = str(exc.orig).strip().splitlines() if exc.orig is not None else []
-    return redact(lines[0] if lines else type(exc).__name__)[:300]
+    return first_line(exc.orig, limit=300) if exc.orig is not None else type(exc).__name__
 
 
 def _say(line: str) -> None:

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 WAL_WRITE_LOCK_BYTE = 120
 
 
@@ -48,8 +50,6 @@ def write_lock_holders(database: Path, proc_locks: Path = Path("/proc/locks")) -
 
 
 def _holder(pid: int) -> LockHolder:
-    import psutil
-
     try:
         process = psutil.Process(pid)
         command = " ".join(" ".join(process.cmdline()).split())  # one line: `python -c` code has several

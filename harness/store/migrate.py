@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from harness.store.db import display_url, sqlite_path, unreachable
+from harness.paths import default_db_url
+from harness.store.db import display_url, make_engine, parse_url, sqlite_path, unreachable
 from harness.store.errors import NoStore, SchemaOutOfDate, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -150,8 +151,6 @@ def _file_lock(path: Path | None) -> Iterator[None]:
 
 def upgrade_store(url: str | URL | None = None, revision: str = "head") -> tuple[str | None, str]:
     """`harness db upgrade`: bring the store at `url` (a new one is created) to `revision`; (before, after)."""
-    from harness.store.db import make_engine, parse_url
-
     parsed = _url(url)
     engine = make_engine(parse_url(parsed))
     try:
@@ -164,8 +163,6 @@ def upgrade_store(url: str | URL | None = None, revision: str = "head") -> tuple
 
 def store_revision(url: str | URL | None = None) -> tuple[str | None, str]:
     """(the store's revision or None, this harness's head revision), creating nothing."""
-    from harness.store.db import make_engine
-
     parsed = _url(url)
     path = sqlite_path(parsed)
     if path is not None and not path.exists():
@@ -181,10 +178,6 @@ def store_revision(url: str | URL | None = None) -> tuple[str | None, str]:
 
 
 def _url(url: str | URL | None) -> URL:
-    from harness.store.db import parse_url
-
     if url is None:
-        from harness.paths import default_db_url
-
         url = default_db_url()
     return parse_url(url)

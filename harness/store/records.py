@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from harness.config import short_hash
 from harness.states import FINISHED, STATUSES  # noqa: F401  (re-exported: the store's callers read them here)
 
 
@@ -49,8 +50,6 @@ class RunRecord:
 
     @property
     def short(self) -> str:
-        from harness.config import short_hash
-
         return short_hash(self.hash)
 
 

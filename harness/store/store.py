@@ -463,8 +463,23 @@ class Store(RunLifecycle):
                 order.setdefault(key, (run_id, at))
         return sorted((key for key, _ in firsts), key=lambda k: order[k])
 
-    def _where(self, session: Session, node: where_.Node | None) -> list[Any]:
-        return [] if node is None else [where_.Compiler(session, self.engine.dialect.name)(node)]
+    def _where(self, session: Session, node: where_.Node | None, strict: bool = True) -> list[Any]:
+        return [] if node is None else [where_.Compiler(session, self.engine.dialect.name, strict)(node)]
+
+    def completed_runs_of(self, models: Iterable[str]) -> list[RunRecord]:
+        """Our completed runs (none imported) whose `model.name` is one of `models`, found in the database: what
+        could tell a plan how fast its runs of these models train. No run with a model name: none."""
+        node = where_.All((where_.Compare("model.name", "in", tuple(sorted(set(models)))),
+                           where_.Compare("source", "==", None)))
+        conditions = _conditions(None, RunState.COMPLETED, None, None)
+        return self._read(lambda session: self._records(session, conditions + self._where(session, node, False),
+                                                        None))
+
+    def runs_with_info(self, key: str, values: Iterable[str]) -> list[RunRecord]:
+        """The runs whose run info `key` is one of `values`, through the index on run info rather than by reading
+        every run. No run that recorded `key`: none."""
+        node = where_.Compare(f"info.{key}", "in", tuple(values))
+        return self._read(lambda session: self._records(session, self._where(session, node, False), None))
 
     def get_run(self, run_hash: str) -> RunRecord | None:
         found = self.runs(hashes=[run_hash])

@@ -447,10 +447,13 @@ class _Rows(_Operand):
 
 
 class Compiler:
-    """Filter trees -> SQLAlchemy conditions on the runs query, each key resolved (and checked) against the store."""
+    """Filter trees -> SQLAlchemy conditions on the runs query, each key resolved (and checked) against the store.
 
-    def __init__(self, session: Session, dialect: str):
-        self.session, self.dialect = session, dialect
+    `strict=False` is for the store's own queries, whose keys are written in code, not typed by a user: a key no
+    run holds is then absent from every run (so no run equals one of its values) instead of a FilterError."""
+
+    def __init__(self, session: Session, dialect: str, strict: bool = True):
+        self.session, self.dialect, self.strict = session, dialect, strict
         self._resolved: dict[str, _Operand] = {}
 
     def __call__(self, node: Node) -> Any:
@@ -512,7 +515,7 @@ class Compiler:
             config = _Config(parts, self.dialect)
             if all(parts) and self._exists(select(Run.id).where(config.present())):
                 return config
-        if not self._exists(select(Run.id)):
+        if not self.strict or not self._exists(select(Run.id)):
             return _Column(null(), False)  # an empty store: every key is absent, no run matches
         raise FilterError(f"unknown key '{key}' in a filter: not a run column, final metric, info or config key "
                           f"of any run in this store{self._hint(key)}")

@@ -1,4 +1,4 @@
-"""Datasets by name: `DATASETS` maps a name to a builder `builder(config) -> DataSplits`.
+"""The built-in datasets' builders, `builder(config) -> DataSplits`, which `harness.registry.DATASETS` names:
 
 - `digits`: scikit-learn's 1,797 handwritten 8x8 digits (shipped inside scikit-learn), resized to
   `data.img_size` as Pillow's bicubic resize does, 3 channels, split 80/20 train/val, stratified and seeded by `data.split_seed`;
@@ -17,12 +17,13 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sized, cast
+from typing import Any, Sized, cast
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from harness import registry
 from harness.config import RunConfig
 from harness.trainer.resampling import resample, resample_weights
 from harness.trainer.transforms import eval_transform, imagefolder_train_transform
@@ -187,19 +188,7 @@ def build_imagefolder(config: RunConfig) -> DataSplits:
     return DataSplits(train, val, len(train.classes), False)
 
 
-DATASETS: dict[str, Callable[[RunConfig], DataSplits]] = {
-    "digits": build_digits,
-    "fashion_mnist": build_fashion_mnist,
-    "imagefolder": build_imagefolder,
-    "synthetic": build_synthetic,
-}
-
-
 def build_dataset(config: RunConfig) -> DataSplits:
-    from harness import datasets, registry
-
+    """The run's dataset, by its name in the catalog (a lab's, from the run's `imports:`, or a built-in one)."""
     registry.import_modules(config.imports)
-    builder = DATASETS.get(config.data.name) or datasets.REGISTERED.get(config.data.name)
-    if builder is None:
-        raise KeyError(f"unknown dataset '{config.data.name}'; known datasets: {', '.join(registry.dataset_names())}")
-    return apply_train_subset(builder(config), config)
+    return apply_train_subset(registry.DATASETS.get(config.data.name)(config), config)

@@ -7,13 +7,16 @@ no-op, so the single-process path has no distributed code in it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import submitit
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from harness.config import RunConfig
 
@@ -32,8 +35,6 @@ def detect() -> tuple[int, int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     if os.environ.get("SUBMITIT_EXECUTOR"):
-        import submitit
-
         job_env = submitit.JobEnvironment()
         if job_env.num_tasks > 1:
             tde = submitit.helpers.TorchDistributedEnvironment()
@@ -70,7 +71,6 @@ def wrap(model: nn.Module, env: DistEnv, device: torch.device, find_unused: bool
     no gradient (a distillation-token model trained without distillation leaves its distillation head unused)."""
     if env.world_size == 1:
         return model
-    from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
@@ -78,8 +78,6 @@ def wrap(model: nn.Module, env: DistEnv, device: torch.device, find_unused: bool
 
 def weights_digest(model: nn.Module) -> str:
     """SHA-256 of the model's weights: equal in every process of a run that DDP kept in step."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

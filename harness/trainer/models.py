@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harness.models  # noqa: F401  (registers the tiny 32-px models in timm before any create_model)
+import harness.trainer.tiny_models  # noqa: F401  (registers the tiny 32-px models in timm before any create_model)
 from harness.config import RunConfig
-from harness.registry import check_model, distilled_twin
-from harness.tiny_models import TINY_MODELS, is_tiny_vit
+from harness.registry import MODELS, check_model, distilled_twin, is_tiny_vit
 from harness.trainer.loading import adapt_state, check_classes, finetune_state, load_finetune_state, teacher_state
 
 # timm modules whose models are VisionTransformer or its distillation-token twin (vit_*, deit_*, deit3_*)
@@ -46,7 +45,7 @@ def _timm_vits() -> frozenset[str]:
 def is_vit(name: str) -> bool:
     """Whether a model (a timm name, or a pretrained tag) is a ViT: it takes img_size and has a token grid."""
     arch = name.split(".", 1)[0]
-    return is_tiny_vit(arch) if arch in TINY_MODELS else arch in _timm_vits()
+    return is_tiny_vit(arch) if arch in MODELS else arch in _timm_vits()
 
 
 def create_model(name: str, num_classes: int, img_size: int, dropout: float = 0.0,

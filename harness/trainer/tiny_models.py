@@ -1,6 +1,6 @@
-"""The harness's tiny 32-px models (`harness.tiny_models`), built and registered in timm's model registry.
+"""The harness's tiny 32-px models (`harness.registry.MODELS`), built and registered in timm's model registry.
 
-Importing this module registers every entry of `TINY_MODELS` under its name: the ViTs as timm's
+Importing this module registers every entry of `MODELS` under its name: the ViTs as timm's
 `VisionTransformer` (or `VisionTransformerDistilled` for a distillation-token twin), the convnet as
 `TinyConvNet`. Every model takes timm's usual keyword arguments (`num_classes`, `img_size`, the dropout and
 drop-path rates), so the trainer builds them exactly as it builds timm's own.
@@ -17,7 +17,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from harness.tiny_models import TINY_MODELS, TinyConvNet as TinyConvNetSpec, TinyViT
+from harness.registry import MODELS, TinyConvNet as TinyConvNetSpec, TinyViT
 
 
 def _cfg(spec: TinyViT | TinyConvNetSpec) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _cfg(spec: TinyViT | TinyConvNetSpec) -> dict[str, Any]:
 
 
 # read by timm's register_model: each name's pretrained cfg (no weights: "url" is empty)
-default_cfgs = generate_default_cfgs({name: _cfg(spec) for name, spec in TINY_MODELS.items()})
+default_cfgs = generate_default_cfgs({name: _cfg(MODELS.get(name)) for name in MODELS})
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -108,5 +108,5 @@ def _entrypoint(name: str, spec: TinyViT | TinyConvNetSpec) -> Callable[..., nn.
     return create
 
 
-for _name, _spec in TINY_MODELS.items():
-    globals()[_name] = register_model(_entrypoint(_name, _spec))
+for _name in MODELS:
+    globals()[_name] = register_model(_entrypoint(_name, MODELS.get(_name)))
