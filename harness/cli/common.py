@@ -140,7 +140,7 @@ def slurm_options(section: Any, values: dict[str, Any], source: str = "the spec"
     try:
         SlurmConfig.model_validate(section or {})
     except ValidationError as exc:
-        fail(_first_line(validation_error(source, exc, SlurmConfig, prefix="slurm")))
+        fail(first_line(validation_error(source, exc, SlurmConfig, prefix="slurm")))
     values = dict(values)
     values["timeout_min"] = values.pop("time_min", None)
     try:

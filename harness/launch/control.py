@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 from harness.config import RunConfig
 from harness.launch import logs, processes, queue
-from harness.launch.launcher import submit_runs
+from harness.launch.launcher import plan_checks, submit_runs
 from harness.launch.outcome import LaunchResult
 from harness.launch.protocols import RunStore
 from harness.launch.slurm import cancel_jobs
 from harness.spec import PlannedRun
+from harness.spec.reader import YamlError, parse
 from harness.states import FINISHED, UNTRAINED_ENDINGS, RunState
 from harness.store.records import RunRecord
 
