@@ -28,7 +28,7 @@ def registered(store, planned, n=3):
 
 def here_owner() -> Owner:
     me = processes.this_process()
-    return Owner(token="launcher-here", host=me.host, pid=me.pid, started=me.started)
+    return Owner(token="launcher-here", host=me.host, pid=me.pid, started=me.started, boot=me.boot, pidns=me.pidns)
 
 
 def sleeper(seconds: float = 120) -> subprocess.Popen:
@@ -81,7 +81,7 @@ def test_a_run_queued_by_a_dead_launcher_is_dead_and_a_live_ones_is_not(sqlite_s
     runs = registered(sqlite_store, planned)
     launcher = sleeper()
     ref = processes.reference(launcher.pid)
-    owner = Owner(token="gone", host=ref.host, pid=ref.pid, started=ref.started)
+    owner = Owner(token="gone", host=ref.host, pid=ref.pid, started=ref.started, boot=ref.boot, pidns=ref.pidns)
     assert sqlite_store.claim(runs[0].hash, owner)
     assert sqlite_store.claim(runs[1].hash, here_owner())
     assert judge(sqlite_store.runs())[runs[0].hash].alive

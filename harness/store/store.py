@@ -471,6 +471,7 @@ class Store(RunLifecycle):
         query = (select(Run.id, Run.hash, Run.config, Run.status, Run.created_at, Run.started_at, Run.ended_at,
                         Run.heartbeat_at, Run.epoch, Run.host, Run.error, Run.job_id, Run.log_path, Run.source,
                         Run.provenance, Run.owner, Run.owner_host, Run.owner_pid, Run.owner_started,
+                        Run.owner_boot, Run.owner_pidns,
                         Run.lease_until, Run.job_started, Run.depends_on, RunMembership.profile, RunMembership.variant, RunMembership.label,
                         RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
                         last_epoch.label("last_epoch"))
@@ -595,6 +596,7 @@ def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecor
         heartbeat_at=_utc(row.heartbeat_at), host=row.host, error=row.error, job_id=row.job_id,
         log_path=row.log_path, source=row.source, created_at=_utc(row.created_at), provenance=row.provenance or {},
         owner=row.owner, owner_host=row.owner_host, owner_pid=row.owner_pid, owner_started=row.owner_started,
+        owner_boot=row.owner_boot, owner_pidns=row.owner_pidns,
         lease_until=_utc(row.lease_until), job_started=row.job_started, depends_on=tuple(row.depends_on or ()),
     )
 
