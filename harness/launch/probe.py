@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.paths import RunFile
 from harness.config import RunConfig
 
 # classes of each dataset (the classifier's width; imagefolder: ImageNet's unless its folder says otherwise)
@@ -67,7 +68,7 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
         config = config.model_copy(update={"finetune": None, "compile": False})
         device = resolve_device(config)
         classes = num_classes(config)
-        model = build_student(config, classes, lambda run: Path(run)).to(device)
+        model = build_student(config, classes, _no_run_files).to(device)
         teacher, named = None, config.distillation.teacher
         if config.distillation.kind != "none" and named is not None:
             teacher = create_model(named.model, classes, config.data.img_size)
@@ -98,3 +99,7 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
         return Probe(batch / median, len(seconds), sum(seconds), (q3 - q1) / median)
     finally:
         torch.set_num_threads(previous)
+
+
+def _no_run_files(run_hash: str, role: str) -> RunFile:
+    raise FileNotFoundError(f"a probe reads no run's {role} weights (run {run_hash[:10]})")
