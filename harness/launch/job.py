@@ -5,7 +5,8 @@ launcher that submitted it (harness/states.py): it marks the run started only wh
 keeps a heartbeat going that renews the claim (every tenth of `harness.states.lease()`), and trains through
 `harness.trainer.train`, writing every result under the claim: the store refuses a write whose token no
 longer holds the run (`NotOwner`), and the job stops at once, with no further epoch, final phase or file
-renamed over another owner's. A run taken over by another launch ends the job with `ClaimLost`, "taken over
+published: its files carry its own token in their names and become the run's only through those fenced writes
+(`StoreSink`), so what it wrote and could not publish is removed, and nobody else's is touched. A run taken over by another launch ends the job with `ClaimLost`, "taken over
 by another launch"; a cancelled run ends it with the store already saying so.
 
 A store out of reach (a database restart) does not stop the training: results wait in order in the sink's

@@ -99,8 +99,7 @@ class RunLifecycle:
 
     def holds(self, run_hash: str, token: str) -> bool:
         """Whether the claim of `token` is still the run's latest (in any state: a cancelled or given-up run keeps
-        its owner until another launch claims it). What a job checks just before it replaces one of the run's
-        files (a checkpoint, the weights): once another launch holds the run, the files are that launch's."""
+        its owner until another launch claims it)."""
         def work(session: Session) -> bool:
             owner = session.execute(select(Run.owner).where(Run.hash == run_hash)).first()
             if owner is None:
