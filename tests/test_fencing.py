@@ -153,7 +153,11 @@ def test_a_job_frozen_between_writing_a_file_and_publishing_it_changes_nothing_t
         left = everything_stored(db, run_dir)
         assert left["record"].status == "completed" and left["record"].owner != running.owner
         assert sorted(left["published"]) == ["checkpoint", "model"], left["published"]
-        assert all(left["record"].owner in f.name for f in left["published"].values()), left["published"]
+        # the weights are the new owner's; so is the checkpoint where it trained epochs (frozen at its first
+        # checkpoint, the job had published none), else the last one the frozen job published while it held the run
+        checkpoint_by = left["record"].owner if role == "checkpoint" else running.owner
+        assert left["record"].owner in left["published"]["model"].name, left["published"]
+        assert left["published"]["checkpoint"].name == f"checkpoint.{checkpoint_by}.e{epochs - 1}.pt", left["published"]
         assert {e for _, e, _, _ in left["metrics"]} == set(range(epochs)) and left["predictions"]
         only_published(run_dir, left)  # the new owner removed the frozen job's unpublished file
     finally:

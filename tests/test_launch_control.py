@@ -140,6 +140,31 @@ def test_a_job_on_another_machine_lives_by_its_lease(sqlite_store, planned):
     assert "node-far" in done[0].job and not sqlite_store.heartbeat(runs[0].hash, far.token)
 
 
+@pytest.mark.parametrize("other", ["boot", "pidns", "unrecorded"])
+def test_a_job_this_machine_cannot_see_is_unknown_and_lives_by_its_lease_never_dead(sqlite_store, planned, other):
+    """Same host name, but another boot, another PID namespace, or a claim that did not record them (a clone of
+    one VM image, a container): its pid means nothing here, so a pid that is gone here proves nothing."""
+    runs = registered(sqlite_store, planned)
+    gone = sleeper()
+    gone.kill()
+    gone.wait()
+    me = processes.this_process()
+    machine = {"boot": me.boot, "pidns": me.pidns}
+    machine.update({"boot": "another-boot"} if other == "boot" else {"pidns": "pid:[1]"} if other == "pidns"
+                   else {"boot": None, "pidns": None})
+    owner = Owner(token="clone", host=me.host, pid=gone.pid, started=1.0, **machine)
+    assert sqlite_store.claim(runs[0].hash, owner, lease=timedelta(minutes=5))
+    assert sqlite_store.record_submission(runs[0].hash, owner.token, f"local:{gone.pid}", job_started=1.0)
+    verdict = judge(sqlite_store.runs())[runs[0].hash]
+    assert verdict.alive and "renewed its claim" in verdict.why, verdict
+    later = datetime.now(timezone.utc) + timedelta(minutes=6)
+    verdict = judge(sqlite_store.runs(), later)[runs[0].hash]
+    assert not verdict.alive and "no word from its job or launcher" in verdict.why, verdict
+    # nor is a process signalled there: cancel says why it cannot be seen
+    done = cancel(sqlite_store, runs[0].hash)
+    assert "not signalled" in done[0].job and "gone" not in done[0].job, done[0].job
+
+
 # like submitit's local controller started from a script: it ignores SIGINT, and so does the task it starts
 CONTROLLER = """
 import signal, subprocess, sys, time
