@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_OUTPUT = "runs"
 # a run's final weights and final EMA weights, in its folder: what a run-named teacher or fine-tune source reads
 MODEL = "model.pt"
 EMA_MODEL = "model_ema.pt"
+# the roles of the files a run publishes (harness.trainer.sink), and their plain names outside a store
+CHECKPOINT_ROLE, MODEL_ROLE, EMA_ROLE = "checkpoint", "model", "model_ema"
+PLAIN_NAMES = {CHECKPOINT_ROLE: "checkpoint.pt", MODEL_ROLE: MODEL, EMA_ROLE: EMA_MODEL}
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A file of a run: where it is, and the SHA-256 it was published with (None: published by no store, as a
+    run outside one, read as it is)."""
+
+    path: Path
+    sha256: str | None
 
 
 def output_root(path: str | os.PathLike[str] | None = None) -> Path:

@@ -91,6 +91,10 @@ class Owner:
     pid: int
     # the process's start time (seconds since the epoch): a pid alone may belong to another process by now
     started: float
+    # the machine beyond its host name: its boot id and the process's PID namespace (None: not known, and then
+    # no machine can see the process: it is judged by its lease)
+    boot: str | None = None
+    pidns: str | None = None
 
 
 # seconds a claim lives without renewal unless HARNESS_LEASE_S says otherwise

@@ -119,8 +119,8 @@ class FakeStore:
     def add(self, run_hash: str, status: str, job_id: str | None = None) -> None:
         self.records[run_hash] = SimpleNamespace(
             hash=run_hash, status=status, job_id=job_id, error=None, log_path=None, source=None, owner="token",
-            owner_host=None, owner_pid=None, owner_started=None, lease_until=None, job_started=None,
-            heartbeat_at=None, started_at=None, created_at=None)
+            owner_host=None, owner_pid=None, owner_started=None, owner_boot=None, owner_pidns=None, lease_until=None,
+            job_started=None, heartbeat_at=None, started_at=None, created_at=None)
 
     def get_run(self, run_hash: str) -> SimpleNamespace | None:
         return self.records.get(run_hash)

@@ -33,7 +33,9 @@ def row_of(table: str, run_hash: str) -> str:
     return " ".join(" ".join(lines[at:end]).split())
 
 
-def test_status_shows_each_runs_state_and_marks_a_run_whose_local_job_died_failed(sqlite_store, sqlite_url, planned):
+def test_status_shows_each_runs_state_and_says_a_run_whose_local_job_died_is_dead_without_failing_it(
+        sqlite_store, sqlite_url, planned):
+    """A read: the run stays as stored (only a launch gives it up), its row says why it is dead."""
     done, died, waiting = registered(sqlite_store, planned)
     drive(sqlite_store, done.hash, "completed")
     job = sleeper()
@@ -51,9 +53,9 @@ def test_status_shows_each_runs_state_and_marks_a_run_whose_local_job_died_faile
     assert row_of(result.stdout, done.hash).split()[1] == "completed"
     assert row_of(result.stdout, waiting.hash).split()[1] == "pending"
     row = row_of(result.stdout, died.hash)
-    assert row.split()[1:3] == ["failed", "-"] and f"local:{job.pid}" in row
-    assert f"its job's process {job.pid} on {owner.host} is gone" in row, row
-    assert sqlite_store.get_run(died.hash).status == "failed"
+    assert row.split()[1:3] == ["submitted", "-"] and f"local:{job.pid}" in row
+    assert f"its job's process {job.pid} on {owner.host} is gone: the next launch gives it up" in row, row
+    assert sqlite_store.get_run(died.hash).status == "submitted"
 
 
 
@@ -186,3 +188,50 @@ def test_a_retry_names_the_stored_spec_of_a_bad_slurm_section(tmp_path, sqlite_u
     assert result.exit_code == 2
     assert result.stderr == "error: spec 'lifecycle' as last launched: slurm.partitionn: unknown key; allowed keys: " \
                             "partition, " + result.stderr.split("partition, ", 1)[1]
+
+
+def every_row(sqlite_url: str) -> list[str]:
+    """Every row of a SQLite store as SQL text (the file's own bytes change when a reader checkpoints its WAL)."""
+    import sqlite3
+
+    connection = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def test_status_from_another_pid_namespace_leaves_a_healthy_running_run_running_and_writes_nothing(
+        sqlite_store, sqlite_url, planned, tmp_path):
+    """A container sharing the host name (`unshare -p`, root only) cannot see the job's pid: the job is unknown
+    there, judged by its lease, which holds; and `status`, a read, writes no byte of the store either way."""
+    import subprocess
+    import sys
+
+    from tests.tiny_spec import REPO, harness_env
+
+    check = subprocess.run(["unshare", "-p", "-f", "--mount-proc", "true"], capture_output=True)
+    if check.returncode != 0:
+        pytest.skip(f"another PID namespace needs `unshare -p` (root): {check.stderr.decode().strip()}")
+    run = registered(sqlite_store, planned)[0]
+    job = sleeper()
+    try:
+        owner = here_owner()
+        assert sqlite_store.claim(run.hash, owner)
+        assert sqlite_store.record_submission(run.hash, owner.token, f"local:{job.pid}",
+                                              job_started=psutil.Process(job.pid).create_time())
+        assert sqlite_store.mark_started(run.hash, owner.token, owner.host, {})
+        before = every_row(sqlite_url)
+
+        shown = subprocess.run(["unshare", "-p", "-f", "--mount-proc", sys.executable, "-m", "harness", "status",
+                                "--db", sqlite_url], cwd=REPO, env=harness_env(), capture_output=True, text=True,
+                               timeout=300)
+
+        assert shown.returncode == 0, shown.stderr
+        row = row_of(shown.stdout, run.hash)
+        assert row.split()[1] == "running" and "gone" not in row, row
+        assert sqlite_store.get_run(run.hash).status == "running"
+        assert every_row(sqlite_url) == before
+    finally:
+        job.kill()
+        job.wait()

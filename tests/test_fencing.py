@@ -8,6 +8,7 @@ process, which this machine can see is still there.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -55,14 +56,22 @@ def the_run(db: str):  # type: ignore[no-untyped-def]
 
 
 def everything_stored(db: str, run_dir: Path) -> dict:
-    """The run's record (every column), metrics, predictions, and every file of its folder, byte for byte (but
-    for a temporary file that the frozen launch may have been writing when it was stopped)."""
+    """The run's record (every column), metrics, predictions, published files, and every file its records name,
+    byte for byte."""
     with open_store(db, create=False) as store:
         (record,) = store.runs()
         predictions = {name: (a.dtype.str, a.shape, a.tobytes()) for name, a in store.predictions(record.hash).items()}
         metrics = store.metrics([record.hash])
-    files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if ".tmp-" not in p.name}
-    return {"record": record, "metrics": metrics, "predictions": predictions, "files": files}
+        published = store.run_files(record.hash)
+    files = {f.name: (run_dir / f.name).read_bytes() for f in published.values()}
+    return {"record": record, "metrics": metrics, "predictions": predictions, "published": published, "files": files}
+
+
+def only_published(run_dir: Path, left: dict) -> None:
+    """The run's folder holds exactly the files its records name, each with the SHA-256 it was published with."""
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(left["files"])
+    for role, file in left["published"].items():
+        assert hashlib.sha256(left["files"][file.name]).hexdigest() == file.sha256, role
 
 
 @pytest.mark.slow
@@ -90,15 +99,73 @@ def test_a_launch_frozen_past_its_lease_changes_nothing_that_the_launch_taking_o
         run_dir = paths.run_dir(out, running.hash)
         left = everything_stored(db, run_dir)
         assert left["record"].status == "completed" and left["record"].owner != running.owner
-        assert sorted(left["files"]) == ["checkpoint.pt", "model.pt"], sorted(left["files"])
+        assert sorted(left["published"]) == ["checkpoint", "model"], left["published"]
+        assert all(running.owner not in f.name and left["record"].owner in f.name for f in left["published"].values())
         assert {e for _, e, _, _ in left["metrics"]} == set(range(EPOCHS)) and left["predictions"]
     finally:
         os.killpg(first.pid, signal.SIGCONT)
     first_out, _ = first.communicate(timeout=240)
 
     assert everything_stored(db, run_dir) == left
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "model.pt"]  # no temporary file left
+    only_published(run_dir, left)  # no temporary file left
     assert first.returncode == 0, first_out
     assert f"{running.hash[:10]}  taken over by another launch" in first_out, first_out
     assert "FAILED" not in first_out and "Traceback" not in first_out, first_out
     assert "0 trained now" in first_out and "1 taken over by another launch, 0 failed" in first_out, first_out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ["checkpoint", "model"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_job_frozen_between_writing_a_file_and_publishing_it_changes_nothing_the_launch_taking_over_left(
+        tmp_path, backend, role, request):
+    """The window of every check-then-rename: the job has written its checkpoint (or its final weights) and not
+    yet published it when it is frozen (a test hook holds it there: no timing race), past its lease; another
+    launch takes the run over and completes it. Woken, the job publishes nothing, reads nothing of the new
+    owner's, and leaves no file behind."""
+    from harness.launch.job import PUBLISH_BARRIER
+
+    elsewhere = other_machine()
+    epochs = 3
+    spec, out, barrier = tmp_path / "window.yaml", tmp_path / "out", tmp_path / "barrier"
+    spec.write_text(tiny_spec("window", epochs))
+    barrier.mkdir()
+    (barrier / f"hold-{role}").touch()
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{out / 'harness.db'}"
+    first = harness("run", spec, "--output", out, "--db", db, "--executor", "local", HARNESS_LEASE_S=LEASE_S,
+                    **{PUBLISH_BARRIER: str(barrier)})
+    try:
+        wait_for(lambda: (barrier / f"reached-{role}").exists() or first.poll() is not None, 300,
+                 f"the job to write its {role} file and wait before publishing it")
+        assert first.poll() is None, first.communicate()[0]
+        running = the_run(db)
+        run_dir = paths.run_dir(out, running.hash)
+        unpublished = [p for p in run_dir.iterdir() if p.name.startswith(f"{role}.{running.owner}")]
+        assert unpublished, sorted(p.name for p in run_dir.iterdir())
+        freeze(first, db)
+        lapsed = lambda: (r := the_run(db)).lease_until < datetime.now(timezone.utc) and r  # noqa: E731
+        wait_for(lapsed, 60, "the frozen launch's lease to lapse")
+
+        second = harness("run", spec, "--output", out, "--db", db, "--executor", "local", prefix=tuple(elsewhere))
+        second_out, _ = second.communicate(timeout=300)
+        assert second.returncode == 0, second_out
+        assert "1 trained now" in second_out and "completed, top-1" in second_out, second_out
+        left = everything_stored(db, run_dir)
+        assert left["record"].status == "completed" and left["record"].owner != running.owner
+        assert sorted(left["published"]) == ["checkpoint", "model"], left["published"]
+        # the weights are the new owner's; so is the checkpoint where it trained epochs (frozen at its first
+        # checkpoint, the job had published none), else the last one the frozen job published while it held the run
+        checkpoint_by = left["record"].owner if role == "checkpoint" else running.owner
+        assert left["record"].owner in left["published"]["model"].name, left["published"]
+        assert left["published"]["checkpoint"].name == f"checkpoint.{checkpoint_by}.e{epochs - 1}.pt", left["published"]
+        assert {e for _, e, _, _ in left["metrics"]} == set(range(epochs)) and left["predictions"]
+        only_published(run_dir, left)  # the new owner removed the frozen job's unpublished file
+    finally:
+        (barrier / f"hold-{role}").unlink(missing_ok=True)
+        os.killpg(first.pid, signal.SIGCONT)
+    first_out, _ = first.communicate(timeout=300)
+
+    assert everything_stored(db, run_dir) == left
+    only_published(run_dir, left)
+    assert f"{running.hash[:10]}  taken over by another launch" in first_out, first_out
+    assert "Traceback" not in first_out, first_out

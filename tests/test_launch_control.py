@@ -28,7 +28,7 @@ def registered(store, planned, n=3):
 
 def here_owner() -> Owner:
     me = processes.this_process()
-    return Owner(token="launcher-here", host=me.host, pid=me.pid, started=me.started)
+    return Owner(token="launcher-here", host=me.host, pid=me.pid, started=me.started, boot=me.boot, pidns=me.pidns)
 
 
 def sleeper(seconds: float = 120) -> subprocess.Popen:
@@ -100,7 +100,7 @@ def test_a_run_queued_by_a_dead_launcher_is_dead_and_a_live_ones_is_not(sqlite_s
     runs = registered(sqlite_store, planned)
     launcher = sleeper()
     ref = processes.reference(launcher.pid)
-    owner = Owner(token="gone", host=ref.host, pid=ref.pid, started=ref.started)
+    owner = Owner(token="gone", host=ref.host, pid=ref.pid, started=ref.started, boot=ref.boot, pidns=ref.pidns)
     assert sqlite_store.claim(runs[0].hash, owner)
     assert sqlite_store.claim(runs[1].hash, here_owner())
     assert judge(sqlite_store.runs())[runs[0].hash].alive
@@ -157,6 +157,31 @@ def test_a_job_on_another_machine_lives_by_its_lease(sqlite_store, planned):
     # cancel from here cannot signal it: the job stops at its next heartbeat
     done = cancel(sqlite_store, runs[0].hash)
     assert "node-far" in done[0].job and not sqlite_store.heartbeat(runs[0].hash, far.token)
+
+
+@pytest.mark.parametrize("other", ["boot", "pidns", "unrecorded"])
+def test_a_job_this_machine_cannot_see_is_unknown_and_lives_by_its_lease_never_dead(sqlite_store, planned, other):
+    """Same host name, but another boot, another PID namespace, or a claim that did not record them (a clone of
+    one VM image, a container): its pid means nothing here, so a pid that is gone here proves nothing."""
+    runs = registered(sqlite_store, planned)
+    gone = sleeper()
+    gone.kill()
+    gone.wait()
+    me = processes.this_process()
+    machine = {"boot": me.boot, "pidns": me.pidns}
+    machine.update({"boot": "another-boot"} if other == "boot" else {"pidns": "pid:[1]"} if other == "pidns"
+                   else {"boot": None, "pidns": None})
+    owner = Owner(token="clone", host=me.host, pid=gone.pid, started=1.0, **machine)
+    assert sqlite_store.claim(runs[0].hash, owner, lease=timedelta(minutes=5))
+    assert sqlite_store.record_submission(runs[0].hash, owner.token, f"local:{gone.pid}", job_started=1.0)
+    verdict = judge(sqlite_store.runs())[runs[0].hash]
+    assert verdict.alive and "renewed its claim" in verdict.why, verdict
+    later = datetime.now(timezone.utc) + timedelta(minutes=6)
+    verdict = judge(sqlite_store.runs(), later)[runs[0].hash]
+    assert not verdict.alive and "no word from its job or launcher" in verdict.why, verdict
+    # nor is a process signalled there: cancel says why it cannot be seen
+    done = cancel(sqlite_store, runs[0].hash)
+    assert "not signalled" in done[0].job and "gone" not in done[0].job, done[0].job
 
 
 # like submitit's local controller started from a script: it ignores SIGINT, and so does the task it starts

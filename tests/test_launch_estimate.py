@@ -257,14 +257,15 @@ def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url, tmp
     from test_report_helpers import fill
 
     from harness import paths
+    from harness.store.records import FileRecord
 
     # hard distillation failed, to run again: soft distillation's speed is its basis
     runs = fill(sqlite_store, "distillation", "quick", lambda run: {"top1": 50.0},
                 ending=lambda run: "failed" if run.variant == "hard_distillation" else "completed")
     for run in runs:
+        # a completed teacher published its weights, which the student to run again will load
         sqlite_store.log_final(run.hash, {"train_img_s": 500.0, "train_time_s": 60.0},
-                              {"device": CPU, "world_size": "1"})
-        # a completed teacher left its weights, which the student to run again will load
+                              {"device": CPU, "world_size": "1"}, files={"model": FileRecord(paths.MODEL, "0" * 64)})
         weights = paths.run_dir(tmp_path, run.hash) / paths.MODEL
         weights.parent.mkdir(parents=True, exist_ok=True)
         weights.touch()

@@ -10,6 +10,8 @@ import pytest
 
 from harness.config import run_hash
 from harness.launch.job import Heartbeat, RunJob
+from harness.paths import RunFile
+from harness.store.records import FileRecord
 from harness.spec import PlannedRun
 from harness.states import Owner
 from harness.trainer import RunStopped
@@ -118,8 +120,8 @@ def test_a_beat_the_store_refuses_stops_the_job(sqlite_store, planned, take_away
 
 class TakenOverAt:
     """The real store, through which another launch takes the run over just before this job's first `method`
-    call after its first epoch is stored: `log_epoch` (the next epoch's metrics) or `holds` (the check before a
-    checkpoint replaces the run's)."""
+    call after its first epoch is stored: `log_epoch` (the next epoch's metrics and checkpoint) or `log_final`
+    (the final results and weights). The other launch leaves files of its own in the run's folder."""
 
     def __init__(self, store, method: str, run_dir):  # type: ignore[no-untyped-def]
         self.store, self.method, self.run_dir = store, method, run_dir
@@ -135,24 +137,28 @@ class TakenOverAt:
         assert self.store.give_up(run_hash, TEST_OWNER.token, "no word from its job")
         other = Owner(token="another", host="elsewhere", pid=2, started=0.0)
         assert self.store.claim(run_hash, other) and self.store.mark_started(run_hash, other.token, "elsewhere", {})
-        for name in ("checkpoint.pt", "model.pt"):
+        for name in OTHERS_FILES:
             (self.run_dir / name).write_bytes(b"the other launch's " + name.encode())
 
     def log_epoch(self, run_hash, epoch, metrics, *, token, **more):  # type: ignore[no-untyped-def]
         self._maybe_take_over("log_epoch", run_hash)
         return self.store.log_epoch(run_hash, epoch, metrics, token=token, **more)
 
-    def holds(self, run_hash, token):  # type: ignore[no-untyped-def]
-        self._maybe_take_over("holds", run_hash)
-        return self.store.holds(run_hash, token)
+    def log_final(self, run_hash, metrics, info, *, token, files=None):  # type: ignore[no-untyped-def]
+        self._maybe_take_over("log_final", run_hash)
+        return self.store.log_final(run_hash, metrics, info, token=token, files=files)
 
 
-@pytest.mark.parametrize("method", ["log_epoch", "holds"])
-def test_a_job_whose_run_is_taken_over_stops_at_its_next_write_and_leaves_the_files_alone(
+OTHERS_FILES = ("checkpoint.another.e0.pt", "model.another.pt")
+
+
+@pytest.mark.parametrize("method", ["log_epoch", "log_final"])
+def test_a_job_whose_run_is_taken_over_stops_at_its_next_write_and_removes_what_it_could_not_publish(
         sqlite_store, tmp_path, method):
     from harness.launch.job import StoreSink
     from harness.store import NotOwner
     from harness.trainer import train
+    from harness.trainer.loading import in_folders
 
     config = make_config(model={"name": "resnet_tiny_32"}, schedule={"epochs": 3})
     run = registered(sqlite_store, config)
@@ -163,16 +169,21 @@ def test_a_job_whose_run_is_taken_over_stops_at_its_next_write_and_leaves_the_fi
     beat = Heartbeat(store, run, TEST_OWNER.token, every_s=3600)
     sink = StoreSink(store, store, run, TEST_OWNER.token, beat)
     with pytest.raises(NotOwner, match="another launch"):
-        train(config, run_dir, sink, lambda other: tmp_path / other, should_stop=beat.should_stop)
+        train(config, run_dir, sink, in_folders(lambda other: tmp_path / other), should_stop=beat.should_stop)
     assert store.done
-    # no epoch after the takeover, no final phase, and the other launch's files as it left them
-    assert {epoch for _, epoch, _, _ in sqlite_store.metrics([run])} == {0}
+    # no epoch after the takeover, no final results, no weights published
+    last = 0 if method == "log_epoch" else 2
+    assert {epoch for _, epoch, _, _ in sqlite_store.metrics([run])} == set(range(last + 1))
     record = sqlite_store.get_run(run)
     assert (record.owner, record.status, record.final, record.info) == ("another", "running", {}, {})
-    assert sqlite_store.predictions(run) == {}
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "model.pt"]
-    assert (run_dir / "checkpoint.pt").read_bytes() == b"the other launch's checkpoint.pt"
-    assert (run_dir / "model.pt").read_bytes() == b"the other launch's model.pt"
+    assert (sqlite_store.predictions(run) == {}) == (method == "log_epoch")
+    # the run's record names the last checkpoint this job published while it held the run; every other file of
+    # this job (the checkpoint or weights written for the refused write) is gone; the other launch's untouched
+    published = sqlite_store.run_files(run)
+    assert set(published) == {"checkpoint"} and published["checkpoint"].name == f"checkpoint.{TEST_OWNER.token}.e{last}.pt"
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([*OTHERS_FILES, published["checkpoint"].name])
+    for name in OTHERS_FILES:
+        assert (run_dir / name).read_bytes() == b"the other launch's " + name.encode()
 
 
 def test_a_job_keeps_its_results_in_order_while_the_store_is_out_of_reach(sqlite_store, tmp_path):
@@ -190,16 +201,21 @@ def test_a_job_keeps_its_results_in_order_while_the_store_is_out_of_reach(sqlite
     drive(sqlite_store, run, "running")
     beat = Heartbeat(away, run, TEST_OWNER.token, every_s=3600)
     sink = StoreSink(sqlite_store, away, run, TEST_OWNER.token, beat)
+    checkpoints = []
     for epoch in range(3):
-        sink.log_epoch(epoch, {"top1": float(epoch)})  # returns at once: training goes on
-    assert not sink.may_replace_files(wait=False)  # a checkpoint waits for a store that can vouch for it
+        checkpoints.append(tmp_path / sink.file_name("checkpoint", epoch))
+        checkpoints[-1].write_bytes(b"epoch %d" % epoch)
+        # returns at once: training goes on; an older checkpoint not published yet is dropped for the newer one
+        sink.log_epoch(epoch, {"top1": float(epoch)}, RunFile(checkpoints[-1], f"sha-{epoch}"))
+    assert [p.exists() for p in checkpoints] == [False, False, True]
     sink.log_epoch(1, {"top1": 11.0})  # a resumed epoch: written after the first, replacing it
     assert len(sink.backlog) == 4 and sqlite_store.metrics([run]) == []
     sink.quick = sqlite_store  # the server is back
     sink._retry_at = 0.0
-    assert sink.may_replace_files(wait=False)
+    assert sink.flush(wait=False)
     assert sink.backlog == []
     assert sqlite_store.metrics([run]) == [(run, 0, "top1", 0.0), (run, 1, "top1", 11.0), (run, 2, "top1", 2.0)]
+    assert sqlite_store.run_files(run) == {"checkpoint": FileRecord(checkpoints[2].name, "sha-2")}
     assert sqlite_store.get_run(run).epoch == 2
     away.close()
 

@@ -178,7 +178,7 @@ LEARNERS = tiny_spec("learners").replace("seeds: [0]", """variants:
 
 
 def test_a_completed_teacher_whose_weights_are_gone_stops_the_launch_before_anything_is_submitted(tmp_path):
-    """The teacher is completed, so no launch trains it again; its model.pt gone, the student and the fine-tuning
+    """The teacher is completed, so no launch trains it again; its published weights gone, the student and the fine-tuning
     would fail inside their jobs. `harness run` says so at plan time, one line each, exit 2."""
     import subprocess
     import sys
@@ -194,7 +194,7 @@ def test_a_completed_teacher_whose_weights_are_gone_stops_the_launch_before_anyt
     store = open_store(db_url)
     options = LaunchOptions(executor="debug", output=out, poll_s=0.05, threads=1)
     assert launch(loaded, [teacher], store, db_url, options, progress=lambda line: None).ok
-    weights = out / "jobs" / teacher.hash[:16] / "model.pt"
+    weights = out / "jobs" / teacher.hash[:16] / store.run_files(teacher.hash)["model"].name
     weights.unlink()
     before = sorted(out.rglob("*"))
 

@@ -13,6 +13,7 @@ import torch
 from harness.config import RunConfig
 from harness.trainer import train
 from harness.trainer.sink import MemorySink
+from harness.trainer.loading import in_folders
 
 # One intra-op thread: these runs are tiny, and on a shared 2-core machine torch's default of one thread per
 # core spins against the other processes (measured: a 3-epoch test run took 40 s with 2 threads under load, 1 s
@@ -43,7 +44,7 @@ def make_config(**sections) -> RunConfig:
 
 def run(config: RunConfig, run_dir: Path, runs: dict | None = None):
     sink = MemorySink()
-    final = train(config, run_dir, sink, lambda h: (runs or {})[h])
+    final = train(config, run_dir, sink, in_folders(lambda h: (runs or {})[h]))
     return sink, final
 
 

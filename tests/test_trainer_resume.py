@@ -11,6 +11,7 @@ from timm.layers import resample_abs_pos_embed
 from harness.trainer import TrainingDiverged, models, train
 from harness.trainer.sink import MemorySink
 from tests.test_trainer import make_config, run
+from harness.trainer.loading import in_folders
 
 
 class Interrupt(Exception):
@@ -24,10 +25,10 @@ class InterruptingSink(MemorySink):
         super().__init__()
         self.at = at
 
-    def log_epoch(self, epoch, metrics):
+    def log_epoch(self, epoch, metrics, checkpoint=None):
         if epoch == self.at:
             raise Interrupt
-        super().log_epoch(epoch, metrics)
+        super().log_epoch(epoch, metrics, checkpoint)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
@@ -71,7 +72,7 @@ def test_finetune_at_higher_resolution_interpolates_position_embeddings(tmp_path
     run(source, tmp_path / "src")
     state = torch.load(tmp_path / "src" / "model.pt", weights_only=True)
     config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"img_size": 24}, finetune={"from_run": "src"})
-    model = models.build_student(config, 10, lambda h: tmp_path / h)
+    model = models.build_student(config, 10, in_folders(lambda h: tmp_path / h))
     expected = resample_abs_pos_embed(state["pos_embed"], [6, 6], num_prefix_tokens=1, interpolation="bicubic",
                                       antialias=False)
     assert state["pos_embed"].shape == (1, 17, 192) and model.pos_embed.shape == (1, 37, 192)

@@ -50,8 +50,8 @@ class StopAt(MemorySink):
         super().__init__()
         self.at = epoch
 
-    def log_epoch(self, epoch, metrics):
-        super().log_epoch(epoch, metrics)
+    def log_epoch(self, epoch, metrics, checkpoint=None):
+        super().log_epoch(epoch, metrics, checkpoint)
         if epoch == self.at:
             raise KeyboardInterrupt
 

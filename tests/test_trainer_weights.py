@@ -15,6 +15,7 @@ from harness.trainer import models
 from harness.trainer.loading import file_sha256
 from tests.hub_cache import add_weights, hub_cache, timm_weights  # noqa: F401  (fixture)
 from tests.test_trainer import make_config, run
+from harness.trainer.loading import in_folders
 
 TEACHER_TAG, VIT_TAG = "test_resnet.r160_in1k", "test_vit.r160_in1k"
 
@@ -62,12 +63,12 @@ def test_finetune_from_a_runs_ema_weights(tmp_path):
     for finetune, expected in (({"from_run": "r"}, source), ({"from_run": "r", "use_ema": True}, ema),
                                ({"checkpoint": str(tmp_path / "checkpoint.pt"), "use_ema": True}, ema)):
         config = make_config(model={"name": "deit_tiny_patch4_32"}, finetune=finetune)
-        student = models.build_student(config, 10, lambda h: tmp_path)
+        student = models.build_student(config, 10, in_folders(lambda h: tmp_path))
         assert torch.equal(student.state_dict()[key], expected.state_dict()[key]), finetune
     (tmp_path / "model_ema.pt").unlink()
     with pytest.raises(FileNotFoundError, match="use_ema needs a source run trained with ema.enabled"):
         models.build_student(make_config(model={"name": "deit_tiny_patch4_32"},
-                                         finetune={"from_run": "r", "use_ema": True}), 10, lambda h: tmp_path)
+                                         finetune={"from_run": "r", "use_ema": True}), 10, in_folders(lambda h: tmp_path))
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def vit_teacher_run(tmp_path):
 def test_teacher_at_the_students_resolution_by_default(vit_teacher_run):
     config = make_config(data={"img_size": 24}, distillation={
         "kind": "hard", "teacher": {"model": "deit_tiny_patch4_32", "run": "t"}})
-    teacher = models.build_teacher(config, 10, lambda h: vit_teacher_run, torch.device("cpu"))
+    teacher = models.build_teacher(config, 10, in_folders(lambda h: vit_teacher_run), torch.device("cpu"))
     assert not isinstance(teacher, models.AtResolution)
     assert teacher.pos_embed.shape[1] == 1 + 6 * 6  # interpolated to the student's 24 px grid
     assert teacher(torch.randn(2, 3, 24, 24)).shape == (2, 10)
@@ -89,7 +90,7 @@ def test_teacher_at_the_students_resolution_by_default(vit_teacher_run):
 def test_teacher_at_its_own_resolution_sees_the_batch_resized(vit_teacher_run):
     config = make_config(data={"img_size": 24}, distillation={
         "kind": "hard", "teacher": {"model": "deit_tiny_patch4_32", "run": "t", "img_size": 16}})
-    teacher = models.build_teacher(config, 10, lambda h: vit_teacher_run, torch.device("cpu"))
+    teacher = models.build_teacher(config, 10, in_folders(lambda h: vit_teacher_run), torch.device("cpu"))
     stored = torch.load(vit_teacher_run / "model.pt", weights_only=True)
     assert isinstance(teacher, models.AtResolution) and torch.equal(teacher.teacher.pos_embed, stored["pos_embed"])
     batch = torch.randn(2, 3, 24, 24)

@@ -23,16 +23,15 @@ def status(
     interval: float = typer.Option(5.0, help="seconds between refreshes with --watch"),
     db: Db = None, output: Output = None,
 ) -> None:
-    """Each run's state, epoch, latest top-1, job id and elapsed time; runs whose job died are marked failed."""
+    """Each run's state, epoch, latest top-1, job id and elapsed time. A read: it changes no run (only a launch
+    gives up a run, and only one whose owner it can prove dead)."""
     from harness.cli.tables import status_table
-    from harness.launch.liveness import reap
     from harness.launch.status import statuses
     from harness.states import FINISHED
 
     store = open_existing_store(db, output)
     while True:
-        reap(store)
-        rows = statuses(store, spec)
+        rows = statuses(store, spec, judged=True)
         status_table(rows)
         if not watch or all(r.status in FINISHED for r in rows):
             return

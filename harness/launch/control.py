@@ -87,7 +87,7 @@ def stop_job(record: RunRecord) -> str:
         return "it runs inside its launcher (debug executor) and stops at its next heartbeat"
     if record.owner_host is None or record.job_started is None:
         return f"process {pid} not signalled: the store does not say which process it is; it stops at its next heartbeat"
-    ref = processes.ProcessRef(record.owner_host, pid, record.job_started)
+    ref = processes.ProcessRef(record.owner_host, pid, record.job_started, record.owner_boot, record.owner_pidns)
     refused = processes.why_not_ours(ref)
     if refused:
         return f"not signalled ({refused}); it stops at its next heartbeat"

@@ -5,7 +5,8 @@ launcher that submitted it (harness/states.py): it marks the run started only wh
 keeps a heartbeat going that renews the claim (every tenth of `harness.states.lease()`), and trains through
 `harness.trainer.train`, writing every result under the claim: the store refuses a write whose token no
 longer holds the run (`NotOwner`), and the job stops at once, with no further epoch, final phase or file
-renamed over another owner's. A run taken over by another launch ends the job with `ClaimLost`, "taken over
+published: its files carry its own token in their names and become the run's only through those fenced writes
+(`StoreSink`), so what it wrote and could not publish is removed, and nobody else's is touched. A run taken over by another launch ends the job with `ClaimLost`, "taken over
 by another launch"; a cancelled run ends it with the store already saying so.
 
 A store out of reach (a database restart) does not stop the training: results wait in order in the sink's
@@ -33,6 +34,7 @@ import numpy as np
 import submitit
 
 from harness import paths, registry
+from harness.paths import CHECKPOINT_ROLE as CHECKPOINT, RunFile
 from harness.config import RunConfig
 from harness.launch import logs
 from harness.launch.ending import TAKEN_OVER, taken_over
@@ -41,6 +43,7 @@ from harness.launch.logs import named
 from harness.launch.protocols import RunStore
 from harness.states import RunState, renew_every_s
 from harness.store.errors import NotOwner, StoreUnreachable
+from harness.store.records import FileRecord
 from harness.words import first_line
 
 # the longest pause between two tries of a job's backlog while the store is out of reach
@@ -95,6 +98,19 @@ class Heartbeat:
 
 Write = Callable[[RunStore], None]
 
+# tests only: a folder where a job stops between writing a file and publishing it, while `hold-<role>` is there
+# (it creates `reached-<role>` first), so that a test can freeze it exactly in that window
+PUBLISH_BARRIER = "HARNESS_TEST_PUBLISH_BARRIER"
+
+
+class _Entry:
+    """One write of the backlog: the write, the epoch it beats the heartbeat with, and the files it publishes
+    (dropped, and removed, when a newer checkpoint is added before it could be written)."""
+
+    def __init__(self, write: Callable[["_Entry", RunStore], None], epoch: int | None,
+                 files: dict[str, RunFile]) -> None:
+        self.write, self.epoch, self.files = write, epoch, files
+
 
 class StoreSink:
     """The trainer's MetricSink, writing into the results store under the job's claim (`token`).
@@ -103,49 +119,74 @@ class StoreSink:
     store without patience); while the store is out of reach they stay in the backlog and the training goes on,
     the backlog being tried again at later epochs (after a pause that doubles, up to `BACKLOG_PAUSE_S`). The
     final results wait on `store`, for as long as its patience. A write the store refuses raises `NotOwner`
-    into the trainer: the training ends there. Each written epoch also beats the heartbeat.
+    into the trainer: the training ends there, and the files this job wrote but could not publish are removed.
+    Each written epoch also beats the heartbeat.
+
+    Files are fenced like rows: the trainer writes them under names holding this claim's token (`file_name`), and
+    each becomes the run's checkpoint or weights only in the fenced write of its epoch's metrics or of the final
+    results. Once a newer checkpoint is published, the one published before (this job's, or an earlier owner's)
+    is removed.
     """
 
     def __init__(self, store: RunStore, quick: RunStore, run_hash: str, token: str, heartbeat: Heartbeat):
         self.store, self.quick = store, quick
         self.run_hash, self.token = run_hash, token
         self.heartbeat = heartbeat
-        self.backlog: list[tuple[Write, int | None]] = []
+        self.backlog: list[_Entry] = []
         self._retry_at = 0.0
         self._pause = 1.0
+        # the checkpoint the run has published last (removed once this job publishes a newer one)
+        self._checkpoint: Path | None = None
 
     # the run's live MLflow copy (harness.export.live), when the launch asked for one
     live: Any = None
 
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    def file_name(self, role: str, epoch: int | None = None) -> str:
+        return f"{role}.{self.token}" + (f".e{epoch}" if epoch is not None else "") + ".pt"
+
+    def published(self, role: str, run_dir: Path) -> RunFile | None:
+        found = self.store.run_files(self.run_hash).get(role)
+        if found is None:
+            return None
+        file = RunFile(Path(run_dir) / found.name, found.sha256)
+        if role == CHECKPOINT:
+            self._checkpoint = file.path
+        return file
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float], checkpoint: RunFile | None = None) -> None:
         values, ended = dict(metrics), datetime.now(timezone.utc)
-        self._add(lambda store: store.log_epoch(self.run_hash, epoch, values, token=self.token, ended_at=ended), epoch)
+        if checkpoint is not None:
+            _barrier(CHECKPOINT)
+            for older in self.backlog:  # a newer checkpoint makes one not published yet useless
+                if CHECKPOINT in older.files:
+                    _remove(older.files.pop(CHECKPOINT).path)
+
+        def write(entry: _Entry, store: RunStore) -> None:
+            file = entry.files.get(CHECKPOINT)
+            store.log_epoch(self.run_hash, epoch, values, token=self.token, ended_at=ended,
+                            checkpoint=FileRecord(file.path.name, file.sha256 or "") if file else None)
+
+        self._add(_Entry(write, epoch, {CHECKPOINT: checkpoint} if checkpoint is not None else {}))
         if self.live is not None:
             self.live.log_epoch(epoch, values, ended)
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         array = np.array(predictions)  # a copy: the trainer may reuse its buffer while the store is away
-        self._add(lambda store: store.log_predictions(self.run_hash, name, array, token=self.token))
+        self._add(_Entry(lambda entry, store: store.log_predictions(self.run_hash, name, array, token=self.token),
+                         None, {}))
 
-    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
+    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str],
+                  files: Mapping[str, RunFile] | None = None) -> None:
         values, facts = dict(metrics), dict(info)
-        self.backlog.append((lambda store: store.log_final(self.run_hash, values, facts, token=self.token), None))
-        self.flush(wait=True)
+        for role in files or {}:
+            _barrier(role)
 
-    def may_replace_files(self, wait: bool) -> bool:
-        if wait:
-            self.flush(wait=True)
-            owned = self.store.holds(self.run_hash, self.token)
-        else:
-            if not self.flush(wait=False):
-                return False
-            try:
-                owned = self.quick.holds(self.run_hash, self.token)
-            except StoreUnreachable:
-                return False
-        if not owned:
-            raise NotOwner(f"run {self.run_hash[:10]} is held by another launch: its files are not replaced here")
-        return True
+        def write(entry: _Entry, store: RunStore) -> None:
+            store.log_final(self.run_hash, values, facts, token=self.token,
+                            files={role: FileRecord(f.path.name, f.sha256 or "") for role, f in entry.files.items()})
+
+        self.backlog.append(_Entry(write, None, dict(files or {})))
+        self.flush(wait=True)
 
     def flush(self, wait: bool) -> bool:
         """Write the backlog in order; True when it is empty. Without `wait`, a store out of reach (or a pause
@@ -153,25 +194,36 @@ class StoreSink:
         if not wait and self.backlog and time.monotonic() < self._retry_at:
             return False
         while self.backlog:
-            write, epoch = self.backlog[0]
+            entry = self.backlog[0]
             try:
-                write(self.store if wait else self.quick)
+                entry.write(entry, self.store if wait else self.quick)
             except StoreUnreachable as exc:
                 if wait:
                     raise
                 self._put_off(exc)
                 return False
+            except NotOwner:
+                # another launch holds the run: what this job wrote and could not publish is nobody's
+                for pending in self.backlog:
+                    for file in pending.files.values():
+                        _remove(file.path)
+                raise
             self.backlog.pop(0)
-            if epoch is not None:
-                self._beat(epoch)
+            if CHECKPOINT in entry.files:
+                published = entry.files[CHECKPOINT].path
+                if self._checkpoint is not None and self._checkpoint != published:
+                    _remove(self._checkpoint)
+                self._checkpoint = published
+            if entry.epoch is not None:
+                self._beat(entry.epoch)
         if self._pause > 1.0:
             print("harness: the results store answers again; the results kept meanwhile are written",
                   file=sys.stderr, flush=True)
             self._pause = 1.0
         return True
 
-    def _add(self, write: Write, epoch: int | None = None) -> None:
-        self.backlog.append((write, epoch))
+    def _add(self, entry: _Entry) -> None:
+        self.backlog.append(entry)
         self.flush(wait=False)
 
     def _put_off(self, exc: StoreUnreachable) -> None:
@@ -233,16 +285,18 @@ class RunJob(submitit.helpers.Checkpointable):
               flush=True)
         # imported before the provenance is collected, which records the lab's modules and their SHA-256
         registry.import_modules(run_config.imports)
-        resolve = lambda other: paths.run_dir(root, other)  # noqa: E731
+        # a job has no one waiting on it: it waits out a store that is out of reach, as long as the store's patience
+        store = open_store(self.db_url, create=False, wait=True)
+        resolve = published_by(store, root)
         if _global_rank() != 0:
             # the other tasks of a multi-GPU job train beside rank 0, which alone reports to the store
             return train(run_config, directory, _NullSink(), resolve)
-        # a job has no one waiting on it: it waits out a store that is out of reach, as long as the store's patience
-        store = open_store(self.db_url, create=False, wait=True)
         from harness.launch.processes import hostname
 
         if not store.mark_started(self.run_hash, self.owner, hostname(), collect()):
             raise ClaimLost(_not_ours(store, self.run_hash))
+        # the run is this job's now: a stale writer's files go (one that wakes later removes its own)
+        remove_unpublished(directory, store.run_files(self.run_hash))
         quick = store.with_patience(0.0)
         heartbeat = Heartbeat(quick, self.run_hash, self.owner, self.heartbeat_s).start()
         sink = StoreSink(store, quick, self.run_hash, self.owner, heartbeat)
@@ -312,11 +366,48 @@ def _live_tracker(uri: str | None, store: RunStore, run_hash: str) -> Any:
     return LiveTracker(uri, record).start() if record is not None else None
 
 
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # a file left behind is removed by the run's next owner
+        print(f"harness: could not remove {path}: {first_line(exc, named=True)}", file=sys.stderr, flush=True)
+
+
+def remove_unpublished(run_dir: Path, published: Mapping[str, FileRecord]) -> None:
+    """Remove every file of the run's folder that no record names: what a stale writer (an earlier owner, frozen
+    or killed between writing a file and publishing it) left there. Never read, it would only fill the disk."""
+    keep = {f.name for f in published.values()}
+    for path in run_dir.iterdir():
+        if path.is_file() and path.name not in keep and (path.suffix == ".pt" or ".tmp-" in path.name):
+            _remove(path)
+
+
+def _barrier(role: str) -> None:
+    """The test hook of `PUBLISH_BARRIER`: wait, the file written, until the test lets it be published."""
+    folder = os.environ.get(PUBLISH_BARRIER)
+    if not folder or not (Path(folder) / f"hold-{role}").exists():
+        return
+    (Path(folder) / f"reached-{role}").touch()
+    while (Path(folder) / f"hold-{role}").exists():
+        time.sleep(0.05)
+
+
 def _not_ours(store: RunStore, run_hash: str) -> str:
     record = store.get_run(run_hash)
     if record is None:
         return "the run is not in the store"
     return f"the run is no longer this job's (state {record.status}: {record.error or 'claimed by another launch'})"
+
+
+def published_by(store: RunStore, root: Path) -> Callable[[str, str], RunFile]:
+    """Another run's published file of a role (a teacher's weights, a fine-tune source's), from the store."""
+    def find(run_hash: str, role: str) -> RunFile:
+        found = store.run_files(run_hash).get(role)
+        if found is None:
+            raise FileNotFoundError(f"run {run_hash[:10]} has published no {role} weights")
+        return RunFile(paths.run_dir(root, run_hash) / found.name, found.sha256)
+
+    return find
 
 
 def _global_rank() -> int:
@@ -327,17 +418,23 @@ def _global_rank() -> int:
 
 
 class _NullSink:
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    """The sink of a process other than 0: process 0 alone reports and publishes; these write no file."""
+
+    def file_name(self, role: str, epoch: int | None = None) -> str:
+        raise RuntimeError("only process 0 writes a run's files")
+
+    def published(self, role: str, run_dir: Path) -> RunFile | None:
+        return None  # process 0's answer is shared with every process (harness.trainer.distributed.from_first)
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float], checkpoint: RunFile | None = None) -> None:
         pass
 
-    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str]) -> None:
+    def log_final(self, metrics: Mapping[str, float], info: Mapping[str, str],
+                  files: Mapping[str, RunFile] | None = None) -> None:
         pass
 
     def log_predictions(self, name: str, predictions: np.ndarray) -> None:
         pass
-
-    def may_replace_files(self, wait: bool) -> bool:
-        return True  # only rank 0 writes the run's files
 
 
 def _describe(exc: BaseException) -> str:

@@ -197,7 +197,8 @@ def _executor_named(name: str | None) -> str | None:
 
 def new_owner() -> Owner:
     me = processes.this_process()
-    return Owner(token=uuid.uuid4().hex, host=me.host, pid=me.pid, started=me.started)
+    return Owner(token=uuid.uuid4().hex, host=me.host, pid=me.pid, started=me.started, boot=me.boot,
+                 pidns=me.pidns)
 
 
 def claim_runs(store: RunStore, runs: list[PlannedRun], owner: Owner, result: LaunchResult,

@@ -5,10 +5,12 @@ evidence there is, in this order:
 
 1. its SLURM job, when SLURM can be asked: alive while the job is pending, running or requeued (where SLURM
    cannot be asked, a job still waiting in the queue is presumed alive: it has no heartbeat yet);
-2. its local job's process, when the run was launched from this machine: alive while that process (same
-   pid *and* same start time) runs, so a crash is seen at once, not minutes later;
+2. its local job's process, when the run was launched from this machine (same host name, boot id and PID
+   namespace: `harness.launch.processes.Machine`): alive while that process (same pid *and* same start time)
+   runs, so a crash is seen at once, not minutes later;
 3. its launcher's process, on this machine, while nothing is submitted yet;
-4. otherwise (another machine, SLURM out of reach) its lease: renewed by the launcher while it waits and by
+4. otherwise (another machine, boot or PID namespace, SLURM out of reach: a process this machine cannot see is
+   unknown, never dead) its lease: renewed by the launcher while it waits and by
    the job's heartbeat while it trains, it lapses `harness.states.lease()` (HARNESS_LEASE_S) after the last
    renewal.
 
@@ -59,18 +61,21 @@ def _verdict(record, now: datetime, slurm_states: dict[str, str]) -> Verdict:
         # SLURM cannot be asked from here (a laptop sharing the store): a job may wait in its queue for days
         # without a heartbeat, so only a job that started and then fell silent counts as dead
         return Verdict(True, f"SLURM job {job} waits in the queue, as far as can be told here (no squeue)")
-    here = processes.hostname()
+    here = processes.this_machine()
+    # a process is looked up by its pid only on the machine, boot and PID namespace it was recorded in; from
+    # anywhere else it is unknown (never dead) and judged by its lease
+    seen = here.sees(record.owner_host, record.owner_boot, record.owner_pidns)
     pid = queue.local_pid(record.job_id)
-    if pid is not None and record.owner_host == here and record.job_started is not None:
-        ref = processes.ProcessRef(here, pid, record.job_started)
+    if pid is not None and seen and record.job_started is not None:
+        ref = processes.ProcessRef(here.host, pid, record.job_started, here.boot, here.pidns)
         if processes.alive(ref):
             return Verdict(True, f"its job (process {pid}) runs on this machine")
-        return Verdict(False, f"its job's process {pid} on {here} is gone")
-    if record.job_id is None and record.owner_host == here and record.owner_pid is not None:
-        ref = processes.ProcessRef(here, record.owner_pid, record.owner_started or 0.0)
+        return Verdict(False, f"its job's process {pid} on {here.host} is gone")
+    if record.job_id is None and seen and record.owner_pid is not None:
+        ref = processes.ProcessRef(here.host, record.owner_pid, record.owner_started or 0.0, here.boot, here.pidns)
         if processes.alive(ref):
             return Verdict(True, f"queued by a launcher (process {record.owner_pid}) on this machine")
-        return Verdict(False, f"the launcher that queued it (process {record.owner_pid} on {here}) is gone")
+        return Verdict(False, f"the launcher that queued it (process {record.owner_pid} on {here.host}) is gone")
     return _lease_verdict(record, now)
 
 

@@ -33,7 +33,7 @@ def problems(runs: Iterable[PlannedRun], executor: str | None = None, output: Pa
     found: list[str] = []
     seen: set[tuple[str, str]] = set()
     for run in runs:
-        sources = _source_problems(run, Path(output), done) if output is not None else []
+        sources = _source_problems(run, Path(output), done, store) if output is not None else []
         for key, problem in _run_problems(run) + sources:
             if (key, problem) not in seen:
                 seen.add((key, problem))
@@ -77,19 +77,29 @@ def _run_problems(run: PlannedRun) -> list[tuple[str, str]]:
     return out
 
 
-def _source_problems(run: PlannedRun, output: Path, done: dict[str, PlannedRun]) -> list[tuple[str, str]]:
-    """The weights file of each completed run this run learns from (its teacher, its fine-tune source)."""
+def _source_problems(run: PlannedRun, output: Path, done: dict[str, PlannedRun],
+                     store: RunStore | None) -> list[tuple[str, str]]:
+    """The weights file each completed run this run learns from (its teacher, its fine-tune source) published:
+    the only file of it a job reads. Without the store, the plain name (a run outside one)."""
     config = run.config
     teacher = config.distillation.teacher
     wanted = []
     if config.distillation.kind != "none" and teacher is not None and teacher.run:
-        wanted.append(("distillation.teacher.run", teacher.run, paths.MODEL))
+        wanted.append(("distillation.teacher.run", teacher.run, paths.MODEL_ROLE))
     if config.finetune is not None and config.finetune.from_run:
         wanted.append(("finetune.from_run", config.finetune.from_run,
-                       paths.EMA_MODEL if config.finetune.use_ema else paths.MODEL))
+                       paths.EMA_ROLE if config.finetune.use_ema else paths.MODEL_ROLE))
     out = []
-    for key, source, name in wanted:
-        if source in done and not (file := paths.run_dir(output, source) / name).is_file():
+    for key, source, role in wanted:
+        if source not in done:
+            continue
+        published = store.run_files(source).get(role) if store is not None else None
+        if store is not None and published is None:
+            out.append((key, f"run {done[source].short} ({done[source].describe()}) is completed but published no "
+                             f"{role} weights"))
+            continue
+        name = published.name if published is not None else paths.PLAIN_NAMES[role]
+        if not (file := paths.run_dir(output, source) / name).is_file():
             out.append((key, f"run {done[source].short} ({done[source].describe()}) is completed but its "
                              f"weights file {file} is gone"))
     return out

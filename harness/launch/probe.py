@@ -89,3 +89,4 @@ def probe(config: RunConfig, world_size: int = 1, threads: int | None = None,
         return Probe(batch / median, len(seconds), sum(seconds), (q3 - q1) / median)
     finally:
         torch.set_num_threads(previous)
+

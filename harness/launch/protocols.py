@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
 from harness.states import Owner
-from harness.store.records import ExperimentRecord, RunRecord
+from harness.store.records import ExperimentRecord, FileRecord, RunRecord
 
 
 class RunStore(Protocol):
@@ -45,9 +45,11 @@ class RunStore(Protocol):
 
     # -- what a job reports, under its claim (`harness.store.NotOwner` once the claim is gone)
     def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str,
-                  ended_at: datetime | None = None) -> None: ...
+                  ended_at: datetime | None = None,
+                  checkpoint: FileRecord | None = None) -> None: ...
     def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str], *,
-                  token: str) -> None: ...
+                  token: str, files: Mapping[str, FileRecord] | None = None) -> None: ...
+    def run_files(self, run_hash: str) -> dict[str, FileRecord]: ...
     def log_predictions(self, run_hash: str, name: str, array: Any, *, token: str) -> None: ...
 
 

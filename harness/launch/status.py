@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from harness.launch.estimate import remaining_s
+from harness.launch.liveness import judge
 from harness.launch.protocols import RunStore
 from harness.store.records import RunRecord
 
@@ -37,9 +38,14 @@ class RunStatus:
         return self.elapsed_s * self.gpus / 3600 if self.elapsed_s is not None and self.gpus else None
 
 
-def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None) -> list[RunStatus]:
+def statuses(store: RunStore, spec: str | None = None, now: datetime | None = None,
+             judged: bool = False) -> list[RunStatus]:
+    """With `judged`, an active run whose owner `harness.launch.liveness` finds dead says so in its `error`; its
+    state is left as stored (a read changes nothing: only a launch gives a run up)."""
     now = now or datetime.now(timezone.utc)
     records = [r for r in store.runs(spec=spec) if r.source is None]
+    dead = {h: f"{v.why}: the next launch gives it up" for h, v in (judge(records, now) if judged else {}).items()
+            if not v.alive}
     # one read of the curves of every run still training, not two per run and refresh
     training = [r.hash for r in records if "top1" not in r.final and r.epoch is not None]
     curves: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
@@ -48,7 +54,7 @@ def statuses(store: RunStore, spec: str | None = None, now: datetime | None = No
     return [RunStatus(
         hash=r.hash, spec=r.spec, description=describe(r), status=r.status, epoch=r.epoch,
         epochs=(r.config.get("schedule") or {}).get("epochs"), top1=_top1(r, curves[r.hash]), job_id=r.job_id,
-        elapsed_s=elapsed_s(r, now), error=r.error, host=r.host or r.owner_host,
+        elapsed_s=elapsed_s(r, now), error=dead.get(r.hash, r.error), host=r.host or r.owner_host,
         remaining_s=remaining_s(r, [v for _, name, v in curves[r.hash] if name == "train_img_s"], now),
         data_wait_frac=_latest(r, curves[r.hash], "data_wait_frac"), gpus=gpus_held(r),
     ) for r in records]

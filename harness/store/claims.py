@@ -49,8 +49,7 @@ class RunLifecycle:
         `lease`: how long the claim lives unrenewed (None: `harness.states.lease()`)."""
         now = now_utc()
         return self._move(run_hash, RunState.QUEUED, {
-            "owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
-            "lease_until": now + (lease or current_lease()), "job_id": None, "job_started": None, "error": None,
+            **_owner_columns(owner), "lease_until": now + (lease or current_lease()), "job_id": None, "job_started": None, "error": None,
             "ended_at": None,
         }, extra=[Run.source.is_(None)], now=now, done_by=owner.token)
 
@@ -100,8 +99,7 @@ class RunLifecycle:
 
     def holds(self, run_hash: str, token: str) -> bool:
         """Whether the claim of `token` is still the run's latest (in any state: a cancelled or given-up run keeps
-        its owner until another launch claims it). What a job checks just before it replaces one of the run's
-        files (a checkpoint, the weights): once another launch holds the run, the files are that launch's."""
+        its owner until another launch claims it)."""
         def work(session: Session) -> bool:
             owner = session.execute(select(Run.owner).where(Run.hash == run_hash)).first()
             if owner is None:
@@ -135,8 +133,7 @@ class RunLifecycle:
         owner_matches = Run.owner.is_(None) if observed_owner is None else Run.owner == observed_owner
         return self._conditional(run_hash, [Run.status.in_(TAKE_OVER_FROM), owner_matches, Run.source.is_(None)], {
             "status": RunState.QUEUED.value, "updated_at": now, "error": cause, "ended_at": None, "job_id": None,
-            "job_started": None, "owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid,
-            "owner_started": owner.started, "lease_until": now + (lease or current_lease()),
+            "job_started": None, **_owner_columns(owner), "lease_until": now + (lease or current_lease()),
         })
 
     def cancel(self, run_hash: str, reason: str = "cancelled by the user") -> bool:
@@ -201,6 +198,11 @@ class RunLifecycle:
         whose = " under another launch's claim" if found.owner != token else ""
         raise NotOwner(f"run {run_hash[:10]} is no longer this job's to write: it is {found.status}{whose}",
                        status=found.status, owner=found.owner)
+
+
+def _owner_columns(owner: Owner) -> dict[str, Any]:
+    return {"owner": owner.token, "owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
+            "owner_boot": owner.boot, "owner_pidns": owner.pidns}
 
 
 def _updated(session: Session, statement: Any) -> int:

@@ -42,6 +42,9 @@ class RunRecord:
     owner_host: str | None = None
     owner_pid: int | None = None
     owner_started: float | None = None
+    # the owner's machine beyond its host name (harness.launch.processes.Machine): boot id, PID namespace
+    owner_boot: str | None = None
+    owner_pidns: str | None = None
     lease_until: datetime | None = None
     # start time of a local job's process, which with the pid in job_id proves a process is the job's
     job_started: float | None = None
@@ -51,6 +54,14 @@ class RunRecord:
     @property
     def short(self) -> str:
         return short_hash(self.hash)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file a run's owner published: its name in the run's folder and its SHA-256."""
+
+    name: str
+    sha256: str
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ epoch_ends        when each epoch of a run ended (its wall-clock time): (run, ep
 final_metrics     the final numeric metrics of a run: (run, name) -> value
 run_info          final text facts of a run (device, dtype...): (run, key) -> value
 predictions       per-head val-set predictions as a compact numpy blob
+run_files         which file of a run's folder is its checkpoint, its weights: (run, role) -> name, SHA-256
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class Run(Base):
     owner_host: Mapped[str | None] = mapped_column(String(255))
     owner_pid: Mapped[int | None] = mapped_column(Integer)
     owner_started: Mapped[float | None] = mapped_column(Float)
+    # revision 6: the machine of that process beyond its host name: boot id and PID namespace (clones of one
+    # image, containers and `unshare` share host names; a pid means something only within both)
+    owner_boot: Mapped[str | None] = mapped_column(String(64))
+    owner_pidns: Mapped[str | None] = mapped_column(String(64))
     # revision 3: the claim lapses after this time unless renewed (by the launcher, then by the job's heartbeat)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # revision 3: start time of a local job's process (with job_id's pid: proves a process is the job's)
@@ -148,3 +153,17 @@ class Prediction(Base):
     dtype: Mapped[str] = mapped_column(String(16))
     shape: Mapped[list[int]] = mapped_column(JSON)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunFile(Base):
+    """Revision 6: a file of a run's folder published under its owner's claim, fenced like the rows written with
+    it; readers (resume, teachers, fine-tune sources) read only this file, and only when its SHA-256 matches."""
+
+    __tablename__ = "run_files"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    # 'checkpoint', 'model' or 'model_ema'
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # the file's name in the run's folder (harness.paths.run_dir)
+    name: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))

@@ -31,9 +31,9 @@ from harness.store import db, migrate
 from harness.store import where as where_
 from harness.store.claims import RunLifecycle, now_utc
 from harness.store.errors import NoStore, StoreError, StoreUnreachable, UnknownRun
-from harness.store.records import FINISHED, ExperimentRecord, RunRecord, RunTable
+from harness.store.records import FINISHED, ExperimentRecord, FileRecord, RunRecord, RunTable
 from harness.store.schema import (
-    NO_PROFILE, EpochEnd, Experiment, FinalMetric, Metric, Prediction, Run, RunInfo, RunMembership,
+    NO_PROFILE, EpochEnd, Experiment, FinalMetric, Metric, Prediction, Run, RunFile, RunInfo, RunMembership,
 )
 
 T = TypeVar("T")
@@ -301,11 +301,12 @@ class Store(RunLifecycle):
     # not. Without a token (imports, tests) the write is unconditional.
 
     def log_epoch(self, run_hash: str, epoch: int, metrics: Mapping[str, float], *, token: str | None = None,
-                  ended_at: datetime | None = None) -> None:
+                  ended_at: datetime | None = None, checkpoint: FileRecord | None = None) -> None:
         """Metrics of one epoch, in one statement, and when it ended (`ended_at`, default now: a job passes the
         time the epoch ended, which a write kept through an outage would otherwise lose); an epoch logged again
-        replaces the earlier values."""
-        if not metrics and token is None:
+        replaces the earlier values. `checkpoint`: the file written after the epoch, which becomes the run's
+        checkpoint in the same transaction."""
+        if not metrics and token is None and checkpoint is None:
             return
         ended = ended_at or datetime.now(timezone.utc)
 
@@ -313,16 +314,20 @@ class Store(RunLifecycle):
             run_id = self._writable(session, run_hash, token)
             rows = [{"run_id": run_id, "epoch": int(epoch), "name": name, "value": _float(value)}
                     for name, value in metrics.items()]
-            self._upsert(session, Metric.__table__, rows, ["run_id", "epoch", "name"], ["value"])
+            if rows:
+                self._upsert(session, Metric.__table__, rows, ["run_id", "epoch", "name"], ["value"])
             self._upsert(session, EpochEnd.__table__, [{"run_id": run_id, "epoch": int(epoch), "ended_at": ended}],
                          ["run_id", "epoch"], ["ended_at"])
+            self._publish(session, run_id, {"checkpoint": checkpoint} if checkpoint is not None else {})
 
         self._write(work)
 
     def log_final(self, run_hash: str, metrics: Mapping[str, float], info: Mapping[str, str], *,
-                  token: str | None = None) -> None:
+                  token: str | None = None, files: Mapping[str, FileRecord] | None = None) -> None:
+        """The final metrics and facts, and the final weights by role (published in the same transaction)."""
         def work(session: Session) -> None:
             run_id = self._writable(session, run_hash, token)
+            self._publish(session, run_id, files or {})
             if metrics:
                 self._upsert(session, FinalMetric.__table__,
                              [{"run_id": run_id, "name": k, "value": _float(v)} for k, v in metrics.items()],
@@ -345,6 +350,21 @@ class Store(RunLifecycle):
                 "data": data.tobytes()}], ["run_id", "name"], ["dtype", "shape", "data"])
 
         self._write(work)
+
+    def _publish(self, session: Session, run_id: int, files: Mapping[str, FileRecord]) -> None:
+        if files:
+            self._upsert(session, RunFile.__table__,
+                         [{"run_id": run_id, "role": role, "name": f.name, "sha256": f.sha256} for role, f in files.items()],
+                         ["run_id", "role"], ["name", "sha256"])
+
+    def run_files(self, run_hash: str) -> dict[str, FileRecord]:
+        """The files a run's owners published, by role ('checkpoint', 'model', 'model_ema'): the only ones to read."""
+        def work(session: Session) -> dict[str, FileRecord]:
+            rows = session.execute(select(RunFile.role, RunFile.name, RunFile.sha256).join(Run, Run.id == RunFile.run_id)
+                                   .where(Run.hash == run_hash)).all()
+            return {row.role: FileRecord(row.name, row.sha256) for row in rows}
+
+        return self._read(work)
 
     def _writable(self, session: Session, run_hash: str, token: str | None) -> int:
         """The run's id, once `token` (if given) is proven to hold the run in this transaction."""
@@ -492,6 +512,7 @@ class Store(RunLifecycle):
         query = (select(Run.id, Run.hash, Run.config, Run.status, Run.created_at, Run.started_at, Run.ended_at,
                         Run.heartbeat_at, Run.epoch, Run.host, Run.error, Run.job_id, Run.log_path, Run.source,
                         Run.provenance, Run.owner, Run.owner_host, Run.owner_pid, Run.owner_started,
+                        Run.owner_boot, Run.owner_pidns,
                         Run.lease_until, Run.job_started, Run.depends_on, RunMembership.profile, RunMembership.variant, RunMembership.label,
                         RunMembership.coords, RunMembership.seed, Experiment.name.label("spec"),
                         last_epoch.label("last_epoch"))
@@ -631,6 +652,7 @@ def _record(row: Any, final: dict[str, float], info: dict[str, str]) -> RunRecor
         heartbeat_at=_utc(row.heartbeat_at), host=row.host, error=row.error, job_id=row.job_id,
         log_path=row.log_path, source=row.source, created_at=_utc(row.created_at), provenance=row.provenance or {},
         owner=row.owner, owner_host=row.owner_host, owner_pid=row.owner_pid, owner_started=row.owner_started,
+        owner_boot=row.owner_boot, owner_pidns=row.owner_pidns,
         lease_until=_utc(row.lease_until), job_started=row.job_started, depends_on=tuple(row.depends_on or ()),
     )
 

@@ -3,11 +3,11 @@
 Resuming restores the model, optimizer, schedule, EMA weights, per-epoch history, training time and the
 random state of every process, so an interrupted run continues exactly where it stopped.
 
-Writing goes through a temporary file unique to the writer (pid and a random suffix) that is renamed over
-the checkpoint, so a crash mid-write never leaves a half checkpoint under the real name; a failed write
-(a full disk) removes its temporary file and raises `CheckpointError` naming the file and the OS's reason.
-A `guard` asked just before the rename keeps the file as it is when it says no (the run was taken over by
-another launch, whose checkpoint this is now).
+Writing goes through a temporary file unique to the writer (pid and a random suffix) that is renamed to the
+writer's own name for the file (`MetricSink.file_name`: one no other writer of the run can hold), so a crash
+mid-write never leaves a half file under that name; a failed write (a full disk) removes its temporary file and
+raises `CheckpointError` naming the file and the OS's reason. The file becomes the run's checkpoint only when
+the sink publishes it with its epoch's metrics; reading back takes the published file and checks its SHA-256.
 A checkpoint that cannot be read back (truncated, corrupt) is moved aside with a warning and the run starts
 afresh, rather than failing every retry on the same file.
 """
@@ -24,14 +24,15 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-# the last epoch's checkpoint, in the run's folder beside its final weights (harness.paths.MODEL, EMA_MODEL)
-CHECKPOINT = "checkpoint.pt"
+from harness.paths import RunFile
+from harness.weights import file_sha256
+
 
 
 @dataclass
@@ -73,6 +74,10 @@ def set_rng_state(state: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
+# the name of a run's checkpoint outside a store (harness.trainer.sink.MemorySink publishes it under it)
+CHECKPOINT = "checkpoint.pt"
+
+
 class CheckpointError(OSError):
     """A checkpoint or weights file could not be written; the message names the file and the OS's reason."""
 
@@ -81,20 +86,14 @@ class CheckpointError(OSError):
 NEARLY_FULL = 1 << 20
 
 
-Guard = Callable[[], bool]
-
-
-def save_atomic(obj, path: Path, guard: Guard | None = None) -> bool:
-    """Write `obj` to `path` through a temporary file of this writer; False, `path` untouched, when `guard()`
-    (asked after the write, just before the rename) says no. What `guard` raises is raised, `path` untouched."""
+def save_atomic(obj, path: Path) -> RunFile:
+    """Write `obj` to `path` (a name of this writer's own) through a temporary file; the file and its SHA-256."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         torch.save(obj, tmp)
-        if guard is not None and not guard():
-            tmp.unlink(missing_ok=True)
-            return False
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
-        return True
+        return RunFile(path, digest)
     except BaseException as exc:
         free = _free_bytes(path.parent)  # measured before the partial file is removed
         with contextlib.suppress(OSError):
@@ -124,16 +123,15 @@ def _free_bytes(folder: Path) -> int | None:
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, ema, progress: Progress,
-                    rngs: list[dict], guard: Guard | None = None, scaler=None) -> bool:
-    """`rngs`: every process's RNG state, in rank order; `scaler`: fp16's gradient scaler (None: none); False
-    when `guard` kept the old checkpoint."""
+                    rngs: list[dict], scaler=None) -> RunFile:
+    """`rngs`: every process's RNG state, in rank order; `scaler`: fp16's gradient scaler (None: none)."""
     return save_atomic({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "ema": ema.module.state_dict() if ema is not None else None,
         "epoch": progress.next_epoch - 1, "history": progress.history,
         "train_time_s": progress.train_time_s, "train_samples": progress.train_samples, "rng": rngs,
         "scaler": scaler.state_dict() if scaler is not None else None,
-    }, path, guard)
+    }, path)
 
 
 # what every checkpoint holds; one without them is as unreadable as a truncated one
@@ -151,12 +149,18 @@ def _set_aside(path: Path) -> Path:
     return aside
 
 
-def read_checkpoint(path: Path, rank: int = 0) -> dict | None:
-    """The checkpoint at `path`, or None when there is none or it is unreadable (then process 0 moves it aside
-    as `checkpoint.pt.corrupt-<UTC time>`, and a warning on stderr names it)."""
-    if not path.exists():
+def read_checkpoint(file: RunFile | Path | None, rank: int = 0) -> dict | None:
+    """The published checkpoint `file`, or None when there is none or it is unreadable or not the file that was
+    published (its SHA-256 differs): then process 0 moves it aside as `<name>.corrupt-<UTC time>`, and a warning
+    on stderr names it."""
+    if isinstance(file, Path):  # a file by path: read as it is
+        file = RunFile(file, None)
+    if file is None or not file.path.exists():
         return None
+    path = file.path
     try:
+        if file.sha256 is not None and (found := file_sha256(path)) != file.sha256:
+            raise ValueError(f"its SHA-256 is {found}, not the {file.sha256} it was published with")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         missing = _KEYS - set(ckpt) if isinstance(ckpt, dict) else _KEYS
         if missing:
@@ -171,9 +175,11 @@ def read_checkpoint(path: Path, rank: int = 0) -> dict | None:
     return ckpt
 
 
-def resume(path: Path, model: nn.Module, optimizer, scheduler, ema, rank: int, scaler=None) -> Progress:
-    """Restore everything from the checkpoint at `path`; a fresh Progress when there is none (or it is unreadable)."""
-    ckpt = read_checkpoint(path, rank)
+def resume(file: RunFile | Path | None, model: nn.Module, optimizer, scheduler, ema, rank: int,
+           scaler=None) -> Progress:
+    """Restore everything from the published checkpoint `file`; a fresh Progress when there is none (or it is
+    unreadable)."""
+    ckpt = read_checkpoint(file, rank)
     if ckpt is None:
         return Progress()
     model.load_state_dict(ckpt["model"])

@@ -107,6 +107,15 @@ def gather_objects(obj) -> list:
     return out
 
 
+def from_first(obj):
+    """Process 0's `obj`, in every process."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_shards(per_image: dict[str, torch.Tensor], shard) -> dict[str, torch.Tensor]:
     """Per-image results of every process's shard of the val set, put back in val-set order."""
     parts = gather_objects((torch.as_tensor(shard), per_image))

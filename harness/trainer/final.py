@@ -1,4 +1,4 @@
-"""What a finished run hands over: its weights on disk, and through the sink its final metrics (parameters,
+"""What a finished run hands over: its weights on disk (published through the sink), and through it its final metrics (parameters,
 FLOPs, training and inference throughput, peak memory), the facts beside them, and every head's predictions.
 
 Predictions go to the sink as plain integer arrays; how they are stored compactly is the store's business.
@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from harness.config import RunConfig
-from harness.paths import EMA_MODEL, MODEL
-from harness.trainer.checkpoint import Guard, Progress, save_atomic
+from harness.trainer.checkpoint import Progress, save_atomic
 from harness.trainer.evaluate import EvalResult
 from harness.trainer.measure import count_flops, count_params, measure_throughput, peak_memory_mb
-from harness.trainer.sink import MetricSink
+from harness.trainer.sink import EMA_MODEL, MODEL, MetricSink, RunFile
 
 
-def save_weights(run_dir: Path, model: nn.Module, ema, guard: Guard | None = None) -> None:
-    """The final weights (and EMA weights); `guard` is asked before each file replaces the run's."""
-    save_atomic(model.state_dict(), run_dir / MODEL, guard)
+def save_weights(run_dir: Path, model: nn.Module, ema, sink: MetricSink) -> dict[str, RunFile]:
+    """The final weights (and EMA weights), each under the writer's own name (`sink.file_name`), by role: the
+    sink publishes them with the final results."""
+    files = {MODEL: save_atomic(model.state_dict(), run_dir / sink.file_name(MODEL))}
     if ema is not None:
-        save_atomic(ema.module.state_dict(), run_dir / EMA_MODEL, guard)
+        files[EMA_MODEL] = save_atomic(ema.module.state_dict(), run_dir / sink.file_name(EMA_MODEL))
+    return files
 
 
 def device_name(device: torch.device) -> str:
@@ -58,11 +60,12 @@ def measure(config: RunConfig, model: nn.Module, device: torch.device, progress:
 
 
 def report(sink: MetricSink, final: dict[str, float], info: dict[str, str], last_eval: EvalResult,
-           teacher_eval: EvalResult | None) -> None:
+           teacher_eval: EvalResult | None, save: Callable[[], dict[str, RunFile]] | None = None) -> None:
+    """Predictions, then the weights (`save()`: written, by role) published with the final metrics and facts."""
     if last_eval.targets is not None:  # an evaluation always has them; a result built by hand may not
         sink.log_predictions("target", last_eval.targets)
     for head, pred in last_eval.predictions.items():
         sink.log_predictions(head, pred)
     if teacher_eval is not None:
         sink.log_predictions("teacher", teacher_eval.deployed)
-    sink.log_final(final, info)
+    sink.log_final(final, info, save() if save is not None else None)

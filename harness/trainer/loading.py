@@ -2,7 +2,8 @@
 published weights by pretrained tag (loaded through timm from the hub cache, `harness.weights`).
 
 Every source becomes a `Weights`: the state dict, what it is, and the SHA-256 of the file it was read from
-(recorded with the run, so its results name the exact weights). Loading into a model interpolates the
+(recorded with the run, so its results name the exact weights). Another run's weights are only the file that
+run published (`RunFiles`), read only when its SHA-256 is the one it was published with. Loading into a model interpolates the
 absolute position embeddings bicubically when the token grid differs (fine-tuning at another resolution),
 and leaves a classifier sized for other classes freshly initialised (transfer to another dataset).
 """
@@ -21,7 +22,16 @@ from torch import nn
 from harness import weights as named
 from harness.weights import file_sha256
 from harness.config import FinetuneConfig, TeacherConfig
-from harness.paths import EMA_MODEL, MODEL
+from harness.trainer.sink import EMA_MODEL, MODEL, PLAIN_NAMES, RunFile
+
+# (run hash, role) -> the file of that role the run published (raises FileNotFoundError when there is none)
+RunFiles = Callable[[str, str], RunFile]
+
+
+def in_folders(run_dir: Callable[[str], Path]) -> RunFiles:
+    """Runs trained outside a store (tests, notebooks): a run's weights are its folder's plain-named files."""
+    return lambda run_hash, role: RunFile(run_dir(run_hash) / PLAIN_NAMES[role], None)
+
 
 # the top-level modules that hold a classifier (ViT heads, convnet fc/classifier)
 CLASSIFIERS = ("head", "head_dist", "fc", "classifier")
@@ -57,8 +67,19 @@ def load_state(path: Path, ema: bool = False) -> dict[str, torch.Tensor]:
     return state
 
 
-def file_weights(path: Path, ema: bool = False) -> Weights:
-    return Weights(load_state(path, ema), str(path), file_sha256(path))
+def file_weights(path: Path, ema: bool = False, published: str | None = None) -> Weights:
+    """The weights in `path`; with `published`, only when the file's SHA-256 is that one."""
+    if not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    digest = file_sha256(path)
+    if published is not None and digest != published:
+        raise ValueError(f"weights file {path} is not the one its run published: its SHA-256 is {digest}, "
+                         f"the run published {published}")
+    return Weights(load_state(path, ema), str(path), digest)
+
+
+def run_weights(file: RunFile) -> Weights:
+    return file_weights(file.path, published=file.sha256)
 
 
 def pretrained_weights(tag: str) -> Weights:
@@ -68,23 +89,29 @@ def pretrained_weights(tag: str) -> Weights:
     return Weights(model.state_dict(), tag, file_sha256(path))
 
 
-def teacher_state(t: TeacherConfig, resolve_run_dir: Callable[[str], Path]) -> Weights:
+def teacher_state(t: TeacherConfig, run_files: RunFiles) -> Weights:
     if t.pretrained:
         return pretrained_weights(t.pretrained)
     if t.run:
-        return file_weights(resolve_run_dir(t.run) / MODEL)
+        return run_weights(run_files(t.run, MODEL))
     assert t.checkpoint is not None  # the config names exactly one source
     return file_weights(Path(t.checkpoint))
 
 
-def finetune_state(f: FinetuneConfig, resolve_run_dir: Callable[[str], Path]) -> Weights:
+def finetune_state(f: FinetuneConfig, run_files: RunFiles) -> Weights:
     if f.pretrained:
         return pretrained_weights(f.pretrained)
     if f.from_run:
-        path = resolve_run_dir(f.from_run) / (EMA_MODEL if f.use_ema else MODEL)
-        if f.use_ema and not path.exists():
-            raise FileNotFoundError(f"{path} not found: finetune.use_ema needs a source run trained with ema.enabled")
-        return file_weights(path)
+        try:
+            file = run_files(f.from_run, EMA_MODEL if f.use_ema else MODEL)
+        except FileNotFoundError as exc:
+            if f.use_ema:
+                raise FileNotFoundError(f"{exc}: finetune.use_ema needs a source run trained with ema.enabled") from None
+            raise
+        if f.use_ema and not file.path.exists():
+            raise FileNotFoundError(f"{file.path} not found: finetune.use_ema needs a source run trained with "
+                                    f"ema.enabled")
+        return run_weights(file)
     assert f.checkpoint is not None  # the config names exactly one source
     return file_weights(Path(f.checkpoint), ema=f.use_ema)
 

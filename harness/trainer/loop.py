@@ -1,4 +1,4 @@
-"""Train one resolved run config: `train(config, run_dir, sink, resolve_run_dir, should_stop=None)`.
+"""Train one resolved run config: `train(config, run_dir, sink, run_files, should_stop=None)`.
 
 The run builds its data, student, teacher and optimisation (`models`, `optim`), resumes from its checkpoint
 if there is one (`checkpoint`), then trains epoch by epoch: one pass over the training set
@@ -34,13 +34,14 @@ from torch import nn
 from harness import registry
 from harness.config import RunConfig
 from harness.trainer import accumulation, distributed, final, precision
-from harness.trainer.checkpoint import CHECKPOINT, resume, rng_state, save_checkpoint, seed_everything
+from harness.trainer.checkpoint import resume, rng_state, save_checkpoint, seed_everything
 from harness.trainer.datasets import build_dataset, size
 from harness.trainer.evaluate import EvalResult, evaluate
 from harness.trainer.loaders import build_eval_loader, build_train_loader
 from harness.trainer.models import build_student, build_teacher, is_distilled, student_name
 from harness.trainer.optim import build_criterion, build_mixup, build_optimizer, build_scheduler
-from harness.trainer.sink import MetricSink
+from harness.trainer.loading import RunFiles
+from harness.trainer.sink import CHECKPOINT, MetricSink
 from harness.words import epoch_of
 
 
@@ -108,9 +109,10 @@ class EpochStats:
     data_wait_s: float = 0.0
 
 
-def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: Callable[[str], Path],
+def train(config: RunConfig, run_dir: Path, sink: MetricSink, run_files: RunFiles,
           should_stop: StopCheck | None = None) -> dict[str, float]:
-    """Train one run (resuming from `run_dir/checkpoint.pt` if present); returns the final metrics.
+    """Train one run (resuming from the checkpoint the sink says it published); returns the final metrics.
+    `run_files(run_hash, role)`: the published weights of another run (a teacher, a fine-tune source).
 
     `should_stop()` is asked before every training step; a reason (not None) raises `RunStopped`."""
     # the lab's own models and datasets are registered before anything is built
@@ -119,7 +121,7 @@ def train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir: C
     run_dir.mkdir(parents=True, exist_ok=True)
     env = distributed.setup(config)
     try:
-        return _train(config, run_dir, sink, resolve_run_dir, env, should_stop or (lambda: None))
+        return _train(config, run_dir, sink, run_files, env, should_stop or (lambda: None))
     finally:
         distributed.cleanup(env)
 
@@ -133,7 +135,7 @@ def _device(config: RunConfig, env: distributed.DistEnv) -> torch.device:
     return device
 
 
-def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Callable[[str], Path],
+def build_run(config: RunConfig, env: distributed.DistEnv, run_files: RunFiles,
               info: dict[str, str]) -> tuple[Run, nn.Module | None]:
     """The run and its teacher (None without distillation); `info` receives where their weights came from."""
     device = _device(config, env)
@@ -151,10 +153,10 @@ def build_run(config: RunConfig, env: distributed.DistEnv, resolve_run_dir: Call
 
     # seeded after the data are built: a first import inside a dataset builder (scikit-learn) may draw from numpy
     seed_everything(config.seed + env.rank)
-    model = build_student(config, splits.num_classes, resolve_run_dir, info).to(device)
+    model = build_student(config, splits.num_classes, run_files, info).to(device)
     teacher = None
     if config.distillation.kind != "none":
-        teacher = build_teacher(config, splits.num_classes, resolve_run_dir, device, info)
+        teacher = build_teacher(config, splits.num_classes, run_files, device, info)
     run = assemble(config, env, device, model, teacher, splits.num_classes, len(train_loader))
     run.train_loader, run.val_loader, run.val_shard = train_loader, val_loader, val_shard
     per_device = config.batch_size // env.world_size
@@ -280,13 +282,15 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], stats: EpochS
             f"data wait {stats.data_wait_s / stats.seconds:.0%}")
 
 
-def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, env: distributed.DistEnv,
+def _train(config: RunConfig, run_dir: Path, sink: MetricSink, run_files, env: distributed.DistEnv,
            should_stop: StopCheck) -> dict[str, float]:
     info: dict[str, str] = {}
-    run, teacher = build_run(config, env, resolve_run_dir, info)
+    run, teacher = build_run(config, env, run_files, info)
     is_main = env.rank == 0
-    ckpt_path = run_dir / CHECKPOINT
-    progress = resume(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, env.rank, run.scaler)
+    # every process resumes from the checkpoint the run last published, as process 0 learns it from the sink
+    published = distributed.from_first(sink.published(CHECKPOINT, run_dir) if is_main else None)
+    progress = resume(published, run.model, run.optimizer, run.scheduler, run.ema, env.rank,
+                      run.scaler)
     teacher_eval = run.evaluate(teacher, prefix="teacher_") if teacher is not None else None
 
     last_eval: EvalResult | None = None
@@ -301,14 +305,14 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
         if run.ema is not None:
             metrics.update(run.evaluate(run.ema.module, prefix="ema_").metrics)
         progress.history.append(metrics)
-        if is_main:
-            sink.log_epoch(epoch, metrics)
-            print(epoch_line(epoch, config.schedule.epochs, metrics, stats), flush=True)
         rngs = distributed.gather_objects(rng_state())
         if is_main:
-            # a checkpoint the sink cannot vouch for now (store out of reach) waits for the next epoch
-            save_checkpoint(ckpt_path, run.model, run.optimizer, run.scheduler, run.ema, progress, rngs,
-                            guard=lambda: sink.may_replace_files(wait=False), scaler=run.scaler)
+            # written under this writer's own name, then published with the epoch's metrics in one fenced write
+            checkpoint = save_checkpoint(run_dir / sink.file_name(CHECKPOINT, epoch), run.model, run.optimizer,
+                                         run.scheduler, run.ema, progress, rngs,
+                                         scaler=run.scaler)
+            sink.log_epoch(epoch, metrics, checkpoint)
+            print(epoch_line(epoch, config.schedule.epochs, metrics, stats), flush=True)
         distributed.barrier()
 
     if last_eval is None:  # resumed after the last epoch: evaluate the stored weights again for the predictions
@@ -322,10 +326,12 @@ def _train(config: RunConfig, run_dir: Path, sink: MetricSink, resolve_run_dir, 
               flush=True)
     if not is_main:
         return result
-    final.save_weights(run_dir, run.model, run.ema, guard=lambda: sink.may_replace_files(wait=True))
     info.update({"device": final.device_name(run.device), "model": student_name(config),
                  "world_size": str(env.world_size), "flops_counter": "torch.utils.flop_counter, 2 FLOPs per multiply-add",
                  "top1_unit": "percent"})
     result.update(final.measure(config, run.model, run.device, progress, info))
-    final.report(sink, result, info, last_eval, teacher_eval)
+    # the weights are written last, just before they are published with the final results: a refused write
+    # before them (the run taken over) leaves no file of this writer behind
+    final.report(sink, result, info, last_eval, teacher_eval,
+                 lambda: final.save_weights(run_dir, run.model, run.ema, sink))
     return result

@@ -31,7 +31,9 @@ from torch import nn
 import harness.trainer.tiny_models  # noqa: F401  (registers the tiny 32-px models in timm before any create_model)
 from harness.config import RunConfig
 from harness.registry import MODELS, check_model, distilled_twin, is_tiny_vit
-from harness.trainer.loading import adapt_state, check_classes, finetune_state, load_finetune_state, teacher_state
+from harness.trainer.loading import (
+    RunFiles, adapt_state, check_classes, finetune_state, load_finetune_state, teacher_state,
+)
 
 # timm modules whose models are VisionTransformer or its distillation-token twin (vit_*, deit_*, deit3_*)
 VIT_MODULES = ("vision_transformer", "deit")
@@ -78,13 +80,13 @@ def is_distilled(model: nn.Module) -> bool:
     return hasattr(model, "head_dist") and hasattr(model, "set_distilled_training")
 
 
-def build_student(config: RunConfig, num_classes: int, resolve_run_dir: Callable[[str], Path],
+def build_student(config: RunConfig, num_classes: int, run_files: RunFiles,
                   info: dict[str, str] | None = None) -> nn.Module:
     """The student, fine-tuning weights loaded if the run fine-tunes; `info` receives where they came from."""
     model = create_model(student_name(config), num_classes, config.data.img_size,
                          dropout=config.model.dropout, drop_path=config.model.drop_path)
     if config.finetune is not None:
-        weights = finetune_state(config.finetune, resolve_run_dir)
+        weights = finetune_state(config.finetune, run_files)
         load_finetune_state(model, adapt_state(weights.state, model))
         if info is not None:
             info.update(weights.describe("finetune"))
@@ -108,13 +110,13 @@ class AtResolution(nn.Module):
         return self.teacher(images)
 
 
-def build_teacher(config: RunConfig, num_classes: int, resolve_run_dir: Callable[[str], Path],
+def build_teacher(config: RunConfig, num_classes: int, run_files: RunFiles,
                   device: torch.device, info: dict[str, str] | None = None) -> nn.Module:
     """The teacher in eval mode and without gradients, at `teacher.img_size` (None: the student's resolution);
     `info` receives where its weights came from."""
     t = config.distillation.teacher
     assert t is not None  # the config refuses a distillation without a teacher
-    weights = teacher_state(t, resolve_run_dir)
+    weights = teacher_state(t, run_files)
     name = t.model
     if "dist_token" in weights.state and "_distilled_" not in name:
         name = distilled_twin(name)

@@ -9,12 +9,12 @@ trainer's way, for the dry run's memory plan (`harness.launch.memory`).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import torch
 
 from harness.config import RunConfig
+from harness.paths import RunFile
 from harness.trainer import distributed
 from harness.trainer.loop import assemble, resolve_device, train_step
 # create_model and student_name are also the entry points the dry run's memory plan builds models with
@@ -25,7 +25,7 @@ def training_step(config: RunConfig, num_classes: int, batch: int) -> Callable[[
     """One training step of `config` on a fixed random batch of `batch` images per call, returning its loss once
     the device has finished it. The config must not fine-tune from weights (`finetune: None`)."""
     device = resolve_device(config)
-    model = build_student(config, num_classes, lambda run: Path(run)).to(device)
+    model = build_student(config, num_classes, _no_run_files).to(device)
     teacher, named = None, config.distillation.teacher
     if config.distillation.kind != "none" and named is not None:
         teacher = create_model(named.model, num_classes, config.data.img_size)
@@ -40,3 +40,7 @@ def training_step(config: RunConfig, num_classes: int, batch: int) -> Callable[[
         return float(train_step(run, images, targets))  # reading the loss waits for the device
 
     return step
+
+
+def _no_run_files(run_hash: str, role: str) -> RunFile:
+    raise FileNotFoundError(f"a timed step reads no run's {role} weights (run {run_hash[:10]})")
