@@ -274,8 +274,9 @@ class RunConfig(Frozen):
         if steps != "auto" and not 1 <= steps <= MAX_COUNT:
             raise ValueError(f"accumulation_steps {steps} is not 'auto' or a count from 1 to {MAX_COUNT}")
         if steps != "auto" and self.batch_size % (self.devices * steps):
-            raise ValueError(f"accumulation_steps: {steps} must divide the per-device batch "
-                             f"{self.batch_size // self.devices}")
+            devices = "processes" if self.device == "cpu" else "gpus"
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by {devices} x accumulation_steps "
+                             f"({self.devices} x {steps})")
         return self
 
     @property

@@ -86,7 +86,7 @@ def test_accumulation_key_leaves_old_hashes_alone_and_checks_the_batch():
     assert run_hash(plain) == run_hash(RunConfig(accumulation_steps=1))
     assert run_hash(RunConfig(accumulation_steps=4)) != run_hash(plain)
     assert RunConfig(accumulation_steps="auto").as_json()["accumulation_steps"] == "auto"
-    with pytest.raises(ValidationError, match="not divisible by processes x accumulation_steps"):
+    with pytest.raises(ValidationError, match=r"not divisible by (processes|gpus) x accumulation_steps \(1 x 3\)"):
         RunConfig(batch_size=1024, accumulation_steps=3)
     with pytest.raises(ValidationError, match="accumulation_steps 0"):
         RunConfig(accumulation_steps=0)
