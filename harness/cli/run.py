@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 import typer
@@ -21,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    spec: Path = typer.Argument(..., help="YAML ablation spec"),
+    spec: str = typer.Argument(..., help="YAML ablation spec: a file, or a shipped spec's name (distillation)"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
     probe: bool = typer.Option(False, "--probe", help="with --dry-run: time a few seconds of training of each "
@@ -38,11 +37,12 @@ def run(
     """Train every run of SPEC that the store does not hold yet."""
     from harness.launch import dry_run as plan_only
     from harness.launch import launch_spec
+    from harness.shipped import spec_file
     from harness.spec import expand, load_spec, only_variants, parse_names, parse_seeds, validate_profiles
 
     seed_list = _parsed("--seeds", parse_seeds, seeds)
     names = _parsed("--variants", parse_names, variants)
-    loaded = load_spec(spec)
+    loaded = load_spec(spec_file(spec))
     expanded = validate_profiles(loaded, max_runs)
     runs = (expanded[profile] if seed_list is None and profile in expanded
             else expand(loaded, profile, seed_list, max_runs=max_runs))
