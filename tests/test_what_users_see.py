@@ -54,20 +54,18 @@ def test_weights_fetch_without_network_says_so_in_one_line(tmp_path):
     import os
     import subprocess
     import sys
-    import time
 
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE" and "proxy" not in k.lower()}
     # port 9 (discard) of this machine: nothing listens, as on a compute node without network
     env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9",
                PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-    start = time.monotonic()
+    # how soon it gives up is benchmarks/refusals.py's to measure; the timeout only ends a hang
     done = subprocess.run([sys.executable, "-m", "harness", "weights", "fetch", "deit_tiny_patch16_224.fb_in1k"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1, lines
     assert "cannot reach the Hugging Face hub (http://127.0.0.1:9)" in lines[0] and "holds none" not in lines[0]
-    assert time.monotonic() - start < 60  # no minute of retries
 
 
 def test_cost_counts_cpu_runs_in_core_hours(sqlite_store, planned):
