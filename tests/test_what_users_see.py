@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -50,6 +51,7 @@ def test_a_dry_run_reports_every_problem_the_real_run_would_stop_on(tmp_path, mo
     assert not Path(tmp_path / "store.db").exists()
 
 
+@pytest.mark.slow
 def test_weights_fetch_without_network_says_so_in_one_line(tmp_path):
     import os
     import subprocess
@@ -83,6 +85,7 @@ def test_cost_counts_cpu_runs_in_core_hours(sqlite_store, planned):
     assert "core-h" in text and "CPU-h" not in text and "4.000" in text
 
 
+@pytest.mark.slow
 def test_a_probe_times_seconds_of_steps_says_how_noisy_they_were_and_rounds_to_it():
     import re
 
@@ -158,6 +161,7 @@ def test_an_unknown_profile_and_a_missing_detect_are_one_true_line(sqlite_store,
     assert res.output.strip() == "error: say which difference the seeds must resolve, in top-1 points: --detect 0.5, say"
 
 
+@pytest.mark.slow
 def test_a_stopped_run_says_so_plainly_and_its_log_shows_every_job_without_submitit_noise(tmp_path,
                                                                                            importable_by_jobs):
     """A run's job stopped by Ctrl-C (SIGINT), then retried: the launch says 'cancelled: stopped by SIGINT', not
