@@ -226,6 +226,7 @@ def test_remaining_time_without_a_known_dataset_size_uses_elapsed_time():
 # the dry run
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url, tmp_path):
     from test_report_helpers import fill
 
