@@ -10,6 +10,12 @@
 - `planned`: a function making PlannedRuns without spec files or model look-ups.
 - `importable_by_jobs`: the repository on PYTHONPATH, so that the processes of submitit's local executor can
   unpickle job callables defined under tests/ (tests/local_jobs.py).
+
+Two lanes (README, "Tests"): `make test-fast` runs `-m "not slow"`; `make test` runs everything over pytest-xdist
+workers (`--dist loadgroup`). Besides the tests marked slow by hand (training, processes), every test that needs
+the SLURM, a PostgreSQL server or jobs of the local executor is slow (`pytest_collection_modifyitems`). Under
+xdist, each test's PostgreSQL database (or schema) and role is its own, named by a fresh uuid; the one SLURM node
+takes the tests of one worker only (the `slurm` xdist group), so that no test waits behind another's jobs.
 """
 
 from __future__ import annotations
@@ -24,6 +30,23 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_PG_URL = "postgresql+psycopg://harness:harness@127.0.0.1:5432/harness_test"
+# fixtures whose tests leave the fast lane: a service or job processes, each seconds of a test's time
+SLOW_FIXTURES = {"slurm", "pg_url", "_pg_admin", "importable_by_jobs"}
+
+
+def _uses_slurm(item: pytest.Item) -> bool:
+    return "slurm" in getattr(item, "fixturenames", ()) or "slurm" in item.nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if names & SLOW_FIXTURES or params.get("store_url") == "postgresql":
+            item.add_marker(pytest.mark.slow)
+        if _uses_slurm(item):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 def _in_ci() -> bool:

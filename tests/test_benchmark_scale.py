@@ -6,7 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.tiny_spec import REPO, harness_env
+
+# a benchmark at store sizes: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
 
 
 def test_scale_benchmark_runs_with_tiny_sizes(tmp_path):

@@ -1,8 +1,7 @@
-"""Hostile and mistaken input to `harness run`: exit code 2, one line, well under a second, nothing written."""
+"""Hostile and mistaken input to `harness run`: exit code 2, one line, nothing written (speed: benchmarks/refusals.py)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -55,20 +54,18 @@ CASES: dict[str, tuple[str | bytes, str]] = {
 def run(tmp_path: Path, content: str | bytes, *extra: str):
     spec = tmp_path / "spec.yaml"
     spec.write_bytes(content if isinstance(content, bytes) else content.encode())
-    start = time.monotonic()
-    result = runner.invoke(app, ["run", str(spec), "--output", str(tmp_path / "out"), "--profile", "quick", *extra])
-    return result, time.monotonic() - start
+    return runner.invoke(app, ["run", str(spec), "--output", str(tmp_path / "out"), "--profile", "quick", *extra])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     content, message = CASES[case]
-    result, seconds = run(tmp_path, content)
+    # how fast it is refused is benchmarks/refusals.py's to measure
+    result = run(tmp_path, content)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert len(lines[0]) < 400  # the input is never echoed back whole
-    assert seconds < 1.0, f"{case} took {seconds:.2f}s"
     assert not (tmp_path / "out").exists()
 
 
@@ -88,7 +85,7 @@ def test_files_a_run_needs_are_checked_before_anything_is_written(tmp_path):
             "  model.name: deit_tiny_patch4_32\n"
             "  distillation: {kind: hard, teacher: {model: resnet_tiny_32, checkpoint: " + str(tmp_path / "t.pt") + "}}\n"
             "profiles: {quick: {}}\n")
-    result, _ = run(tmp_path, spec, "--executor", "local")
+    result = run(tmp_path, spec, "--executor", "local")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2, result.stderr
@@ -103,7 +100,7 @@ def test_missing_published_weights_stop_the_launch_with_the_fetch_command(tmp_pa
     spec = ("name: weights\nbase:\n  data: {name: digits, img_size: 16}\n  model.name: deit_tiny_patch4_32\n"
             "  distillation: {kind: hard, teacher: {model: resnet18, pretrained: resnet18.a1_in1k}}\n"
             "profiles: {quick: {}}\n")
-    result, _ = run(tmp_path, spec, "--executor", "local")
+    result = run(tmp_path, spec, "--executor", "local")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "resnet18.a1_in1k" in lines[0], result.stderr

@@ -33,6 +33,7 @@ class SlowLoader:
             yield batch
 
 
+@pytest.mark.slow
 def test_a_slow_loader_shows_as_data_wait():
     config = make_config(model={"name": "deit_tiny_patch4_32"}, data={"train_subset": 96})
     r, _ = build_run(config, distributed.DistEnv(), lambda h: None, {})

@@ -8,6 +8,9 @@ from harness.launch import LaunchOptions, launch
 from harness.spec import expand, load_spec
 from tests.test_spec import write
 
+# trains whole specs through the local executor: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 SPEC = """
 name: e2e
 base:

@@ -15,6 +15,9 @@ from harness.spec import expand, load_spec
 from harness.store import open_store
 from tests.tiny_spec import REPO, harness_env as env, tiny_spec
 
+# kills and restarts real training jobs: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 SPEC = tiny_spec("faults", epochs=2)
 
 

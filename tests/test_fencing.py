@@ -25,6 +25,9 @@ from tests.freeze import freeze
 from tests.test_lifecycle import wait_for
 from tests.tiny_spec import REPO, harness_env, tiny_spec
 
+# two launches racing for runs, in processes: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 # seconds of the frozen launch's lease: long enough for a loaded machine to beat every tenth of it
 LEASE_S = "4"
 EPOCHS = 12

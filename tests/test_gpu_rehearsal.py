@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# the GPU day rehearsed on the CPU: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 GPU = REPO / "benchmarks" / "gpu"
 # what the GPU image (Python 3.12, a stock CUDA PyTorch image) already has among the harness's dependencies

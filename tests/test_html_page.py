@@ -14,6 +14,9 @@ import pytest
 
 from test_report_helpers import fake_top1, fill
 
+# a browser renders the report page: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1280,2000"]
 

@@ -198,6 +198,7 @@ task.wait()
 """
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_local_job_and_its_task_and_marks_the_run(sqlite_store, planned):
     runs = registered(sqlite_store, planned)
     controller = subprocess.Popen([sys.executable, "-c", CONTROLLER], stdout=subprocess.PIPE, text=True)

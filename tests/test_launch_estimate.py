@@ -3,6 +3,7 @@ plans of unknown speed, the probe, a running run's remaining time, and the dry r
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -176,7 +177,16 @@ def test_a_plan_with_no_basis_says_so(sqlite_store):
     assert e.wall_s is None and e.basis.startswith("speed unknown") and e.size_basis.endswith("/nowhere unknown here")
 
 
-def test_probe_times_a_few_steps_of_a_tiny_model():
+@pytest.fixture
+def brief_probe(monkeypatch):
+    """A probe that times half a second of steps, not three: what these tests check does not depend on how long
+    (tests/test_what_users_see.py checks the full probe's seconds)."""
+    from harness.launch import probe
+
+    monkeypatch.setattr(probe, "probe", functools.partial(probe.probe, min_seconds=0.5))
+
+
+def test_probe_times_a_few_steps_of_a_tiny_model(brief_probe):
     todo = planned_run(config(**{"model.distillation_token": True}))
     [e] = est.estimate_runs([todo], [], executor="local", probe=True)
     assert e.wall_s is not None and e.wall_s > 0 and e.gpu_h == 0.0
@@ -199,7 +209,8 @@ def test_the_probe_says_what_it_costs_before_it_starts_and_the_hint_says_it_too(
     assert capsys.readouterr().err.startswith("harness: timing deit_tiny_patch4_32, 16 px, batch 64")
 
 
-def test_the_probe_times_a_compiled_run_uncompiled_and_says_so(monkeypatch):
+@pytest.mark.slow
+def test_the_probe_times_a_compiled_run_uncompiled_and_says_so(monkeypatch, brief_probe):
     import torch
 
     def no_compiling(*_args, **_kwargs):
@@ -253,6 +264,7 @@ def test_remaining_time_without_a_known_dataset_size_uses_elapsed_time():
 # the dry run
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_estimate_and_its_basis(sqlite_store, sqlite_url, tmp_path):
     from test_report_helpers import fill
 

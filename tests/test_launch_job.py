@@ -51,6 +51,7 @@ def test_a_run_whose_trainer_raises_ends_failed_with_the_exception_text(sqlite_s
     assert record.error == "ValueError: batch_size 128 is larger than the training set (96 images)", record.error
 
 
+@pytest.mark.slow
 def test_a_run_cancelled_while_it_trains_stops_and_stays_cancelled(sqlite_store, sqlite_url, tmp_path):
     # three epochs of about a second each
     config = make_config(model={"name": "resnet_tiny_32"}, data={"train_subset": 400}, batch_size=8,

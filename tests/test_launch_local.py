@@ -20,6 +20,9 @@ from tests.local_jobs import TimedJob
 from tests.tiny_spec import tiny_spec
 from tests.test_spec import write
 
+# jobs of the local executor: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 
 def max_at_once(spans: list[tuple[float, float]]) -> int:
     """The most spans (start, end) that hold at one moment."""

@@ -23,6 +23,9 @@ from tests.freeze import freeze
 from tests.test_lifecycle import finish, wait_for
 from tests.tiny_spec import REPO, harness_env as env, tiny_spec
 
+# launches that wait on each other's jobs, in processes: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 STUDENT = """  student:
     set: {model.name: deit_tiny_patch4_32, model.distillation_token: true, schedule.epochs: 1,
           distillation: {kind: hard, teacher: {model: resnet_tiny_32, run: teacher}}}

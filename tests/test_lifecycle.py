@@ -18,6 +18,9 @@ import pytest
 from harness.store import open_store
 from tests.tiny_spec import REPO, harness_env as env, tiny_spec
 
+# runs through their states in real job processes: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 
 def spec(tmp_path: Path, epochs: int = 1) -> Path:
     path = tmp_path / "lifecycle.yaml"

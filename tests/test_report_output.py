@@ -26,6 +26,8 @@ def test_tables_text_renders_each_table_in_turn(small_store):
     assert output.tables_text([3], "latex", store=small_store) == render(table(3, store=small_store), "latex")
 
 
+# every table and figure of the page: tens of seconds
+@pytest.mark.slow
 def test_write_tables_makes_the_folder_and_write_all_writes_the_page_and_one_file_per_table(small_store, tmp_path):
     one = output.write_tables(tmp_path / "new" / "t3.tex", [3], "latex", store=small_store)
     assert one == tmp_path / "new" / "t3.tex" and one.read_text(encoding="utf-8").startswith(r"\begin{table}")

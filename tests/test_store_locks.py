@@ -22,6 +22,9 @@ from harness.store.locks import write_lock_holders
 from tests.freeze import is_stopped
 from tests.tiny_spec import tiny_spec
 
+# SQLite write locks held by other processes: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 # takes the store's write lock, says so, then holds it for argv[2] seconds, or forever stopped ("stop")
 HOLDER = """
 import os, signal, sqlite3, sys, time

@@ -27,6 +27,9 @@ from tests.test_fencing import the_run
 from tests.test_lifecycle import wait_for
 from tests.tiny_spec import REPO, harness_env, tiny_spec
 
+# a private PostgreSQL server stopped and started: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 OUTAGE_S = 60
 # enough epochs (about a second each here, with one thread) to go on training through the whole outage
 EPOCHS = 90

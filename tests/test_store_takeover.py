@@ -9,11 +9,16 @@ import sys
 import threading
 import time
 
+import pytest
+
 from harness.states import Owner
 from harness.store import open_store
 from tests.freeze import is_stopped
 from tests.runstate import TEST_OWNER, drive
 from tests.tiny_spec import harness_env
+
+# launches whose owners die, in processes: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
 
 OWNERS = [Owner(token=f"launch-{i}", host=f"host{i}", pid=100 + i, started=float(i)) for i in range(3)]
 

@@ -55,6 +55,7 @@ def teacher_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_plain_run_records_everything(tmp_path):
     config = make_config(model={"name": "deit_tiny_patch4_32"}, schedule={"epochs": 2},
                          throughput={"protocols": ["paper"]})
@@ -73,6 +74,7 @@ def test_plain_run_records_everything(tmp_path):
     assert "pos_embed" in state
 
 
+@pytest.mark.slow
 def test_finished_run_started_again_trains_nothing(tmp_path):
     config = make_config(model={"name": "resnet_tiny_32", "drop_path": 0.0})
     first, _ = run(config, tmp_path)
@@ -81,6 +83,7 @@ def test_finished_run_started_again_trains_nothing(tmp_path):
     assert final["top1"] == first.final["top1"]
 
 
+@pytest.mark.slow
 def test_distilled_student_with_a_teacher_run(tmp_path, teacher_dir):
     config = make_config(
         model={"name": "deit_tiny_patch4_32", "distillation_token": True},
@@ -100,6 +103,7 @@ def test_distilled_student_with_a_teacher_run(tmp_path, teacher_dir):
     assert metrics["top1"] == pytest.approx(avg.mean() * 100)
 
 
+@pytest.mark.slow
 def test_teacher_from_checkpoint_file_and_soft_distillation(tmp_path, teacher_dir):
     config = make_config(
         model={"name": "deit_tiny_patch4_32"},

@@ -12,6 +12,9 @@ import torch.multiprocessing as mp
 
 from harness.trainer.loaders import SeededRepeatAugSampler
 
+# two-process DDP training: the full suite's, not the fast lane's
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -31,6 +31,7 @@ class InterruptingSink(MemorySink):
         super().log_epoch(epoch, metrics, checkpoint)
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     # the full stochastic recipe (repeated aug, RandAugment, Mixup/CutMix, erasing, drop path), fixed seed, CPU
     config = make_config(
@@ -67,6 +68,7 @@ def test_nan_loss_stops_the_run_with_the_reason(tmp_path):
     assert not (tmp_path / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_finetune_at_higher_resolution_interpolates_position_embeddings(tmp_path):
     source = make_config(model={"name": "deit_tiny_patch4_32"})
     run(source, tmp_path / "src")
@@ -81,6 +83,7 @@ def test_finetune_at_higher_resolution_interpolates_position_embeddings(tmp_path
     assert torch.allclose(model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
 
 
+@pytest.mark.slow
 def test_distillation_while_finetuning_and_ema_and_clipping(tmp_path, monkeypatch):
     teacher = make_config(model={"name": "resnet_tiny_32", "drop_path": 0.0})
     run(teacher, tmp_path / "teacher")

@@ -56,6 +56,7 @@ class StopAt(MemorySink):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_set_aside_and_the_run_restarts(tmp_path, capsys):
     config = make_config(model=CONVNET, schedule={"epochs": 2, "warmup_epochs": 0})
     with pytest.raises(KeyboardInterrupt):
@@ -89,6 +90,7 @@ def test_should_stop_is_asked_every_step_and_stops_with_its_reason(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_one_progress_line_per_epoch_on_stdout(tmp_path, capsys):
     config = make_config(model=CONVNET, schedule={"epochs": 2, "warmup_epochs": 0})
     run(config, tmp_path)

@@ -29,6 +29,7 @@ def test_each_switch_is_off_by_default_and_changes_the_hash():
     assert len(hashes) == 4
 
 
+@pytest.mark.slow
 def test_switches_reach_the_model_the_optimizer_and_the_teacher(tmp_path):
     teacher_dir = tmp_path / "teacher"
     run(make_config(model={"name": "resnet_tiny_32", "drop_path": 0.0}), teacher_dir)

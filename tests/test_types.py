@@ -9,9 +9,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.tiny_spec import REPO
 
 
+# minutes on a cold cache (mypy keeps .mypy_cache: a second run checks only what changed)
+@pytest.mark.slow
 def test_mypy_passes_on_harness():
     done = subprocess.run([sys.executable, "-m", "mypy", "harness"], cwd=REPO, capture_output=True, text=True,
                           timeout=600)

@@ -64,6 +64,7 @@ def test_every_tag_the_specs_name_is_where_timm_loads_it_from():
         assert cfg.hf_hub_filename in (None, *weights.HUB_FILES), tag
 
 
+@pytest.mark.slow
 def test_listing_and_checking_import_no_torch(hub_cache):
     code = ("import sys\n"
             "from harness.spec import expand, load_spec\n"
@@ -167,6 +168,7 @@ def test_a_malformed_tag_is_one_line_and_exit_2(tag, hub_cache):
         weights.fetch(tag)
 
 
+@pytest.mark.slow
 def test_weights_other_than_an_earlier_run_used_stop_the_launch_naming_the_tag_and_the_run(hub_cache, tmp_path):
     """Run A recorded the SHA-256 of the teacher's file; the cache then holds another, sound file for the tag
     (the hub's weights changed and were fetched again): the next launch of the tag stops at plan time."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -50,24 +51,23 @@ def test_a_dry_run_reports_every_problem_the_real_run_would_stop_on(tmp_path, mo
     assert not Path(tmp_path / "store.db").exists()
 
 
+@pytest.mark.slow
 def test_weights_fetch_without_network_says_so_in_one_line(tmp_path):
     import os
     import subprocess
     import sys
-    import time
 
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE" and "proxy" not in k.lower()}
     # port 9 (discard) of this machine: nothing listens, as on a compute node without network
     env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9",
                PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-    start = time.monotonic()
+    # how soon it gives up is benchmarks/refusals.py's to measure; the timeout only ends a hang
     done = subprocess.run([sys.executable, "-m", "harness", "weights", "fetch", "deit_tiny_patch16_224.fb_in1k"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1, lines
     assert "cannot reach the Hugging Face hub (http://127.0.0.1:9)" in lines[0] and "holds none" not in lines[0]
-    assert time.monotonic() - start < 60  # no minute of retries
 
 
 def test_cost_counts_cpu_runs_in_core_hours(sqlite_store, planned):
@@ -85,6 +85,7 @@ def test_cost_counts_cpu_runs_in_core_hours(sqlite_store, planned):
     assert "core-h" in text and "CPU-h" not in text and "4.000" in text
 
 
+@pytest.mark.slow
 def test_a_probe_times_seconds_of_steps_says_how_noisy_they_were_and_rounds_to_it():
     import re
 
@@ -160,6 +161,7 @@ def test_an_unknown_profile_and_a_missing_detect_are_one_true_line(sqlite_store,
     assert res.output.strip() == "error: say which difference the seeds must resolve, in top-1 points: --detect 0.5, say"
 
 
+@pytest.mark.slow
 def test_a_stopped_run_says_so_plainly_and_its_log_shows_every_job_without_submitit_noise(tmp_path,
                                                                                            importable_by_jobs):
     """A run's job stopped by Ctrl-C (SIGINT), then retried: the launch says 'cancelled: stopped by SIGINT', not

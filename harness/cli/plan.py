@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def plan(
-    spec: Path = typer.Argument(..., help="YAML ablation spec"),
+    spec: str = typer.Argument(..., help="YAML ablation spec: a file, or a shipped spec's name (distillation)"),
     budget: float = typer.Option(..., "--budget", min=0.0, help="what the added runs may cost, in --unit"),
     unit: str = typer.Option("gpu-h", "--unit", help="gpu-h (GPU-hours) or core-h (CPU core-hours)"),
     table: Optional[int] = typer.Option(None, "--table", help="the table whose comparisons to resolve (default: "
@@ -37,10 +37,11 @@ def plan(
     from harness.export.live import tracking_uri
     from harness.launch import launch_spec
     from harness.plan import PlanError, format_plan, make_plan
+    from harness.shipped import spec_file
     from harness.spec import load_spec
 
-    loaded = load_spec(spec)
-    options = dataclasses.replace(launch.options(output, loaded.spec.slurm),
+    loaded = load_spec(spec_file(spec))
+    options = dataclasses.replace(launch.options(output, loaded.spec.slurm, loaded.path),
                                   mlflow=tracking_uri(None, loaded.spec.tracking))
     try:
         made = make_plan(loaded, open_existing_store(db, output), budget, detect, unit, table, profile, power,

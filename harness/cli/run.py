@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 import typer
@@ -22,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    spec: Path = typer.Argument(..., help="YAML ablation spec"),
+    spec: str = typer.Argument(..., help="YAML ablation spec: a file, or a shipped spec's name (distillation)"),
     profile: Optional[str] = typer.Option(None, help="named profile of the spec, e.g. quick"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost; train nothing"),
     probe: bool = typer.Option(False, "--probe", help="with --dry-run: time 7 training steps (at least 3 s) of "
@@ -43,11 +42,12 @@ def run(
     from harness.export.live import tracking_uri
     from harness.launch import dry_run as plan_only
     from harness.launch import launch_spec
+    from harness.shipped import spec_file
     from harness.spec import load_spec, parse_names, parse_seeds, spec_runs
 
     seed_list = _parsed("--seeds", parse_seeds, seeds)
     names = _parsed("--variants", parse_names, variants)
-    loaded = load_spec(spec)
+    loaded = load_spec(spec_file(spec))
     runs = spec_runs(loaded, profile, seed_list, names, max_runs)
     options = dataclasses.replace(launch.options(output, loaded.spec.slurm, loaded.path),
                                   mlflow=tracking_uri(mlflow, loaded.spec.tracking))

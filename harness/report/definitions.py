@@ -38,18 +38,15 @@ from typing import Any
 
 import yaml
 
-from harness import dotted
+from harness import dotted, shipped
 
 TABLES = (1, 2, 3, 4, 5, 7, 8, 10)
 
 
-_REPO_REPORTS = Path(__file__).resolve().parents[2] / "reports"
-
-
 def reports_dir() -> Path:
-    """The folder of table definitions and reference numbers (env HARNESS_REPORTS, else the repository's)."""
+    """The folder of table definitions and reference numbers (env HARNESS_REPORTS, else the package's)."""
     env = os.environ.get("HARNESS_REPORTS")
-    return Path(env) if env else _REPO_REPORTS
+    return Path(env) if env else shipped.reports_dir()
 
 
 @dataclass(frozen=True)
