@@ -75,7 +75,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     (("--sbatch", "=x"), "SLURM parameters: --sbatch: not an sbatch option"),
 ])
 def test_a_bad_slurm_option_names_the_option(tmp_path, option, message):
-    result, _ = run(tmp_path, "name: s\n" + BASE + "profiles: {quick: {}}\n", *option)
+    result = run(tmp_path, "name: s\n" + BASE + "profiles: {quick: {}}\n", *option)
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {message}"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "validation error" not in result.stderr
 

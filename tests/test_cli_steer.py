@@ -174,7 +174,7 @@ def test_retry_makes_the_plan_time_checks_run_makes(tmp_path, sqlite_url, monkey
     problems = sorted(retried.stderr.splitlines())
     assert problems == sorted(ran.stderr.splitlines()), (ran.stderr, retried.stderr)
     assert any("data.root: no folder" in line for line in problems)
-    assert any("distillation.teacher.run:" in line and "weights file" in line for line in problems)
+    assert any("distillation.teacher.run:" in line and "published no model weights" in line for line in problems)
     assert any("no `sbatch` command here" in line for line in problems) == (executor == "slurm")
     assert {r.hash: r.status for r in store.runs()} == {
         runs["teacher"].hash: "completed", runs["student"].hash: "failed", runs["folder"].hash: "cancelled"}

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import FromClause, Text, and_, cast, func, literal, select, true, type_coerce
+from sqlalchemy import FromClause, Text, and_, cast, func, inspect, literal, select, true, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -582,11 +582,14 @@ class Store(RunLifecycle):
         return self._read(work)
 
     def counts(self) -> dict[str, int]:
-        """Rows per table, and runs per status (as `runs.<status>`)."""
+        """Rows per table, and runs per status (as `runs.<status>`); a table a store of an older revision does not
+        have yet is left out (`harness db info` shows such a store before it is upgraded)."""
         def work(session: Session) -> dict[str, int]:
             out = {}
-            for model in (Experiment, Run, RunMembership, Metric, EpochEnd, FinalMetric, RunInfo, Prediction):
-                out[model.__tablename__] = session.scalar(select(func.count()).select_from(model)) or 0
+            present = set(inspect(session.connection()).get_table_names())
+            for model in (Experiment, Run, RunMembership, Metric, EpochEnd, FinalMetric, RunInfo, Prediction, RunFile):
+                if model.__tablename__ in present:
+                    out[model.__tablename__] = session.scalar(select(func.count()).select_from(model)) or 0
             for status, n in session.execute(select(Run.status, func.count()).group_by(Run.status)):
                 out[f"runs.{status}"] = n
             return out
