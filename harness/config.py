@@ -272,7 +272,7 @@ class RunConfig(Frozen):
             raise ValueError(f"batch_size {self.batch_size} is not divisible by {what}")
         steps = self.accumulation_steps
         if steps != "auto" and not 1 <= steps <= MAX_COUNT:
-            raise ValueError(f"accumulation_steps {steps} is not 'auto' or a count from 1 to {MAX_COUNT}")
+            raise ValueError(f"accumulation_steps {steps} must be 'auto' or at least 1 and at most {MAX_COUNT}")
         if steps != "auto" and self.batch_size % (self.devices * steps):
             devices = "processes" if self.device == "cpu" else "gpus"
             raise ValueError(f"batch_size {self.batch_size} is not divisible by {devices} x accumulation_steps "

@@ -212,6 +212,7 @@ def _all_epochs_once(tracking: str, store, runs) -> None:
         assert sorted(steps) == [0, 1, 2], (run.data.tags[HASH_TAG], steps)
 
 
+@pytest.mark.slow  # starts processes
 def test_two_exports_at_once_leave_one_mlflow_run_per_run_and_every_epoch_once(filled, tracking, sqlite_url, tmp_path):
     store, runs = filled
     client = mlflow.tracking.MlflowClient(tracking)
@@ -225,6 +226,7 @@ def test_two_exports_at_once_leave_one_mlflow_run_per_run_and_every_epoch_once(f
     _all_epochs_once(tracking, store, runs)
 
 
+@pytest.mark.slow  # starts processes
 def test_exports_into_a_new_tracking_store_at_once_both_succeed(filled, tracking, sqlite_url, tmp_path):
     """Two exports creating a new tracking store's tables together: MLflow's migrations raced ("duplicate column
     name: step"); the lock makes the second wait for the first."""
@@ -235,6 +237,7 @@ def test_exports_into_a_new_tracking_store_at_once_both_succeed(filled, tracking
     _all_epochs_once(tracking, store, runs)
 
 
+@pytest.mark.slow  # starts processes
 def test_an_export_killed_midway_then_run_again_logs_every_epoch_once(filled, tracking, sqlite_url, tmp_path):
     from typer.testing import CliRunner
 

@@ -43,7 +43,7 @@ def test_the_wheels_cover_what_the_image_lacks() -> None:
 @pytest.mark.slow
 def test_the_rehearsal_runs_every_step_and_writes_the_results(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    done = subprocess.run([str(GPU / "run.sh"), "--rehearse"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(GPU / "run.sh"), "--rehearse"], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     results = (tmp_path / "RESULTS.md").read_text()
     log = (tmp_path / "run.log").read_text()

@@ -91,6 +91,7 @@ def test_twin_names_follow_the_rule_without_a_model_look_up():
     assert registry.twin_name("resnet_tiny_32") is None
 
 
+@pytest.mark.slow  # starts processes
 def test_validating_a_spec_imports_neither_torch_nor_timm(tmp_path):
     import subprocess
     import sys

@@ -249,6 +249,7 @@ def test_reading_a_missing_store_creates_nothing(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.slow  # starts processes
 def test_speed_benchmark_runs(tmp_path):
     import subprocess
     import sys

@@ -46,6 +46,7 @@ def _claim(url: str, run_hash: str, index: int, barrier, results) -> None:
     store.close()
 
 
+@pytest.mark.slow  # starts processes
 def test_eight_processes_claiming_at_once_give_one_owner(store, planned):
     run = registered(store, planned)[0]
     ctx = mp.get_context("spawn")

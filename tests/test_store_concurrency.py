@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import traceback
 
+import pytest
+
 from harness.store import open_store
 from tests.runstate import TEST_OWNER, drive
 
@@ -54,6 +56,7 @@ def _write(barrier, url: str, run_hash: str, shared_hash: str, index: int) -> No
     store.close()
 
 
+@pytest.mark.slow  # starts processes
 def test_sixteen_writers_lose_nothing(store, planned):
     runs = planned(WRITERS + 1)
     store.register_experiment("ablation", "", "")

@@ -160,9 +160,12 @@ def test_a_small_file_is_checked_against_its_git_blob_name(tmp_path):
 
 @pytest.mark.parametrize("tag", ["a/b.c", "a..b", "a.b.c", "a b.c", ".c", "a.", "x" * 95 + ".y", "a--b.c"])
 def test_a_malformed_tag_is_one_line_and_exit_2(tag, hub_cache):
-    done = subprocess.run([sys.executable, "-m", "harness", "weights", "fetch", tag], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ))
-    assert done.returncode == 2, done.stdout + done.stderr
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    done = CliRunner().invoke(app, ["weights", "fetch", tag])
+    assert done.exit_code == 2, done.output
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
     with pytest.raises(weights.WeightsError, match="not a timm pretrained tag"):
         weights.fetch(tag)
