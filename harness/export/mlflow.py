@@ -23,7 +23,6 @@ named as MLflow's, never as the results store's.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -37,6 +36,7 @@ from urllib.parse import urlparse
 from harness import dotted
 from harness.config import short_hash
 from harness.states import FINISHED, RunState
+from harness.store.migrate import file_lock
 from harness.words import count
 
 if TYPE_CHECKING:
@@ -130,12 +130,8 @@ def export_lock(tracking_uri: str) -> Iterator[None]:
     it ends (a killed export blocks no later one)."""
     path = lock_path(tracking_uri)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path):
+        yield
 
 
 def export(store: "Store", tracking_uri: str, spec: str | None = None) -> ExportSummary:

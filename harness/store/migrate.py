@@ -118,7 +118,7 @@ def _exclusive(engine: Engine, url: URL) -> Iterator[Connection]:
     path = sqlite_path(url)
     if engine.dialect.name == "sqlite":
         lock = path.with_name(path.name + ".migrate-lock") if path is not None else None
-        with _file_lock(lock), engine.connect() as conn:
+        with file_lock(lock), engine.connect() as conn:
             yield conn
             conn.commit()
         return
@@ -137,7 +137,9 @@ def _exclusive(engine: Engine, url: URL) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
+def file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive lock on the file at `path` (none: no lock), held until the block ends; the kernel lets go of
+    it when the process ends, however it ends."""
     if path is None:
         yield
         return
